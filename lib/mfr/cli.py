@@ -1,0 +1,175 @@
+"""The ``mfr`` command: run stages, list runs, query tables, write a synthetic dump."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import decimal
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from mfr.config import Config, ConfigError, load_config
+from mfr.session import REPO_ROOT
+
+STAGE_CHOICES = ["collect", "clean", "distill", "select", "export", "all"]
+
+
+def default_config_path() -> str | None:
+    """``--config``, else ``$MFR_CONFIG``, else the repo's ``conf/local.yaml`` (the embedded default)."""
+    if os.environ.get("MFR_CONFIG"):
+        return os.environ["MFR_CONFIG"]
+    local = REPO_ROOT / "conf" / "local.yaml"
+    return str(local) if local.is_file() else None
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (default: $MFR_CONFIG or conf/local.yaml)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set collection.max_samples=100 (repeatable; lists and null too)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mfr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a stage (or all built stages) and record it in <schema>.runs")
+    run.add_argument("--stage", required=True, choices=STAGE_CHOICES)
+    run.add_argument("--from-run", help="re-run on the inputs an earlier run of this stage used")
+    _add_config_args(run)
+
+    hist = sub.add_parser("history", help="list stage runs with their table versions and counts")
+    hist.add_argument("stage", nargs="?", choices=STAGE_CHOICES[:-1])
+    hist.add_argument("--json", action="store_true", help="print a JSON array")
+    _add_config_args(hist)
+
+    sql = sub.add_parser("sql", help="run Spark SQL (VERSION AS OF and DESCRIBE HISTORY included)")
+    sql.add_argument("query")
+    sql.add_argument("--json", action="store_true", help="print a JSON array of row objects (binary as base64)")
+    sql.add_argument("--limit", type=int, default=100, help="rows to print as a table (default 100)")
+    _add_config_args(sql)
+
+    sample = sub.add_parser("sample", help="write a deterministic synthetic dump in the HF layout")
+    sample.add_argument("--rows", type=int, required=True)
+    sample.add_argument("--out", required=True)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--force", action="store_true", help="replace a non-empty folder")
+    return parser
+
+
+def load(args: argparse.Namespace) -> Config:
+    return load_config(args.config or default_config_path(), args.overrides)
+
+
+def json_value(value: Any) -> Any:
+    """A Spark value as JSON: binary → base64, timestamps → ISO 8601, decimals → float."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    return value
+
+
+def rows_as_json(rows: list[Any]) -> str:
+    return json.dumps([json_value(r.asDict(recursive=True)) for r in rows], ensure_ascii=False, indent=1)
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 48) -> str:
+    def cell(v: Any) -> str:
+        v = json_value(v)
+        s = "NULL" if v is None else (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v))
+        s = s.replace("\n", "\\n")
+        return s if len(s) <= width else s[: width - 1] + "…"
+
+    body = [[cell(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line, "| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |", line]
+    out += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in body]
+    out.append(line)
+    return "\n".join(out)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mfr.pipeline import run_pipeline
+
+    cfg = load(args)
+    run_pipeline(cfg, [args.stage] if args.stage != "all" else None, from_run=args.from_run, out=sys.stdout)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from mfr.lakehouse import Lakehouse
+    from mfr.session import get_spark
+
+    cfg = load(args)
+    lh = Lakehouse(get_spark(cfg), cfg)
+    cols = [
+        "run_id", "stage", "status", "started_at", "input_versions", "output_table", "output_version",
+        "rows_in", "rows_kept", "rows_rejected", "rows_quarantined", "config_hash", "error",
+    ]
+    rows = lh.runs(args.stage).select(*cols).collect()
+    if args.json:
+        print(rows_as_json(rows))
+    elif not rows:
+        print("no runs yet")
+    else:
+        print(format_table(cols, [list(r) for r in rows], width=40))
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from mfr.session import get_spark
+
+    cfg = load(args)
+    spark = get_spark(cfg)
+    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {cfg.get('lakehouse.schema')}") if not cfg.get("lakehouse.catalog") else None
+    df = spark.sql(args.query)
+    if args.json:
+        print(rows_as_json(df.collect()))
+        return 0
+    rows = df.limit(args.limit + 1).collect()
+    print(format_table(df.columns, [list(r) for r in rows[: args.limit]]))
+    if len(rows) > args.limit:
+        print(f"(first {args.limit} rows; use --limit or --json for more)")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from mfr.sample.synthetic import write_sample
+
+    counts = write_sample(Path(args.out), args.rows, seed=args.seed, force=args.force)
+    print(f"wrote {sum(counts.values())} rows to {args.out}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "history": cmd_history, "sql": cmd_sql, "sample": cmd_sample}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, FileExistsError, ValueError, KeyError) as exc:
+        from mfr.dump.layout import DumpError
+
+        kind = "dump error" if isinstance(exc, DumpError) else "error"
+        print(f"mfr: {kind}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Pipeline configuration: YAML files under conf/, validated against one schema.
+
+The schema below is the single source of truth for every key, its type and its default. A YAML file
+or a ``--set dotted.key=value`` override naming an unknown key, or giving a value of the wrong type,
+is an error that names the key and the file. Secrets are never read from YAML: a client names the
+environment variable that holds its key (``api_key_env``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key and the file."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Type and default of one leaf key. ``kinds`` are names from ``_CHECKS``."""
+
+    kinds: tuple[str, ...]
+    default: Any = None
+    doc: str = ""
+
+
+def _s(kinds: str, default: Any = None, doc: str = "") -> Spec:
+    return Spec(tuple(k.strip() for k in kinds.split("|")), default, doc)
+
+
+def _client(model: str | None, doc: str) -> dict[str, Any]:
+    """Keys shared by every OpenAI-compatible client section."""
+    return {
+        "api_base": _s("str|list[str]|null", None, f"{doc}: one URL or a list of replica URLs (…/v1)"),
+        "model": _s("str|null", model, "served model name"),
+        "api_key_env": _s("str|null", None, "environment variable that holds the API key"),
+        "max_concurrency": _s("int", 64, "requests in flight per endpoint across all tasks"),
+        "timeout_s": _s("float", 600.0, "per-request timeout"),
+        "max_attempts": _s("int", 6, "attempts per request before the error is recorded"),
+    }
+
+
+SCHEMA: dict[str, Any] = {
+    "lakehouse": {
+        "catalog": _s("str|null", None, "catalog for three-part names (Unity Catalog); null = session default"),
+        "schema": _s("str", "mfr", "schema (database) holding every stage table"),
+        "warehouse": _s("str", "lakehouse", "local warehouse + Derby metastore folder (ignored on clusters)"),
+    },
+    "spark": {
+        "master": _s("str|null", "local[*]", "master for a local session; ignored when a session is active"),
+        "app_name": _s("str", "mfr", "application name"),
+        "shuffle_partitions": _s("int|null", 8, "spark.sql.shuffle.partitions for local sessions"),
+        "conf": _s("map", {}, "extra Spark settings for a session this code creates"),
+    },
+    "collection": {
+        "source": _s(
+            "str",
+            "hf://datasets/OpenDataArena/MMFineReason-Full-2.3M-Qwen3-VL-235B-Thinking",
+            "dump location: local folder, object-store URI, or hf://datasets/ORG/NAME",
+        ),
+        "subsets": _s("list[str]|null", None, "subset folders (HF configs) to read; null = all"),
+        "max_samples": _s("int|null", None, "cap per subset (first rows by id); null = no cap"),
+        "cache_dir": _s("str|null", None, "where hub shards are downloaded; null = <warehouse>/hf-cache"),
+        "download_workers": _s("int", 8, "parallel shard downloads from the hub"),
+        "revision": _s("str|null", None, "hub revision (branch, tag or commit); null = main"),
+        "cot_model": _s("str", "Qwen3-VL-235B-A22B-Thinking", "provenance of traces that came with the dump"),
+        "caption_model": _s("str", "Qwen3-VL-235B-A22B-Instruct", "provenance of captions that came with the dump"),
+    },
+    "cleaning": {
+        "max_image_size": _s("int", 2048, "longest image edge after cleaning"),
+        "clean_images": _s("bool", True, "decode, fix and resize images"),
+        "input_column": _s("str", "question", "source text: question or original_question"),
+        "llm_client": _client(None, "cleaning model"),
+    },
+    "distillation": {
+        "overwrite": _s("bool", False, "re-distill rows that already carry valid results"),
+        "cot": {
+            "client": _client(None, "CoT teacher"),
+            "temperature": _s("float", 1.0),
+            "top_p": _s("float", 0.95),
+            "max_tokens": _s("int", 16384),
+            "thinking": _s("bool", True),
+        },
+        "caption": {
+            "client": _client(None, "caption model"),
+            "temperature": _s("float", 1.0),
+            "top_p": _s("float", 0.95),
+            "max_tokens": _s("int", 16384),
+        },
+    },
+    "selection": {
+        "content": {
+            "min_response_words": _s("int", 200),
+            "min_caption_words": _s("int", 100),
+            "error_keyword": _s("str", "[ERROR]"),
+        },
+        "structure": {
+            "no_answer_check_sources": _s(
+                "list[str]",
+                ["FineVision-visualwebinstruct(filtered)", "LLaVA-CoT", "FineVision-ai2d_merged"],
+                "sources whose traces need no <answer> outside <think>",
+            ),
+        },
+        "quality": {
+            "ngram_n": _s("int", 50),
+            "ngram_freq": _s("int", 3),
+            "consistency": _s("bool", True),
+        },
+        "difficulty": {
+            "threshold": _s("float|null", None, "keep pass_rate <= threshold; null = off"),
+            "num_samples": _s("int", 4),
+            "client": _client(None, "small model for the pass-rate probe"),
+        },
+    },
+    "export": {
+        "out": _s("str|null", None, "output folder"),
+    },
+}
+
+# Names of values that must never be stored: "max_tokens" is not a secret, "hf_token" is.
+_SECRET_NAME = re.compile(r"(secret|passw(or)?d|credential|(^|_)token$|api_?key$|access_?key)", re.I)
+
+
+def _is_leaf(node: Any) -> bool:
+    return isinstance(node, Spec)
+
+
+def _check(kind: str, value: Any) -> bool:
+    if kind == "null":
+        return value is None
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "list[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "map":
+        return isinstance(value, dict)
+    raise AssertionError(f"unknown kind {kind}")
+
+
+def defaults(schema: Mapping[str, Any] = SCHEMA) -> dict[str, Any]:
+    """The configuration with every key at its default."""
+    return {k: copy.deepcopy(v.default) if _is_leaf(v) else defaults(v) for k, v in schema.items()}
+
+
+def _spec_at(path: str) -> Spec | dict[str, Any]:
+    node: Any = SCHEMA
+    for part in path.split("."):
+        if _is_leaf(node) or part not in node:
+            raise KeyError(path)
+        node = node[part]
+    return node
+
+
+def _coerce(spec: Spec, value: Any) -> Any:
+    """Accept what YAML reasonably means: ints where floats are wanted, scalars where strings are."""
+    if "float" in spec.kinds and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if "str" in spec.kinds and not any(_check(k, value) for k in spec.kinds):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    if "list[str]" in spec.kinds and isinstance(value, str) and "str" not in spec.kinds:
+        return [value]
+    return value
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str, prefix: str = "") -> None:
+    """Merge ``update`` into ``base`` in place, validating every key against the schema."""
+    if not isinstance(update, Mapping):
+        raise ConfigError(f"{where}: '{prefix.rstrip('.') or '<root>'}' must be a mapping")
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        try:
+            spec = _spec_at(dotted)
+        except KeyError:
+            hint = ""
+            if _SECRET_NAME.search(str(key)):
+                hint = " (secrets are never read from YAML: put the variable's name in api_key_env)"
+            raise ConfigError(f"{where}: unknown key '{dotted}'{hint}") from None
+        if isinstance(spec, dict):
+            if value is None:
+                continue
+            _merge(base[key], value, where, dotted + ".")
+            continue
+        value = _coerce(spec, value)
+        if not any(_check(k, value) for k in spec.kinds):
+            raise ConfigError(
+                f"{where}: key '{dotted}' must be {' or '.join(spec.kinds)}, got {type(value).__name__} {value!r}"
+            )
+        base[key] = copy.deepcopy(value)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``a.b=value`` → (``a.b``, YAML-parsed value); ``[x, y]`` is a list, ``null`` is None."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    node = out
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration. ``data`` holds every key; ``files`` names where it came from."""
+
+    data: dict[str, Any]
+    files: tuple[str, ...] = field(default=())
+    overrides: tuple[str, ...] = field(default=())
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    def with_overrides(self, items: Iterable[str]) -> "Config":
+        data = copy.deepcopy(self.data)
+        items = tuple(items)
+        for item in items:
+            key, value = parse_override(item)
+            _merge(data, _nest(key, value), f"--set {item}")
+        return Config(data, self.files, self.overrides + items)
+
+    def redacted(self) -> dict[str, Any]:
+        """The config with any value under a secret-looking name masked (for logs and mfr.runs)."""
+        return _redact(self.data)
+
+    @property
+    def hash(self) -> str:
+        """Stable hash of the resolved configuration (what a run was computed with)."""
+        blob = json.dumps(self.redacted(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _redact(node: Any, key: str = "") -> Any:
+    if isinstance(node, dict):
+        return {k: _redact(v, k) for k, v in node.items()}
+    if key and _SECRET_NAME.search(key) and not key.endswith("_env") and node not in (None, ""):
+        return "***"
+    return node
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Load defaults, then ``path`` (YAML) if given, then ``--set`` overrides; validate everything."""
+    data = defaults()
+    files: tuple[str, ...] = ()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        _merge(data, loaded, str(p))
+        files = (str(p),)
+    return Config(data, files).with_overrides(overrides)

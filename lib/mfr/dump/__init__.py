@@ -1,0 +1,1 @@
+"""Reading HF-layout dumps."""

@@ -1,0 +1,116 @@
+"""Find a dump's parquet files and read their schemas, before anything is written.
+
+Local folders are listed with the OS and their footers read with pyarrow (fast, no Spark job). Object
+store URIs (s3://, abfss://, gs://, dbfs:/ …) are listed through Hadoop's FileSystem in the session's
+JVM, so whatever credentials the cluster has apply; their schemas are read by Spark.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+from mfr.dump.layout import DumpError, DumpFile, arrow_kind, spark_kind, subset_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import SparkSession
+
+
+def is_local(uri: str) -> bool:
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
+
+
+def _local_path(uri: str) -> Path:
+    return Path(urlparse(uri).path if uri.startswith("file:") else uri)
+
+
+def _hidden(rel: str) -> bool:
+    return any(part.startswith((".", "_")) for part in rel.split("/"))
+
+
+def list_local(root: Path) -> list[tuple[str, str]]:
+    """(relative path, absolute path) of every parquet file under ``root``, hidden folders skipped."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        for name in sorted(filenames):
+            if name.endswith(".parquet"):
+                full = Path(dirpath) / name
+                out.append((full.relative_to(root).as_posix(), str(full.resolve())))
+    return out
+
+
+def list_remote(spark: "SparkSession", root: str) -> list[tuple[str, str]]:
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    path = jvm.org.apache.hadoop.fs.Path(root)
+    fs = path.getFileSystem(conf)
+    if not fs.exists(path):
+        raise DumpError(f"dump path does not exist: {root}")
+    base = fs.makeQualified(path).toString().rstrip("/")
+    it = fs.listFiles(path, True)
+    out = []
+    while it.hasNext():
+        full = it.next().getPath().toString()
+        rel = full[len(base):].lstrip("/")
+        if full.endswith(".parquet") and not _hidden(rel):
+            out.append((rel, full))
+    return sorted(out)
+
+
+def _local_schema(path: str) -> tuple[dict[str, str], int]:
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001
+        raise DumpError(f"{path}: not a readable parquet file ({exc})") from exc
+    schema = meta.schema_arrow
+    return {f.name: arrow_kind(f.type) for f in schema}, meta.metadata.num_rows
+
+
+def _spark_schema(spark: "SparkSession", path: str) -> dict[str, str]:
+    try:
+        schema = spark.read.parquet(path).schema
+    except Exception as exc:  # noqa: BLE001
+        raise DumpError(f"{path}: not a readable parquet file ({exc})") from exc
+    return {f.name: spark_kind(f.dataType) for f in schema.fields}
+
+
+def list_dump(source: str, spark: "SparkSession | None" = None, subsets: list[str] | None = None) -> list[DumpFile]:
+    """Every parquet file of the chosen subsets, with its column kinds. Errors name the path."""
+    if is_local(source):
+        root = _local_path(source)
+        if not root.exists():
+            raise DumpError(f"dump path does not exist: {root}")
+        if not root.is_dir():
+            raise DumpError(f"dump path is not a folder: {root}")
+        found = list_local(root)
+    else:
+        if spark is None:
+            raise DumpError(f"reading {source} needs a Spark session")
+        found = list_remote(spark, source)
+    if not found:
+        raise DumpError(f"no parquet files under {source} (expected <subset>/*.parquet)")
+    by_subset: dict[str, list[tuple[str, str]]] = {}
+    for rel, full in found:
+        by_subset.setdefault(subset_of(rel), []).append((rel, full))
+    if subsets:
+        missing = [s for s in subsets if s not in by_subset]
+        if missing:
+            raise DumpError(
+                f"subset(s) {', '.join(missing)} not found under {source}; available: {', '.join(sorted(by_subset))}"
+            )
+        by_subset = {s: by_subset[s] for s in subsets}
+    files = []
+    for subset, entries in sorted(by_subset.items()):
+        for _rel, full in entries:
+            if is_local(full):
+                columns, rows = _local_schema(full)
+                files.append(DumpFile(subset, full, columns, rows))
+            else:
+                files.append(DumpFile(subset, full, _spark_schema(spark, full)))  # type: ignore[arg-type]
+    return files

@@ -1,0 +1,1 @@
+"""Pure image functions on bytes (no Spark)."""

@@ -1,0 +1,83 @@
+"""Run stages in order and print what they did: a funnel per stage and source, and the versions written."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from mfr.config import Config
+from mfr.lakehouse import Lakehouse
+from mfr.runner import PIPELINE, RunResult, built_stages, run_stage
+from mfr.session import get_spark
+
+
+def run_pipeline(
+    cfg: Config,
+    stages: list[str] | None = None,
+    from_run: str | None = None,
+    out: TextIO | None = None,
+    spark: SparkSession | None = None,
+) -> list[RunResult]:
+    """Run ``stages`` (None = every built stage, naming the ones not built yet) and print funnels."""
+    spark = spark or get_spark(cfg)
+    todo = stages or built_stages()
+    results = []
+    for stage in todo:
+        result = run_stage(spark, cfg, stage, from_run=from_run)
+        results.append(result)
+        if out:
+            print(format_run(result), file=out)
+            print(format_funnel(spark, cfg, result), file=out)
+    if out and stages is None:
+        missing = [s for s in PIPELINE if s not in built_stages()]
+        if missing:
+            print(f"\nnot built yet: {', '.join(missing)}", file=out)
+    return results
+
+
+def format_run(r: RunResult) -> str:
+    return (
+        f"\n== {r.stage}: run {r.run_id} wrote {r.output_table} version {r.output_version}\n"
+        f"   rows in {r.rows_in} = kept {r.rows_kept} + rejected {r.rows_rejected} + quarantined {r.rows_quarantined}"
+    )
+
+
+def funnel_rows(spark: SparkSession, cfg: Config, r: RunResult) -> list[tuple[str, int, int, int, str]]:
+    """(source, rows, kept, rejected, reasons) of one run's output version, plus quarantined by source."""
+    lh = Lakehouse(spark, cfg)
+    df = lh.read(r.output_table.split(".")[-1], r.output_version)
+    per_source = {
+        row["source"]: row
+        for row in df.groupBy("source")
+        .agg(
+            F.count("*").alias("rows"),
+            F.sum(F.col("reject_reason").isNull().cast("int")).alias("kept"),
+        )
+        .collect()
+    }
+    reasons: dict[str, list[str]] = {}
+    for row in (
+        df.where(F.col("reject_reason").isNotNull()).groupBy("source", "reject_reason").count().orderBy("source", F.desc("count")).collect()
+    ):
+        reasons.setdefault(row["source"], []).append(f"{row['reject_reason']}={row['count']}")
+    quarantined = {
+        row["source"]: row["count"]
+        for row in lh.read("quarantine").where(F.col("run_id") == r.run_id).groupBy("source").count().collect()
+    }
+    out = []
+    for source in sorted(set(per_source) | set(quarantined)):
+        row = per_source.get(source)
+        n, kept = (int(row["rows"]), int(row["kept"])) if row else (0, 0)
+        q = int(quarantined.get(source, 0))
+        extra = reasons.get(source, []) + ([f"quarantined={q}"] if q else [])
+        out.append((source, n + q, kept, n - kept, ", ".join(extra)))
+    return out
+
+
+def format_funnel(spark: SparkSession, cfg: Config, r: RunResult) -> str:
+    from mfr.cli import format_table
+
+    rows = funnel_rows(spark, cfg, r)
+    return format_table(["source", "in", "kept", "rejected", "reasons"], rows, width=90)

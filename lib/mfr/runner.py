@@ -1,0 +1,126 @@
+"""Run a stage: record the run, compute, write one Delta version, check the accounting, finish the run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from mfr.config import Config
+from mfr.lakehouse import STAGE_TABLES, Lakehouse
+from mfr.stages.common import StageContext, StageOutput
+
+log = logging.getLogger(__name__)
+
+StageFn = Callable[[StageContext], StageOutput]
+
+# Tables each stage reads (pinned to a version for the whole run).
+STAGE_INPUTS: dict[str, list[str]] = {
+    "collect": [],
+    "clean": ["collected"],
+    "distill": ["cleaned"],
+    "select": ["distilled"],
+}
+
+
+def _stage_fns() -> dict[str, StageFn]:
+    from mfr.stages.collect import collect
+
+    return {"collect": collect}
+
+
+# Stages of the pipeline in order; those without a function here are not built yet.
+PIPELINE = ["collect", "clean", "distill", "select", "export"]
+
+
+class AccountingError(RuntimeError):
+    """rows_in != kept + rejected + quarantined: something was lost or invented."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    stage: str
+    output_table: str
+    output_version: int
+    rows_in: int
+    rows_kept: int
+    rows_rejected: int
+    rows_quarantined: int
+    metrics: dict[str, float]
+
+
+def built_stages() -> list[str]:
+    return [s for s in PIPELINE if s in _stage_fns()]
+
+
+def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None = None) -> RunResult:
+    fns = _stage_fns()
+    if stage not in fns:
+        raise ValueError(f"stage '{stage}' is not built yet; built: {', '.join(built_stages())}")
+    lh = Lakehouse(spark, cfg)
+    lh.ensure_schema()
+    if from_run:
+        earlier = lh.get_run(from_run)
+        if earlier["stage"] != stage:
+            raise ValueError(f"run {from_run} is a {earlier['stage']} run, not {stage}")
+        cfg = _replay_inputs(cfg, earlier)
+        pinned = dict(earlier["input_versions"] or {})
+    else:
+        pinned = {}
+    inputs = {}
+    for table in STAGE_INPUTS.get(stage, []):
+        version = pinned.get(table, lh.current_version(table))
+        if version is None:
+            raise ValueError(f"stage '{stage}' reads {lh.name(table)}, which does not exist yet: run its stage first")
+        inputs[table] = int(version)
+    run = lh.start_run(stage, cfg, inputs, from_run)
+    try:
+        out = fns[stage](StageContext(spark, cfg, run.run_id, lh, inputs))
+        table = STAGE_TABLES[stage]
+        if out.images is not None:
+            lh.add_images(out.images, run, out.image_origin)
+        version = lh.write_stage_output(out.rows, table, run)
+        if out.quarantine is not None:
+            lh.quarantine(out.quarantine, run)
+        written = lh.read(table, version)
+        counts = {
+            r["kept"]: r["n"]
+            for r in written.groupBy(F.col("reject_reason").isNull().alias("kept")).agg(F.count("*").alias("n")).collect()
+        }
+        kept, rejected = int(counts.get(True, 0)), int(counts.get(False, 0))
+        quarantined = lh.quarantined_count(run)
+        metrics = dict(out.metrics)
+        for r in written.where(F.col("reject_reason").isNotNull()).groupBy("reject_reason").count().collect():
+            metrics[f"rejected.{r['reject_reason']}"] = float(r["count"])
+        if out.rows_in != kept + rejected + quarantined:
+            raise AccountingError(
+                f"{stage}: rows_in {out.rows_in} != kept {kept} + rejected {rejected} + quarantined {quarantined}"
+            )
+        lh.finish_run(
+            run,
+            output_version=version,
+            rows_in=out.rows_in,
+            rows_kept=kept,
+            rows_rejected=rejected,
+            rows_quarantined=quarantined,
+            metrics=metrics,
+        )
+    except BaseException as exc:
+        lh.fail_run(run, f"{type(exc).__name__}: {exc}")
+        raise
+    return RunResult(run.run_id, stage, lh.name(table), version, out.rows_in, kept, rejected, quarantined, metrics)
+
+
+def _replay_inputs(cfg: Config, earlier: dict) -> Config:
+    """Re-run on what an earlier run read: its pinned input versions, or for collect its dump choice."""
+    import json
+
+    if earlier["stage"] == "collect":
+        old = json.loads(earlier["config_json"])["collection"]
+        keys = ("source", "subsets", "max_samples", "revision")
+        return cfg.with_overrides(f"collection.{k}={json.dumps(old[k])}" for k in keys)
+    return cfg

@@ -1,0 +1,1 @@
+"""Synthetic dumps for demos, tests and benchmarks."""

@@ -1,0 +1,148 @@
+"""Spark session factory.
+
+* On Databricks, or wherever a session is already active, the session is taken as it is: Delta and the
+  catalog are the platform's, nothing is added.
+* Otherwise (a laptop, CI, `spark-submit --master local…`), a session is built with Delta's extensions,
+  the Delta jars fetched by ``make setup`` (offline), Hive support with an embedded Derby metastore, and
+  the warehouse under ``lakehouse.warehouse`` so table names survive across processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import SparkSession
+
+    from mfr.config import Config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Spark masks values of matching conf keys in its UI and event logs; api keys included.
+REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key|api[._-]?key|authorization"
+
+
+def jars_dir() -> Path:
+    return Path(os.environ.get("MFR_JARS_DIR", REPO_ROOT / ".jars"))
+
+
+def delta_jars() -> list[str]:
+    return sorted(glob.glob(str(jars_dir() / "*.jar")))
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def _submitted() -> bool:
+    """True inside a Python driver launched by spark-submit (the JVM already runs)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def _local_confs(warehouse: Path, shuffle_partitions: int | None) -> dict[str, str]:
+    warehouse = warehouse.resolve()
+    confs = {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(warehouse / "warehouse"),
+        # Derby lives beside the warehouse, not in whatever folder the user happens to run from.
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={warehouse / 'metastore_db'};create=true"
+        ),
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Few files in a local Delta log: 50 snapshot partitions only cost task overhead.
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.redaction.regex": REDACTION_REGEX,
+        "spark.driver.memory": "3g",
+    }
+    if shuffle_partitions:
+        confs["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
+    jars = delta_jars()
+    if jars:
+        confs["spark.jars"] = ",".join(jars)
+    return confs
+
+
+def get_spark(cfg: "Config | None" = None) -> "SparkSession":
+    """The session to run on: the active one if any, else a local Delta + Hive session from ``cfg``."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None or on_databricks():
+        return active or SparkSession.builder.getOrCreate()
+
+    from mfr.config import load_config
+
+    cfg = cfg or load_config()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(cfg.get("spark.app_name"))
+    master = cfg.get("spark.master")
+    if _submitted():
+        from pyspark import SparkConf
+
+        master = SparkConf().get("spark.master", master)  # spark-submit's --master wins
+    elif master:
+        builder = builder.master(master)
+    if not master or master.startswith("local"):
+        warehouse = Path(cfg.get("lakehouse.warehouse"))
+        warehouse.mkdir(parents=True, exist_ok=True)
+        if not delta_jars() and not _submitted():
+            from delta import configure_spark_with_delta_pip
+
+            builder = configure_spark_with_delta_pip(builder)  # fetches the jars with Ivy (needs network)
+        for key, value in _local_confs(warehouse, cfg.get("spark.shuffle_partitions")).items():
+            builder = builder.config(key, value)
+    else:
+        builder = builder.config("spark.redaction.regex", REDACTION_REGEX).enableHiveSupport()
+    for key, value in (cfg.get("spark.conf") or {}).items():
+        builder = builder.config(key, str(value))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def write_spark_defaults(jars: Path) -> Path:
+    """Make the venv's own ``spark-submit`` Delta-ready: jars on the driver classpath, the venv's Python."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    conf_dir = Path(_find_spark_home()) / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    jar_list = ",".join(sorted(str(p.resolve()) for p in jars.glob("*.jar")))
+    lines = [
+        "# Written by `make setup` (mfr.session.write_spark_defaults)",
+        f"spark.jars {jar_list}",
+        "spark.sql.extensions io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        f"spark.pyspark.python {sys.executable}",
+        f"spark.pyspark.driver.python {sys.executable}",
+        f"spark.redaction.regex {REDACTION_REGEX}",
+    ]
+    target = conf_dir / "spark-defaults.conf"
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="session helpers for make setup")
+    parser.add_argument("--write-spark-defaults", action="store_true")
+    parser.add_argument("--jars-dir", default=str(jars_dir()))
+    args = parser.parse_args()
+    if args.write_spark_defaults:
+        print(f"wrote {write_spark_defaults(Path(args.jars_dir))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Stage transforms: DataFrame -> DataFrame, each ending in an explicit select."""

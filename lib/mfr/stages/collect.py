@@ -1,0 +1,237 @@
+"""Stage 1, collect: an HF-layout dump → canonical rows (+ content-addressed images).
+
+* Subsets are chosen by ``collection.subsets``; ``collection.max_samples`` keeps the first N rows of
+  each subset in dump order (file name, then row position), as ``datasets``' ``select(range(N))`` does.
+* Dump names are mapped to canonical ones; the dump's own labels stay as ``source_*``.
+* Image bytes go once into ``<schema>.images`` keyed by sha256; rows carry ``image_id`` only.
+* Rows with no id, and duplicate (source, id) after the first, are quarantined; rows with no question
+  at all are rejected ``question_missing``. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from mfr.config import Config
+from mfr.dump.hub import download_dump, is_hub_uri
+from mfr.dump.layout import (
+    DUMP_TO_CANONICAL,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    DumpFile,
+    unknown_columns,
+    validate_files,
+)
+from mfr.dump.listing import list_dump
+from mfr.stages.common import StageContext, StageOutput, blank, sample_key_col
+from mfr.udfs import image_info_col
+
+log = logging.getLogger(__name__)
+
+# Canonical Spark type of every dump column once read (ints widen to long, floats to double).
+_DUMP_TYPES: dict[str, T.DataType] = {
+    "id": T.LongType(),
+    "source": T.StringType(),
+    "question": T.StringType(),
+    "answer": T.StringType(),
+    "ori_question": T.StringType(),
+    "original_answer": T.StringType(),
+    "caption": T.StringType(),
+    "qwen3vl_235b_thinking_response": T.StringType(),
+    "qwen3vl_4b_pass_rate": T.DoubleType(),
+    "pass_rate": T.DoubleType(),
+    "is_consistent": T.BooleanType(),
+    "consistency_analysis": T.StringType(),
+}
+
+OUTPUT_COLUMNS = [
+    "sample_key", "source", "subset", "id",
+    "question", "original_question", "answer", "original_answer",
+    "image_id", "caption", "caption_model", "caption_origin",
+    "cot_response", "cot_model", "cot_origin",
+    "source_pass_rate", "source_is_consistent", "source_consistency_analysis",
+    "source_file", "source_row", "reject_reason", "run_id",
+]
+
+
+def resolve_source(cfg: Config) -> str:
+    """A local or object-store dump root; hub datasets are downloaded first."""
+    source = cfg.get("collection.source")
+    if not is_hub_uri(source):
+        return source
+    cache = cfg.get("collection.cache_dir") or str(Path(cfg.get("lakehouse.warehouse")) / "hf-cache")
+    root = download_dump(
+        source,
+        cache,
+        subsets=cfg.get("collection.subsets"),
+        max_samples=cfg.get("collection.max_samples"),
+        workers=cfg.get("collection.download_workers"),
+        revision=cfg.get("collection.revision"),
+    )
+    return str(root)
+
+
+def _read_group(spark: SparkSession, subset: str, files: list[DumpFile]) -> DataFrame:
+    """Read files sharing one set of columns and bring them to the dump's full, typed column set."""
+    df = spark.read.parquet(*[f.path for f in files])
+    present = set(files[0].columns)
+    cols = []
+    for name, dtype in _DUMP_TYPES.items():
+        cols.append((F.col(name) if name in present else F.lit(None)).cast(dtype).alias(name))
+    if "image" in present and files[0].columns["image"] == "image":
+        image_bytes = F.col("image.bytes").cast("binary")
+    elif "image" in present and files[0].columns["image"] == "binary":
+        image_bytes = F.col("image").cast("binary")
+    else:
+        image_bytes = F.lit(None).cast("binary")
+    return df.select(
+        *cols,
+        image_bytes.alias("image_bytes"),
+        F.lit(subset).alias("subset"),
+        F.col("_metadata.file_path").alias("source_file"),
+        F.col("_metadata.row_index").cast("long").alias("source_row"),
+    )
+
+
+def read_dump(spark: SparkSession, files: list[DumpFile], max_samples: int | None) -> tuple[DataFrame, dict[str, int]]:
+    """All chosen rows with dump names, plus rows taken per subset (counted from footers when local)."""
+    frames: list[DataFrame] = []
+    taken: dict[str, int] = {}
+    subsets = sorted({f.subset for f in files})
+    for subset in subsets:
+        groups: dict[tuple[tuple[str, str], ...], list[DumpFile]] = {}
+        for f in files:
+            if f.subset == subset:
+                groups.setdefault(tuple(sorted(f.columns.items())), []).append(f)
+        df = None
+        for group in groups.values():
+            part = _read_group(spark, subset, group)
+            df = part if df is None else df.unionByName(part)
+        assert df is not None
+        counts = [f.num_rows for f in files if f.subset == subset]
+        available = sum(counts) if all(c is not None for c in counts) else df.count()  # type: ignore[misc]
+        if max_samples is not None and available > max_samples:
+            df = df.orderBy("source_file", "source_row").limit(max_samples)
+            available = max_samples
+        taken[subset] = int(available)
+        frames.append(df)
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f)
+    return out, taken
+
+
+def canonical_rows(dump: DataFrame, cfg: Config, run_id: str) -> DataFrame:
+    """Dump names → canonical names, keys, provenance and the collect-level rejection."""
+    pass_rate = F.coalesce(F.col("qwen3vl_4b_pass_rate"), F.col("pass_rate"))
+    source = F.coalesce(F.when(~blank(F.col("source")), F.col("source")), F.col("subset"))
+    has_cot = ~blank(F.col("qwen3vl_235b_thinking_response"))
+    has_caption = ~blank(F.col("caption"))
+    df = dump.select(
+        sample_key_col(source, F.col("id")).alias("sample_key"),
+        source.alias("source"),
+        "subset",
+        "id",
+        "question",
+        F.col("ori_question").alias(DUMP_TO_CANONICAL["ori_question"]),
+        "answer",
+        "original_answer",
+        F.when(F.col("image_bytes").isNotNull(), F.sha2("image_bytes", 256)).alias("image_id"),
+        "caption",
+        F.when(has_caption, F.lit(cfg.get("collection.caption_model"))).alias("caption_model"),
+        F.when(has_caption, F.lit("dump")).alias("caption_origin"),
+        F.col("qwen3vl_235b_thinking_response").alias("cot_response"),
+        F.when(has_cot, F.lit(cfg.get("collection.cot_model"))).alias("cot_model"),
+        F.when(has_cot, F.lit("dump")).alias("cot_origin"),
+        pass_rate.alias("source_pass_rate"),
+        F.col("is_consistent").alias("source_is_consistent"),
+        F.col("consistency_analysis").alias("source_consistency_analysis"),
+        "source_file",
+        "source_row",
+        F.when(blank(F.col("question")) & blank(F.col("ori_question")), F.lit("question_missing"))
+        .cast("string")
+        .alias("reject_reason"),
+        F.lit(run_id).alias("run_id"),
+        "image_bytes",
+    )
+    return df
+
+
+def _raw_record(df: DataFrame) -> F.Column:
+    """The record as JSON for the quarantine (image bytes replaced by their id)."""
+    fields = [c for c in df.columns if c not in ("image_bytes", "run_id")]
+    return F.to_json(F.struct(*fields))
+
+
+def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame, int]:
+    """(rows that stay, quarantined records, number of duplicate keys)."""
+    missing_id = F.col("id").isNull()
+    dup_keys = (
+        rows.where(~missing_id).groupBy("sample_key").count().where(F.col("count") > 1).select("sample_key")
+    )
+    n_dup_keys = dup_keys.count()
+    if n_dup_keys:
+        # First occurrence in dump order is kept; only rows of duplicated keys are ranked.
+        w = Window.partitionBy("sample_key").orderBy("source_file", "source_row")
+        flagged = rows.join(F.broadcast(dup_keys.withColumn("_dup", F.lit(True))), "sample_key", "left")
+        ranked = flagged.withColumn(
+            "_rank", F.when(F.col("_dup"), F.row_number().over(w)).otherwise(F.lit(1))
+        )
+        is_dup = F.col("_rank") > 1
+    else:
+        ranked, is_dup = rows, F.lit(False)
+    reason = F.when(missing_id, F.lit("missing_id")).when(is_dup, F.lit("duplicate_key"))
+    tagged = ranked.withColumn("_q", reason)
+    quarantine = tagged.where(F.col("_q").isNotNull()).select(
+        F.when(~missing_id, F.col("sample_key")).alias("sample_key"),
+        "source",
+        F.col("_q").alias("reason"),
+        _raw_record(rows).alias("raw_record"),
+        "source_file",
+    )
+    kept = tagged.where(F.col("_q").isNull()).select(*rows.columns)
+    return kept, quarantine, n_dup_keys
+
+
+def distinct_images(rows: DataFrame) -> DataFrame:
+    """Each distinct image once, with its header's width, height and format."""
+    return (
+        rows.where(F.col("image_bytes").isNotNull())
+        .select("image_id", F.col("image_bytes").alias("bytes"))
+        .dropDuplicates(["image_id"])
+        .withColumn("_info", image_info_col("bytes"))
+        .select("image_id", "bytes", "_info.width", "_info.height", "_info.format")
+    )
+
+
+def collect(ctx: StageContext) -> StageOutput:
+    spark, cfg, run_id = ctx.spark, ctx.cfg, ctx.run_id
+    source = resolve_source(cfg)
+    files = list_dump(source, spark, cfg.get("collection.subsets"))
+    validate_files(files)
+    extra = sorted({c for f in files for c in unknown_columns(f.columns)})
+    if extra:
+        log.warning("collect: ignoring columns the pipeline does not use: %s", ", ".join(extra))
+    dump, taken = read_dump(spark, files, cfg.get("collection.max_samples"))
+    rows = canonical_rows(dump, cfg, run_id)
+    kept, quarantine, n_dup_keys = split_quarantine(rows)
+    metrics: dict[str, float] = {f"rows_taken.{s}": float(n) for s, n in taken.items()}
+    metrics["files"] = float(len(files))
+    metrics["duplicate_keys"] = float(n_dup_keys)
+    metrics["ignored_columns"] = float(len(extra))
+    return StageOutput(
+        rows=kept.select(*OUTPUT_COLUMNS),
+        rows_in=sum(taken.values()),
+        quarantine=quarantine,
+        images=distinct_images(rows),
+        image_origin="collect",
+        metrics=metrics,
+    )
+
+
+__all__ = ["collect", "OUTPUT_COLUMNS", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]

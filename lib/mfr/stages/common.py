@@ -1,0 +1,58 @@
+"""Pieces every stage shares: the output a stage hands to the runner, key and reason columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.column import Column
+
+from mfr.config import Config
+from mfr.keys import KEY_SEPARATOR
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mfr.lakehouse import Lakehouse
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets: the session, config, its run id, and pinned input versions."""
+
+    spark: SparkSession
+    cfg: Config
+    run_id: str
+    lakehouse: "Lakehouse"
+    input_versions: dict[str, int] = field(default_factory=dict)
+
+    def read_input(self, table: str) -> DataFrame:
+        """An input table at the version this run pinned."""
+        return self.lakehouse.read(table, self.input_versions[table])
+
+
+@dataclass
+class StageOutput:
+    """What a stage computed; the runner writes it and checks the accounting.
+
+    ``rows`` holds every row that reached the stage (``reject_reason`` null when kept). ``quarantine``
+    holds records that cannot be rows (sample_key, source, reason, raw_record, source_file).
+    ``rows_in`` is counted independently of ``rows`` so that rows_in = kept + rejected + quarantined
+    is a real check. ``images`` (image_id, bytes, width, height, format; unique ids) are stored first.
+    """
+
+    rows: DataFrame
+    rows_in: int
+    quarantine: DataFrame | None = None
+    images: DataFrame | None = None
+    image_origin: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def sample_key_col(source: Column, sample_id: Column) -> Column:
+    """Spark form of ``mfr.keys.sample_key`` (same string for the same source and id)."""
+    return F.concat_ws(KEY_SEPARATOR, source, sample_id.cast("string"))
+
+
+def blank(col: Column) -> Column:
+    return col.isNull() | (F.trim(col) == "")
