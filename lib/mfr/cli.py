@@ -160,6 +160,7 @@ COMMANDS = {"run": cmd_run, "history": cmd_history, "sql": cmd_sql, "sample": cm
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -132,6 +132,16 @@ def write_spark_defaults(jars: Path) -> Path:
     ]
     target = conf_dir / "spark-defaults.conf"
     target.write_text("\n".join(lines) + "\n")
+    # Spark's start-up warnings (loopback hostname, native Hadoop) drown the pipeline's own output.
+    (conf_dir / "log4j2.properties").write_text(
+        "rootLogger.level = error\n"
+        "rootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\n"
+        "appender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n"
+    )
     return target
 
 

@@ -6,9 +6,13 @@ from typing import Iterator
 
 import pandas as pd
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.column import Column
 
-IMAGE_INFO_TYPE = "struct<width:int,height:int,format:string>"
+# Types as objects, not DDL strings: parsing DDL needs a live session at import time.
+IMAGE_INFO_TYPE = T.StructType(
+    [T.StructField("width", T.IntegerType()), T.StructField("height", T.IntegerType()), T.StructField("format", T.StringType())]
+)
 
 
 @F.pandas_udf(IMAGE_INFO_TYPE)  # type: ignore[call-overload]

@@ -1,0 +1,67 @@
+"""Shared fixtures: one local Spark session for the whole run, a fresh schema per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_SAMPLE = Path(os.environ.get("MFR_REAL_SAMPLE", REPO.parent / "shared" / "data" / "mmfr-real-sample"))
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lakehouse")
+
+
+@pytest.fixture(scope="session")
+def spark(warehouse: Path):
+    from mfr.config import load_config
+    from mfr.session import get_spark
+
+    cfg = load_config(
+        overrides=[f"lakehouse.warehouse={warehouse}", "spark.master=local[2]", "spark.shuffle_partitions=2",
+                   "spark.conf={spark.driver.memory: 2g}"]
+    )
+    session = get_spark(cfg)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def make_cfg(warehouse: Path):
+    """Config with the test's own schema, so tests never see each other's tables."""
+    from mfr.config import load_config
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+
+    def make(*overrides: str):
+        return load_config(
+            overrides=[f"lakehouse.warehouse={warehouse}", f"lakehouse.schema={schema}", "spark.master=local[2]",
+                       "spark.shuffle_partitions=2", *overrides]
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def synthetic_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mfr.sample.synthetic import write_sample
+
+    out = tmp_path_factory.mktemp("dump") / "sample"
+    write_sample(out, 90)
+    return out
+
+
+@pytest.fixture
+def real_sample() -> Path:
+    if not REAL_SAMPLE.is_dir():
+        pytest.skip(f"real sample not present at {REAL_SAMPLE}")
+    return REAL_SAMPLE

@@ -1,0 +1,53 @@
+import hashlib
+import io
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from mfr.sample.synthetic import SCENARIOS, write_sample
+
+
+def _digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.parquet"))}
+
+
+def test_sample_is_deterministic_and_hf_layout(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_sample(a, 40)
+    write_sample(b, 40)
+    assert _digest(a) == _digest(b)
+    assert sorted(_digest(a)) == [f"{s}/train-00000-of-00001.parquet" for s in ("synth-charts", "synth-geometry", "synth-grids")]
+    write_sample(a, 40)  # rewriting its own folder is allowed
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x.txt").write_text("mine")
+    import pytest
+
+    with pytest.raises(FileExistsError):
+        write_sample(tmp_path / "c", 5)
+
+
+def test_sample_covers_the_cases(synthetic_dump):
+    rows = [r for p in sorted(synthetic_dump.rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert len(rows) == 90 and len(SCENARIOS) < 90
+    modes, big, corrupt, missing = set(), 0, 0, 0
+    for r in rows:
+        if r["image"] is None:
+            missing += 1
+            continue
+        try:
+            with Image.open(io.BytesIO(r["image"]["bytes"])) as im:
+                im.load()
+                modes.add(im.mode)
+                big += max(im.size) > 2048
+        except OSError:
+            corrupt += 1
+    assert {"RGB", "RGBA", "CMYK", "P", "L", "I;16"} <= modes
+    assert big >= 2 and corrupt == 1 and missing == 1
+    questions = " ".join(r["question"] or "" for r in rows)
+    for needle in ("https://", "第3题（5分）", "Q12.", "Just give the answer", "Write a Python function", "Draw the", "直接写出答案"):
+        assert needle in questions
+    cots = [r["qwen3vl_235b_thinking_response"] for r in rows]
+    assert any(c is None for c in cots) and any(r["caption"] is None for r in rows)
+    assert any(r["is_consistent"] is False for r in rows)
+    keys = [(r["source"], r["id"]) for r in rows]
+    assert len(keys) - len(set(keys)) == 1
