@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from mfr.config import Config
 from mfr.lakehouse import STAGE_TABLES, Lakehouse
@@ -78,24 +79,32 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
             raise ValueError(f"stage '{stage}' reads {lh.name(table)}, which does not exist yet: run its stage first")
         inputs[table] = int(version)
     run = lh.start_run(stage, cfg, inputs, from_run)
+    timings: dict[str, float] = {}
+
+    @contextmanager
+    def timed(phase: str):
+        start = time.perf_counter()
+        yield
+        timings[f"time_s.{phase}"] = time.perf_counter() - start
+
     try:
-        out = fns[stage](StageContext(spark, cfg, run.run_id, lh, inputs))
+        with timed("compute"):
+            out = fns[stage](StageContext(spark, cfg, run.run_id, lh, inputs))
         table = STAGE_TABLES[stage]
         if out.images is not None:
-            lh.add_images(out.images, run, out.image_origin)
-        version = lh.write_stage_output(out.rows, table, run)
+            with timed("images"):
+                lh.add_images(out.images, run, out.image_origin)
+        with timed("write"):
+            version = lh.write_stage_output(out.rows, table, run)
         if out.quarantine is not None:
-            lh.quarantine(out.quarantine, run)
+            with timed("quarantine"):
+                lh.quarantine(out.quarantine, run)
         written = lh.read(table, version)
-        counts = {
-            r["kept"]: r["n"]
-            for r in written.groupBy(F.col("reject_reason").isNull().alias("kept")).agg(F.count("*").alias("n")).collect()
-        }
-        kept, rejected = int(counts.get(True, 0)), int(counts.get(False, 0))
-        quarantined = lh.quarantined_count(run)
-        metrics = dict(out.metrics)
-        for r in written.where(F.col("reject_reason").isNotNull()).groupBy("reject_reason").count().collect():
-            metrics[f"rejected.{r['reject_reason']}"] = float(r["count"])
+        by_reason = {r["reject_reason"]: int(r["count"]) for r in written.groupBy("reject_reason").count().collect()}
+        kept = by_reason.pop(None, 0)
+        rejected = sum(by_reason.values())
+        quarantined = lh.quarantined_count(run) if out.quarantine is not None else 0
+        metrics = {**out.metrics, **timings, **{f"rejected.{k}": float(v) for k, v in by_reason.items()}}
         if out.rows_in != kept + rejected + quarantined:
             raise AccountingError(
                 f"{stage}: rows_in {out.rows_in} != kept {kept} + rejected {rejected} + quarantined {quarantined}"

@@ -162,26 +162,35 @@ def canonical_rows(dump: DataFrame, cfg: Config, run_id: str) -> DataFrame:
     return df
 
 
-def _raw_record(df: DataFrame) -> F.Column:
+def _raw_record(columns: list[str]) -> F.Column:
     """The record as JSON for the quarantine (image bytes replaced by their id)."""
-    fields = [c for c in df.columns if c not in ("image_bytes", "run_id")]
-    return F.to_json(F.struct(*fields))
+    return F.to_json(F.struct(*[c for c in columns if c not in ("image_bytes", "run_id")]))
 
 
-def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame, int]:
-    """(rows that stay, quarantined records, number of duplicate keys)."""
+def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame | None, int]:
+    """(rows that stay, quarantined records or None when there are none, number of duplicate keys)."""
+    columns = rows.columns
     missing_id = F.col("id").isNull()
-    dup_keys = (
-        rows.where(~missing_id).groupBy("sample_key").count().where(F.col("count") > 1).select("sample_key")
+    # One pass over the keys finds both problems: rows without an id, and keys seen more than once.
+    problems = (
+        rows.groupBy(missing_id.alias("no_id"), "sample_key")
+        .count()
+        .where(F.col("no_id") | (F.col("count") > 1))
+        .collect()
     )
-    n_dup_keys = dup_keys.count()
-    if n_dup_keys:
+    if not problems:
+        return rows, None, 0
+    dup_keys = [r["sample_key"] for r in problems if not r["no_id"]]
+    if dup_keys:
         # First occurrence in dump order is kept; only rows of duplicated keys are ranked.
         w = Window.partitionBy("sample_key").orderBy("source_file", "source_row")
-        flagged = rows.join(F.broadcast(dup_keys.withColumn("_dup", F.lit(True))), "sample_key", "left")
-        ranked = flagged.withColumn(
-            "_rank", F.when(F.col("_dup"), F.row_number().over(w)).otherwise(F.lit(1))
-        )
+        if len(dup_keys) <= 1000:
+            is_dup_key = F.col("sample_key").isin(dup_keys) & ~missing_id
+        else:  # many duplicates: a broadcast join instead of a huge IN list
+            keys = rows.sparkSession.createDataFrame([(k, True) for k in dup_keys], "sample_key string, _dup boolean")
+            rows = rows.join(F.broadcast(keys), "sample_key", "left").select(*rows.columns, "_dup")
+            is_dup_key = F.coalesce(F.col("_dup"), F.lit(False)) & ~missing_id
+        ranked = rows.withColumn("_rank", F.when(is_dup_key, F.row_number().over(w)).otherwise(F.lit(1)))
         is_dup = F.col("_rank") > 1
     else:
         ranked, is_dup = rows, F.lit(False)
@@ -191,11 +200,11 @@ def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame, int]:
         F.when(~missing_id, F.col("sample_key")).alias("sample_key"),
         "source",
         F.col("_q").alias("reason"),
-        _raw_record(rows).alias("raw_record"),
+        _raw_record(columns).alias("raw_record"),
         "source_file",
     )
-    kept = tagged.where(F.col("_q").isNull()).select(*rows.columns)
-    return kept, quarantine, n_dup_keys
+    kept = tagged.where(F.col("_q").isNull()).select(*columns)
+    return kept, quarantine, len(dup_keys)
 
 
 def distinct_images(rows: DataFrame) -> DataFrame:

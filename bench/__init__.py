@@ -1,0 +1,1 @@
+"""`make bench`: side-by-side measurements written to bench/results/latest.json."""

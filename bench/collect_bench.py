@@ -1,0 +1,71 @@
+"""Collect: rows/s on a 20k-row synthetic dump, against the seed's way (datasets) side by side."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from mfr.lakehouse import Lakehouse
+from mfr.runner import run_stage
+from mfr.sample.synthetic import write_sample
+
+
+def _dump(root: Path, rows: int) -> Path:
+    out = root / f"bench-dump-{rows}"
+    if not (out / ".mfr-sample").exists():
+        write_sample(out, rows)
+    return out
+
+
+def _source_image_bytes(dump: Path) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    total = 0
+    for p in sorted(dump.rglob("*.parquet")):
+        col = pq.read_table(p, columns=["image"]).column("image")
+        total += int(pc.sum(pc.binary_length(pc.struct_field(col, "bytes"))).as_py() or 0)
+    return total
+
+
+def _seed_way(dump: Path, out: Path) -> float:
+    """The seed's collection: load each subset with datasets, concatenate, save to parquet."""
+    import datasets
+
+    start = time.perf_counter()
+    parts = [
+        datasets.load_dataset("parquet", data_dir=str(d), split="train", cache_dir=str(out / "hf-cache"))
+        for d in sorted(p for p in dump.iterdir() if p.is_dir())
+    ]
+    datasets.concatenate_datasets(parts).to_parquet(str(out / "seed.parquet"))
+    return time.perf_counter() - start
+
+
+def run(spark, make_cfg, workdir: Path, rows: int = 20000) -> dict[str, float]:
+    import shutil
+
+    dump = _dump(workdir, rows)
+    # Warm the JVM (JIT, Delta and Derby classes) on a small dump first: a real job runs warm.
+    run_stage(spark, make_cfg(f"collection.source={_dump(workdir, 300)}"), "collect")
+    cfg = make_cfg(f"collection.source={dump}")
+    start = time.perf_counter()
+    result = run_stage(spark, cfg, "collect")
+    ours = time.perf_counter() - start
+    seed_dir = workdir / "seed-collect"
+    shutil.rmtree(seed_dir, ignore_errors=True)
+    seed = _seed_way(dump, seed_dir)
+    lh = Lakehouse(spark, cfg)
+    images_dir = Path(lh.spark.sql(f"DESCRIBE DETAIL {lh.name('images')}").collect()[0]["location"].replace("file:", ""))
+    written = sum(p.stat().st_size for p in images_dir.glob("*.parquet"))
+    stored = lh.read("images").agg(F.sum("num_bytes")).collect()[0][0]
+    source_bytes = _source_image_bytes(dump)
+    return {
+        "collect.rows": float(result.rows_in),
+        "collect.rows_per_s": result.rows_in / ours,
+        "collect.seed_rows_per_s": result.rows_in / seed,
+        "collect.speedup_vs_seed": seed / ours,
+        "collect.image_bytes_ratio": written / source_bytes,
+        "collect.image_payload_ratio": stored / source_bytes,
+    }

@@ -1,0 +1,62 @@
+"""Run the benchmarks and merge their figures into bench/results/latest.json.
+
+`python -m bench.run [AREA ...]` (areas: collect). Each area measures its comparison side by side in
+the same run, on this machine, and reports ratios next to the raw rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from mfr.config import load_config
+from mfr.session import get_spark
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+WORKDIR = ROOT / "lakehouse" / "bench"
+
+
+def _areas():
+    from bench import collect_bench
+
+    return {"collect": collect_bench.run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("areas", nargs="*", help="areas to run (default: all)")
+    parser.add_argument("--rows", type=int, default=None, help="override the area's row count")
+    args = parser.parse_args(argv)
+    areas = _areas()
+    chosen = args.areas or list(areas)
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    warehouse = WORKDIR / "warehouse"
+    base = [f"lakehouse.warehouse={warehouse}", "spark.master=local[2]", "spark.shuffle_partitions=4"]
+    spark = get_spark(load_config(overrides=base))
+
+    def make_cfg(*overrides: str):
+        return load_config(overrides=[*base, f"lakehouse.schema=bench_{uuid.uuid4().hex[:8]}", *overrides])
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in chosen:
+        start = time.perf_counter()
+        kwargs = {"rows": args.rows} if args.rows else {}
+        figures = areas[name](spark, make_cfg, WORKDIR, **kwargs)
+        for k, v in figures.items():
+            print(f"{k:40s} {v:12.4f}")
+        results.update({k: round(float(v), 4) for k, v in figures.items()})
+        print(f"({name}: {time.perf_counter() - start:.0f}s)", file=sys.stderr)
+    # contract: every value is a number; the machine is printed, not stored
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(dict(sorted(results.items())), indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""An OpenAI-compatible chat-completions client as vLLM serves it (requests, pooled sessions; no Spark).
+
+* several ``api_base`` replicas, each request sent to the healthy replica with the fewest in flight;
+* retries with exponential backoff and full jitter on timeouts, connection errors, 408, 429, 5xx and
+  malformed bodies, honouring ``Retry-After``, capped at ``max_attempts``; other 4xx fail at once;
+* a circuit breaker per replica that opens when nearly every recent call failed, so a dead endpoint
+  fails its rows fast instead of hanging the job, and lets one probe through after a cool-down;
+* every call ends in a ``CallResult`` (never an exception): status, choices with their
+  ``finish_reason``, token usage, attempts, latency and the last error's kind.
+
+The API key is read from the environment variable the config names; it only ever travels in the
+Authorization header, and no error message or result carries it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import requests
+from requests.adapters import HTTPAdapter
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class MissingEndpoint(ValueError):
+    """A stage needs a model but its client section has no api_base/model."""
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    api_bases: tuple[str, ...]
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+    max_concurrency: int = 64
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+    max_attempts: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    breaker_window: int = 20
+    breaker_failure_rate: float = 0.9
+    breaker_cooldown_s: float = 30.0
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], where: str = "client") -> "ClientSettings":
+        """Settings from a config client section; MissingEndpoint names the key to set when unset."""
+        bases = section.get("api_base")
+        if isinstance(bases, str):
+            bases = [bases]
+        if not bases:
+            raise MissingEndpoint(f"no endpoint configured: set {where}.api_base (and {where}.model)")
+        if not section.get("model"):
+            raise MissingEndpoint(f"no model configured: set {where}.model")
+        key_env = section.get("api_key_env")
+        api_key = os.environ.get(key_env) if key_env else None
+        if key_env and api_key is None:
+            raise MissingEndpoint(f"{where}.api_key_env names {key_env}, which is not set in the environment")
+        return cls(
+            api_bases=tuple(b.rstrip("/") for b in bases),
+            model=section["model"],
+            api_key=api_key,
+            max_concurrency=int(section.get("max_concurrency", 64)),
+            timeout_s=float(section.get("timeout_s", 600.0)),
+            connect_timeout_s=float(section.get("connect_timeout_s", 10.0)),
+            max_attempts=int(section.get("max_attempts", 6)),
+            backoff_base_s=float(section.get("backoff_base_s", 0.5)),
+            backoff_max_s=float(section.get("backoff_max_s", 30.0)),
+            breaker_cooldown_s=float(section.get("breaker_cooldown_s", 30.0)),
+        )
+
+
+@dataclass
+class ChatRequest:
+    key: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CallResult:
+    request_key: str
+    status: str  # "ok" | "error"
+    choices: list[dict[str, Any]] = field(default_factory=list)  # [{"text", "finish_reason"}]
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    attempts: int = 0
+    latency_s: float = 0.0
+    endpoint: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices[0].get("finish_reason") if self.choices else None
+
+    @property
+    def text(self) -> str | None:
+        return self.choices[0].get("text") if self.choices else None
+
+
+class _Breaker:
+    """Opens when the last ``window`` outcomes are nearly all failures; half-opens after a cool-down."""
+
+    def __init__(self, window: int, rate: float, cooldown: float):
+        self.outcomes: deque[bool] = deque(maxlen=window)
+        self.rate = rate
+        self.cooldown = cooldown
+        self.open_until = 0.0
+        self.probing = False
+
+    def available(self, now: float) -> bool:
+        if self.open_until == 0.0:
+            return True
+        if now >= self.open_until and not self.probing:
+            self.probing = True  # one probe goes through; its outcome decides
+            return True
+        return False
+
+    def record(self, ok: bool, now: float) -> None:
+        if self.probing:
+            self.probing = False
+            if ok:
+                self.open_until = 0.0
+                self.outcomes.clear()
+            else:
+                self.open_until = now + self.cooldown
+            return
+        self.outcomes.append(ok)
+        full = len(self.outcomes) == self.outcomes.maxlen
+        if full and self.outcomes.count(False) >= self.rate * len(self.outcomes):
+            self.open_until = now + self.cooldown
+
+
+class _Endpoint:
+    def __init__(self, base: str, settings: ClientSettings, pool: int):
+        self.base = base
+        self.url = f"{base}/chat/completions"
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool, 1), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.in_flight = 0
+        self.breaker = _Breaker(settings.breaker_window, settings.breaker_failure_rate, settings.breaker_cooldown_s)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class OpenAIClient:
+    """Thread-safe client; one per task, shared by the threads of its sliding window."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        pool: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ):
+        self.settings = settings
+        pool = pool or settings.max_concurrency
+        self.endpoints = [_Endpoint(b, settings, pool) for b in settings.api_bases]
+        self._lock = threading.Lock()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._next = 0
+        headers = {"Content-Type": "application/json"}
+        if settings.api_key:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        self._headers = headers
+
+    def close(self) -> None:
+        for ep in self.endpoints:
+            ep.session.close()
+
+    def _acquire(self) -> _Endpoint | None:
+        with self._lock:
+            now = time.monotonic()
+            ready = [ep for ep in self.endpoints if ep.breaker.available(now)]
+            if not ready:
+                return None
+            self._next = (self._next + 1) % len(self.endpoints)
+            # fewest in flight; rotation breaks ties so replicas share the load evenly
+            ep = min(ready, key=lambda e: (e.in_flight, (self.endpoints.index(e) - self._next) % len(self.endpoints)))
+            ep.in_flight += 1
+            return ep
+
+    def _release(self, ep: _Endpoint, ok: bool) -> None:
+        with self._lock:
+            ep.in_flight -= 1
+            ep.breaker.record(ok, time.monotonic())
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.settings.backoff_max_s, self.settings.backoff_base_s * (2 ** (attempt - 1)))
+        return self._rng.uniform(0, cap)  # full jitter
+
+    def body(self, req: ChatRequest) -> dict[str, Any]:
+        body = {"model": self.settings.model, "messages": req.messages}
+        body.update({k: v for k, v in req.params.items() if v is not None})
+        return body
+
+    def call(self, req: ChatRequest) -> CallResult:
+        s = self.settings
+        start = time.monotonic()
+        result = CallResult(req.key, "error")
+        payload = json.dumps(self.body(req), ensure_ascii=False).encode("utf-8")
+        headers = {**self._headers, "X-MFR-Request-Key": req.key}
+        for attempt in range(1, s.max_attempts + 1):
+            result.attempts = attempt
+            ep = self._acquire()
+            if ep is None:
+                result.error_kind, result.error = "circuit_open", "every endpoint's circuit breaker is open"
+                result.errors_by_kind["circuit_open"] = result.errors_by_kind.get("circuit_open", 0) + 1
+                break
+            result.endpoint = ep.base
+            wait: float | None = None
+            ok = False
+            retryable = True
+            try:
+                resp = ep.session.post(ep.url, data=payload, headers=headers, timeout=(s.connect_timeout_s, s.timeout_s))
+                if resp.status_code == 200:
+                    try:
+                        self._parse(resp.json(), result)
+                        ok = True
+                    except (ValueError, KeyError, TypeError, IndexError) as exc:
+                        kind, msg = "malformed", f"malformed response body: {_short(str(exc))}"
+                else:
+                    kind = f"http_{resp.status_code}"
+                    msg = f"HTTP {resp.status_code}: {_short(resp.text)}"
+                    retryable = resp.status_code in RETRYABLE_STATUS
+                    wait = _retry_after(resp.headers.get("Retry-After"))
+            except requests.Timeout as exc:
+                kind, msg = "timeout", f"timeout after {s.timeout_s}s ({type(exc).__name__})"
+            except requests.ConnectionError as exc:
+                kind, msg = "connection", f"connection error: {_short(str(exc))}"
+            except requests.RequestException as exc:
+                kind, msg = "request", f"request error: {_short(str(exc))}"
+            # a request the server refuses as malformed says nothing about the endpoint's health
+            self._release(ep, ok or not retryable)
+            if ok:
+                result.status, result.error_kind, result.error = "ok", None, None
+                break
+            result.error_kind, result.error = kind, msg
+            result.errors_by_kind[kind] = result.errors_by_kind.get(kind, 0) + 1
+            if not retryable or attempt == s.max_attempts:
+                break
+            delay = self._backoff(attempt)
+            if wait is not None:
+                delay = max(delay, min(wait, s.backoff_max_s * 4))
+            self._sleep(delay)
+        result.latency_s = time.monotonic() - start
+        return result
+
+    @staticmethod
+    def _parse(body: Any, result: CallResult) -> None:
+        choices = body["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ValueError("no choices in response")
+        parsed = []
+        for ch in sorted(choices, key=lambda c: c.get("index", 0)):
+            msg = ch["message"]
+            text = msg.get("content")
+            if text is None:
+                raise ValueError("choice without content")
+            reasoning = msg.get("reasoning_content")
+            if reasoning and "<think>" not in text:
+                # vLLM's reasoning parser splits the think part out; put it back in the trace
+                text = f"<think>{reasoning}</think>{text}"
+            parsed.append({"text": text, "finish_reason": ch.get("finish_reason")})
+        usage = body.get("usage") or {}
+        result.choices = parsed
+        result.prompt_tokens = usage.get("prompt_tokens")
+        result.completion_tokens = usage.get("completion_tokens")

@@ -1,0 +1,274 @@
+"""An OpenAI-compatible chat-completions server for tests and benchmarks (a test double; tests only).
+
+Real HTTP/1.1 with keep-alive on asyncio, so one process serves hundreds of concurrent requests. Switches:
+
+* latency: lognormal with a given mean (seconds) and sigma, per request;
+* capacity: at most this many requests are served at once; the rest queue (vLLM shows overload as latency);
+* faults, each a probability per request: ``http_500``, ``reset`` (connection closed without a reply),
+  ``hang`` (no reply until ``hang_s``), ``malformed`` (200 with a broken body), ``http_429`` (with
+  ``Retry-After``), ``truncated`` (``finish_reason: length``);
+* ``fault_attempts``: faults hit only the first K attempts of each request key (deterministic tests);
+* ``n``: several choices in one response.
+
+Run in a thread (``with OpenAIServer(...) as srv``) or as its own process (``python -m
+tests.openai_server --port P ...``) for benchmarks, where client and server must not share a GIL.
+Statistics (requests, successes per request key, peak concurrency) are in ``stats()`` or ``GET /stats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+FAULTS = ("http_500", "reset", "hang", "malformed", "http_429", "truncated")
+
+
+@dataclass
+class ServerSettings:
+    latency_mean_s: float = 0.0
+    latency_sigma: float = 0.5
+    capacity: int = 1024
+    faults: dict[str, float] = field(default_factory=dict)
+    fault_attempts: int | None = None
+    hang_s: float = 30.0
+    retry_after_s: int = 1
+    seed: int = 0
+    words: int = 160  # words in a generated answer
+
+
+def default_responder(body: dict[str, Any], index: int, words: int) -> str:
+    """Content of one choice: a think/answer trace when the prompt asks for tags, else a description."""
+    text = json.dumps(body.get("messages", []))
+    filler = " ".join(f"w{(i * 7 + index) % 97}" for i in range(words))
+    if "<answer>" in text:
+        answer = "42"
+        if "ANSWER=" in text:  # tests can steer the answer through the question
+            answer = text.split("ANSWER=", 1)[1].split("\\", 1)[0].split('"', 1)[0].split()[0]
+        return f"<think>Phase one: I read the image. {filler} So the result is {answer}.</think>\n<answer>{answer}</answer>"
+    return f"The image shows a diagram. {filler}"
+
+
+class OpenAIServer:
+    def __init__(
+        self,
+        settings: ServerSettings | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        responder: Callable[[dict[str, Any], int, int], str] = default_responder,
+    ):
+        self.settings = settings or ServerSettings()
+        self.host, self.port = host, port
+        self.responder = responder
+        self.rng = random.Random(self.settings.seed)
+        self.requests = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.fault_counts: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+        self.successes: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.keep_bodies = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._server: asyncio.base_events.Server | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def __enter__(self) -> "OpenAIServer":
+        self._thread = threading.Thread(target=self._run_loop, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._loop:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(5)
+
+    def _run_loop(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self.start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def start(self) -> None:
+        self._sem = asyncio.Semaphore(self.settings.capacity)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=4096)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "peak_in_flight": self.peak_in_flight,
+            "faults": dict(self.fault_counts),
+            "successes": sum(self.successes.values()),
+            "duplicate_successes": sum(v - 1 for v in self.successes.values() if v > 1),
+            "keys": len(self.attempts),
+        }
+
+    # ---- HTTP ----------------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                method, path, _ = line.decode("latin-1").split(" ", 2)
+                headers = {}
+                while True:
+                    h = await reader.readline()
+                    if h in (b"\r\n", b"\n", b""):
+                        break
+                    k, v = h.decode("latin-1").split(":", 1)
+                    headers[k.strip().lower()] = v.strip()
+                body = await reader.readexactly(int(headers.get("content-length", 0) or 0))
+                keep = await self._dispatch(method, path, headers, body, writer)
+                if not keep:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    @staticmethod
+    def _send(writer: asyncio.StreamWriter, status: int, payload: bytes, extra: dict[str, str] | None = None) -> None:
+        reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}.get(status, "X")
+        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        head += [f"{k}: {v}" for k, v in (extra or {}).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+
+    def _latency(self) -> float:
+        m = self.settings.latency_mean_s
+        if m <= 0:
+            return 0.0
+        sigma = self.settings.latency_sigma
+        return self.rng.lognormvariate(math.log(m) - sigma * sigma / 2, sigma)  # mean of the lognormal = m
+
+    def _fault(self, key: str) -> str | None:
+        if self.settings.fault_attempts is not None and self.attempts[key] > self.settings.fault_attempts:
+            return None
+        for name in FAULTS:
+            p = self.settings.faults.get(name, 0.0)
+            if p and self.rng.random() < p:
+                return name
+        return None
+
+    async def _dispatch(self, method: str, path: str, headers: dict[str, str], raw: bytes, writer) -> bool:
+        if method == "GET" and path.startswith("/stats"):
+            self._send(writer, 200, json.dumps(self.stats()).encode())
+            await writer.drain()
+            return True
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            self._send(writer, 200, b'{"object":"list","data":[{"id":"test-model","object":"model"}]}')
+            await writer.drain()
+            return True
+        if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
+            self._send(writer, 404, b'{"error":"not found"}')
+            await writer.drain()
+            return True
+        self.requests += 1
+        body = json.loads(raw)
+        key = headers.get("x-mfr-request-key") or str(hash(raw))
+        self.attempts[key] += 1
+        if self.keep_bodies:
+            self.bodies.append(body)
+        async with self._sem:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                fault = self._fault(key)
+                if fault:
+                    self.fault_counts[fault] += 1
+                delay = self._latency()
+                if fault == "hang":
+                    await asyncio.sleep(self.settings.hang_s)
+                    return False
+                if delay:
+                    await asyncio.sleep(delay)
+            finally:
+                self.in_flight -= 1
+        if fault == "reset":
+            writer.transport.abort()
+            return False
+        if fault == "http_500":
+            self._send(writer, 500, b'{"error":{"message":"engine failure","type":"InternalServerError"}}')
+        elif fault == "http_429":
+            self._send(writer, 429, b'{"error":"rate limited"}', {"Retry-After": str(self.settings.retry_after_s)})
+        elif fault == "malformed":
+            self._send(writer, 200, b'{"id": "cmpl-1", "choices": [{"index": 0, "message": {"content": "trunc')
+        else:
+            self._send(writer, 200, json.dumps(self._completion(body, key, truncated=fault == "truncated")).encode())
+            if fault != "truncated":
+                self.successes[key] += 1
+        await writer.drain()
+        return True
+
+    def _completion(self, body: dict[str, Any], key: str, truncated: bool) -> dict[str, Any]:
+        n = int(body.get("n") or 1)
+        choices = []
+        for i in range(n):
+            text = self.responder(body, i, self.settings.words)
+            if truncated:
+                text = text[: len(text) // 3]
+            choices.append({
+                "index": i,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "length" if truncated else "stop",
+            })
+        completion_tokens = sum(len(c["message"]["content"].split()) for c in choices)
+        return {
+            "id": f"cmpl-{key[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": choices,
+            "usage": {"prompt_tokens": 100, "completion_tokens": completion_tokens, "total_tokens": 100 + completion_tokens},
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="OpenAI-compatible test server")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-mean", type=float, default=0.0)
+    parser.add_argument("--latency-sigma", type=float, default=0.5)
+    parser.add_argument("--capacity", type=int, default=1024)
+    parser.add_argument("--faults", default="{}", help='JSON, e.g. {"http_500": 0.05}')
+    parser.add_argument("--hang-s", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--port-file", help="write the bound port here once listening")
+    args = parser.parse_args()
+    srv = OpenAIServer(
+        ServerSettings(args.latency_mean, args.latency_sigma, args.capacity, json.loads(args.faults), None, args.hang_s, seed=args.seed),
+        port=args.port,
+    )
+    srv.keep_bodies = False
+
+    async def serve() -> None:
+        await srv.start()
+        if args.port_file:
+            with open(args.port_file, "w") as fh:
+                fh.write(str(srv.port))
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The hub path (hf://datasets/ORG/NAME) against a local stand-in for the hub (HF_ENDPOINT)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mfr.dump.hub import download_dump, parse_hub_uri
+from mfr.dump.layout import DumpError
+from mfr.lakehouse import Lakehouse
+from mfr.runner import run_stage
+from tests.hub_standin import HubStandIn
+
+
+@pytest.fixture(scope="module")
+def sharded_dump(tmp_path_factory):
+    import mfr.sample.synthetic as synthetic
+
+    out = tmp_path_factory.mktemp("hubrepo") / "repo"
+    old = synthetic.ROWS_PER_SHARD
+    synthetic.ROWS_PER_SHARD = 10  # 3 shards per subset
+    try:
+        synthetic.write_sample(out, 90)
+    finally:
+        synthetic.ROWS_PER_SHARD = old
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    return out
+
+
+@pytest.fixture
+def hub(sharded_dump, monkeypatch):
+    with HubStandIn({"org/mmfr": sharded_dump}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "5")
+        yield server
+
+
+def test_parse_hub_uri():
+    assert parse_hub_uri("hf://datasets/OpenDataArena/MMFineReason") == ("OpenDataArena/MMFineReason", None)
+    assert parse_hub_uri("hf://datasets/a/b@v1.0") == ("a/b", "v1.0")
+    with pytest.raises(DumpError):
+        parse_hub_uri("hf://models/a/b")
+
+
+def test_capped_download_fetches_only_the_shards_it_needs(hub, tmp_path):
+    root = download_dump("hf://datasets/org/mmfr", tmp_path, subsets=["synth-charts"], max_samples=12, workers=4)
+    got = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
+    assert got == ["synth-charts/train-00000-of-00003.parquet", "synth-charts/train-00001-of-00003.parquet"]
+    assert len(hub.downloads()) == 2
+
+
+def test_unknown_repo_and_subset_are_clear_errors(hub, tmp_path):
+    with pytest.raises(DumpError, match="cannot list hub dataset org/missing"):
+        download_dump("hf://datasets/org/missing", tmp_path)
+    with pytest.raises(DumpError, match="no subset.*nope.*available: synth-charts, synth-geometry, synth-grids"):
+        download_dump("hf://datasets/org/mmfr", tmp_path, subsets=["nope"])
+
+
+def test_collect_from_the_hub(spark, make_cfg, hub, tmp_path):
+    cfg = make_cfg("collection.source=hf://datasets/org/mmfr", f"collection.cache_dir={tmp_path}", "collection.download_workers=4")
+    r = run_stage(spark, cfg, "collect")
+    assert r.rows_in == 90 and r.rows_kept + r.rows_rejected + r.rows_quarantined == 90
+    assert len(hub.downloads()) == 9
+    assert Lakehouse(spark, cfg).read("collected").select("subset").distinct().count() == 3
