@@ -94,9 +94,18 @@ class OpenAIServer:
 
     def __exit__(self, *exc: Any) -> None:
         if self._loop:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread:
             self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        if self._server:
+            self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _run_loop(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -139,7 +148,7 @@ class OpenAIServer:
                 keep = await self._dispatch(method, path, headers, body, writer)
                 if not keep:
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
             pass
         finally:
             try:

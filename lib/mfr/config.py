@@ -45,6 +45,10 @@ def _client(model: str | None, doc: str) -> dict[str, Any]:
         "max_concurrency": _s("int", 64, "requests in flight per endpoint across all tasks"),
         "timeout_s": _s("float", 600.0, "per-request timeout"),
         "max_attempts": _s("int", 6, "attempts per request before the error is recorded"),
+        "connect_timeout_s": _s("float", 10.0, "TCP connect timeout"),
+        "backoff_base_s": _s("float", 0.5, "first retry waits up to this (full jitter, doubling)"),
+        "backoff_max_s": _s("float", 30.0, "longest wait between attempts"),
+        "breaker_cooldown_s": _s("float", 30.0, "how long a failing endpoint is skipped before a probe"),
     }
 
 
@@ -82,18 +86,27 @@ SCHEMA: dict[str, Any] = {
     },
     "distillation": {
         "overwrite": _s("bool", False, "re-distill rows that already carry valid results"),
+        "input_table": _s("str|null", None, "table to distill; null = cleaned when it exists, else collected"),
         "cot": {
             "client": _client(None, "CoT teacher"),
             "temperature": _s("float", 1.0),
             "top_p": _s("float", 0.95),
             "max_tokens": _s("int", 16384),
             "thinking": _s("bool", True),
+            "seed": _s("int", 0, "sampling seed of the first sample; resamples add their index"),
+            "max_resamples": _s("int", 2, "new samples asked after an invalid or truncated answer"),
+            "min_words": _s("int", 100, "a valid CoT has at least this many words"),
+            "prompt": _s("str", "distill.txt", "prompt file under prompts/"),
         },
         "caption": {
             "client": _client(None, "caption model"),
             "temperature": _s("float", 1.0),
             "top_p": _s("float", 0.95),
             "max_tokens": _s("int", 16384),
+            "seed": _s("int", 0),
+            "max_resamples": _s("int", 1),
+            "min_words": _s("int", 20, "a valid caption has at least this many words"),
+            "prompt": _s("str", "caption.txt", "prompt file under prompts/"),
         },
     },
     "selection": {
@@ -119,6 +132,12 @@ SCHEMA: dict[str, Any] = {
             "num_samples": _s("int", 4),
             "client": _client(None, "small model for the pass-rate probe"),
         },
+    },
+    "llm": {
+        "staging_dir": _s("str|null", None, "call journals and request staging; null = <warehouse>/_llm (shared FS on clusters)"),
+        "shard_size": _s("int", 20000, "requests per Delta commit of results"),
+        "progress_interval_s": _s("float", 5.0, "seconds between driver progress lines"),
+        "tasks": _s("int|null", None, "Spark tasks per shard; null = the session's default parallelism"),
     },
     "export": {
         "out": _s("str|null", None, "output folder"),

@@ -78,6 +78,33 @@ IMAGES_SCHEMA = T.StructType(
     ]
 )
 
+LLM_CALLS_SCHEMA = T.StructType(
+    [
+        T.StructField("request_key", T.StringType(), False),
+        T.StructField("sample_key", T.StringType(), True),
+        T.StructField("purpose", T.StringType(), True),
+        T.StructField("model", T.StringType(), True),
+        T.StructField("prompt_version", T.StringType(), True),
+        T.StructField("sample_index", T.IntegerType(), True),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("attempts", T.IntegerType(), True),
+        T.StructField("finish_reason", T.StringType(), True),
+        T.StructField(
+            "choices",
+            T.ArrayType(T.StructType([T.StructField("text", T.StringType()), T.StructField("finish_reason", T.StringType())])),
+            True,
+        ),
+        T.StructField("prompt_tokens", T.LongType(), True),
+        T.StructField("completion_tokens", T.LongType(), True),
+        T.StructField("latency_s", T.DoubleType(), True),
+        T.StructField("endpoint", T.StringType(), True),
+        T.StructField("error_kind", T.StringType(), True),
+        T.StructField("error", T.StringType(), True),
+        T.StructField("run_id", T.StringType(), True),
+        T.StructField("created_at", T.TimestampType(), True),
+    ]
+)
+
 _USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
@@ -119,6 +146,11 @@ class Run:
         )
 
 
+def _shape(schema: T.StructType) -> list[tuple[str, str]]:
+    """Column names and types, nullability aside (Delta keeps the table's)."""
+    return [(f.name, f.dataType.simpleString()) for f in schema.fields]
+
+
 def new_run_id(stage: str) -> str:
     return f"{_now():%Y%m%dT%H%M%S}-{stage}-{secrets.token_hex(3)}"
 
@@ -145,6 +177,7 @@ class Lakehouse:
         self._ensure_table("runs", RUNS_SCHEMA)
         self._ensure_table("quarantine", QUARANTINE_SCHEMA)
         self._ensure_table("images", IMAGES_SCHEMA)
+        self._ensure_table("llm_calls", LLM_CALLS_SCHEMA)
         self._ready = True
 
     def _ensure_table(self, table: str, schema: T.StructType) -> None:
@@ -199,19 +232,30 @@ class Lakehouse:
     def write_stage_output(self, df: DataFrame, table: str, run: Run) -> int:
         """Replace ``table`` with ``df`` as one new Delta version; returns that version."""
         self.ensure_schema()
+        writer = df.write.format("delta").mode("overwrite")
+        if not self.exists(table) or _shape(self.spark.table(self.name(table)).schema) != _shape(df.schema):
+            writer = writer.option("overwriteSchema", "true")  # only when columns really change
         with self._commit_metadata(run):
-            (
-                df.write.format("delta")
-                .mode("overwrite")
-                .option("overwriteSchema", "true")
-                .saveAsTable(self.name(table))
-            )
+            writer.saveAsTable(self.name(table))
         return self._version_written_by(table, run)
 
     def append(self, df: DataFrame, table: str, run: Run) -> None:
         self.ensure_schema()
         with self._commit_metadata(run):
             df.write.format("delta").mode("append").saveAsTable(self.name(table))
+
+    def append_once(self, df: DataFrame, table: str, run: Run, app_id: str, version: int) -> None:
+        """Append as an idempotent Delta commit: a second write with the same (app_id, version) is skipped,
+        so a retried driver step never stores the same results twice."""
+        self.ensure_schema()
+        with self._commit_metadata(run):
+            (
+                df.write.format("delta")
+                .mode("append")
+                .option("txnAppId", app_id)
+                .option("txnVersion", int(version))
+                .saveAsTable(self.name(table))
+            )
 
     def quarantine(self, df: DataFrame, run: Run) -> None:
         """Append records that cannot be rows of the stage (columns as QUARANTINE_SCHEMA, less run data)."""

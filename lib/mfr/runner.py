@@ -29,8 +29,9 @@ STAGE_INPUTS: dict[str, list[str]] = {
 
 def _stage_fns() -> dict[str, StageFn]:
     from mfr.stages.collect import collect
+    from mfr.stages.distill import distill
 
-    return {"collect": collect}
+    return {"collect": collect, "distill": distill}
 
 
 # Stages of the pipeline in order; those without a function here are not built yet.
@@ -54,6 +55,16 @@ class RunResult:
     metrics: dict[str, float]
 
 
+def input_tables(stage: str, cfg: Config, lh: Lakehouse) -> list[str]:
+    """Tables a stage reads. Distill reads cleaned when it exists (else collected) unless configured."""
+    if stage == "distill":
+        chosen = cfg.get("distillation.input_table")
+        if chosen:
+            return [chosen]
+        return ["cleaned"] if lh.exists("cleaned") else ["collected"]
+    return STAGE_INPUTS.get(stage, [])
+
+
 def built_stages() -> list[str]:
     return [s for s in PIPELINE if s in _stage_fns()]
 
@@ -73,7 +84,7 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
     else:
         pinned = {}
     inputs = {}
-    for table in STAGE_INPUTS.get(stage, []):
+    for table in input_tables(stage, cfg, lh):
         version = pinned.get(table, lh.current_version(table))
         if version is None:
             raise ValueError(f"stage '{stage}' reads {lh.name(table)}, which does not exist yet: run its stage first")
@@ -89,7 +100,7 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
 
     try:
         with timed("compute"):
-            out = fns[stage](StageContext(spark, cfg, run.run_id, lh, inputs))
+            out = fns[stage](StageContext(spark, cfg, run, lh, inputs))
         table = STAGE_TABLES[stage]
         if out.images is not None:
             with timed("images"):

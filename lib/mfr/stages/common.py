@@ -13,7 +13,7 @@ from mfr.config import Config
 from mfr.keys import KEY_SEPARATOR
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mfr.lakehouse import Lakehouse
+    from mfr.lakehouse import Lakehouse, Run
 
 
 @dataclass
@@ -22,9 +22,13 @@ class StageContext:
 
     spark: SparkSession
     cfg: Config
-    run_id: str
+    run: "Run"
     lakehouse: "Lakehouse"
     input_versions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
 
     def read_input(self, table: str) -> DataFrame:
         """An input table at the version this run pinned."""

@@ -1,0 +1,284 @@
+"""Model calls from Spark tasks, stored once in ``<schema>.llm_calls``.
+
+``call_models`` takes a DataFrame of requests (one row per call, with a deterministic ``request_key``)
+and makes sure each has a stored success, asking only for keys that have none:
+
+1. journals left by a killed run are stored first (their finished calls are not asked again);
+2. pending requests (anti-join on successful ``request_key``) are staged once as parquet, with the
+   image bytes they need, split into shards;
+3. each shard is one Spark job: ``mapInPandas`` keeps a sliding window of requests in flight per task
+   (the endpoint's ``max_concurrency`` × replicas split across the tasks running at once), journals each
+   result as it lands, and the shard's results are appended as one idempotent Delta commit
+   (``txnAppId``/``txnVersion``), so task retries or a retried commit never store a result twice;
+4. a driver thread prints progress from the journals every few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mfr.lakehouse import LLM_CALLS_SCHEMA
+from mfr.llm.client import CallResult, ChatRequest, ClientSettings
+from mfr.llm.journal import JournalWriter, Progress, journal_path, read_records
+
+log = logging.getLogger(__name__)
+
+# Columns of a request row handed to call_models.
+REQUEST_COLUMNS = [
+    "request_key", "sample_key", "purpose", "model", "prompt_version", "sample_index",
+    "messages_json", "params_json", "image_id",
+]
+IMAGE_PLACEHOLDER = {"type": "image_url", "image_url": {"url": "$IMAGE"}}
+_RESULT_FIELDS = [f.name for f in LLM_CALLS_SCHEMA.fields]
+
+
+@dataclass
+class CallStats:
+    requested: int = 0
+    already_done: int = 0
+    recovered: int = 0
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+def staging_root(ctx) -> str:  # noqa: ANN001 - StageContext
+    return ctx.cfg.get("llm.staging_dir") or str(Path(ctx.cfg.get("lakehouse.warehouse")).resolve() / "_llm")
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file:")
+
+
+def _delete(spark, path: str) -> None:  # noqa: ANN001
+    if _is_local(path):
+        shutil.rmtree(path.replace("file:", ""), ignore_errors=True)
+        return
+    jvm = spark.sparkContext._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(p, True)
+
+
+def _record(result: CallResult, req_row: dict[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "request_key": result.request_key,
+        "sample_key": req_row["sample_key"],
+        "purpose": req_row["purpose"],
+        "model": req_row["model"],
+        "prompt_version": req_row["prompt_version"],
+        "sample_index": int(req_row["sample_index"]),
+        "status": result.status,
+        "attempts": result.attempts,
+        "finish_reason": result.finish_reason,
+        "choices": result.choices,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "latency_s": result.latency_s,
+        "endpoint": result.endpoint,
+        "error_kind": result.error_kind,
+        "error": result.error,
+        "run_id": run_id,
+        "created_at": pd.Timestamp.utcnow().tz_localize(None),
+        "errors_by_kind": result.errors_by_kind,
+    }
+
+
+def _messages(messages_json: str, image: bytes | None) -> list[dict[str, Any]]:
+    """Messages with the image placeholder replaced by the image's data URL."""
+    from mfr.llm.images import image_data_url
+
+    messages = json.loads(messages_json)
+    url = None
+    for msg in messages:
+        content = msg.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if part.get("type") == "image_url" and part["image_url"]["url"] == "$IMAGE":
+                    if image is None:
+                        raise ValueError("request needs an image but none is stored")
+                    url = url or image_data_url(image)
+                    part["image_url"]["url"] = url
+    return messages
+
+
+def _task_fn(settings: ClientSettings, window: int, run_id: str, journal_root: str, shard: int):
+    """The mapInPandas body: a sliding window of calls over this task's requests."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pyspark import TaskContext
+
+        from mfr.llm.client import OpenAIClient
+        from mfr.llm.window import sliding_window
+
+        tc = TaskContext.get()
+        part, attempt = (tc.partitionId(), tc.attemptNumber()) if tc else (0, 0)
+        journal = JournalWriter(journal_path(journal_root, run_id, "calls", shard, part, attempt))
+        client = OpenAIClient(settings, pool=window)
+        rows_by_key: dict[str, dict[str, Any]] = {}
+
+        def requests() -> Iterator[ChatRequest | CallResult]:
+            for batch in batches:
+                for row in batch.to_dict("records"):
+                    rows_by_key[row["request_key"]] = row
+                    try:
+                        messages = _messages(row["messages_json"], row.get("image_bytes"))
+                    except Exception as exc:  # noqa: BLE001 - an unusable image is this row's error, not the job's
+                        yield CallResult(row["request_key"], "error", error_kind="bad_input", error=f"{type(exc).__name__}: {exc}")
+                        continue
+                    yield ChatRequest(row["request_key"], messages, json.loads(row["params_json"]))
+
+        def call(item: ChatRequest | CallResult) -> CallResult:
+            return item if isinstance(item, CallResult) else client.call(item)
+
+        out: list[dict[str, Any]] = []
+        try:
+            for result in sliding_window(call, requests(), window):
+                rec = _record(result, rows_by_key.pop(result.request_key), run_id)
+                journal.write(rec)
+                rec.pop("errors_by_kind")
+                out.append(rec)
+                if len(out) >= 256:
+                    yield pd.DataFrame(out, columns=_RESULT_FIELDS)
+                    out = []
+            if out:
+                yield pd.DataFrame(out, columns=_RESULT_FIELDS)
+        finally:
+            journal.close()
+            client.close()
+
+    return run
+
+
+class _ProgressPrinter(threading.Thread):
+    def __init__(self, folder: Path, total: int, label: str, interval: float):
+        super().__init__(daemon=True)
+        self.progress = Progress(folder)
+        self.total, self.label, self.interval = total, label, interval
+        self.stop = threading.Event()
+        self.start_time = time.monotonic()
+
+    def line(self) -> str:
+        p = self.progress
+        p.poll()
+        elapsed = max(time.monotonic() - self.start_time, 1e-6)
+        rate = p.done / elapsed
+        eta = (self.total - p.done) / rate if rate > 0 else float("inf")
+        errors = " ".join(f"{k}={v}" for k, v in sorted(p.errors.items())) or "none"
+        return (
+            f"{self.label}: {p.done}/{self.total} calls ({100.0 * p.done / max(self.total, 1):.1f}%), "
+            f"{rate:.1f} req/s, {p.tokens / elapsed / 1000:.1f}k tok/s, retried errors: {errors}, "
+            f"ETA {eta:.0f}s" if math.isfinite(eta) else f"{self.label}: {p.done}/{self.total} calls, starting"
+        )
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            log.info(self.line())
+
+
+def recover_journals(ctx, label: str = "llm") -> int:  # noqa: ANN001 - StageContext
+    """Store finished calls that a killed run journaled but never committed; returns how many."""
+    root = staging_root(ctx)
+    journal_root = os.path.join(root, "journal")
+    if not _is_local(journal_root) or not os.path.isdir(journal_root):
+        return 0
+    files = sorted(Path(journal_root).rglob("*.jsonl"))
+    if not files:
+        return 0
+    records = [r for f in files for r in read_records(f)]
+    lh = ctx.lakehouse
+    stored = 0
+    if records:
+        best: dict[str, dict[str, Any]] = {}
+        for r in records:  # one result per key, a success over an error
+            if r["request_key"] not in best or (r["status"] == "ok" and best[r["request_key"]]["status"] != "ok"):
+                best[r["request_key"]] = r
+        rows = []
+        for r in best.values():
+            r = {k: r.get(k) for k in _RESULT_FIELDS}
+            r["created_at"] = pd.Timestamp(r["created_at"]).to_pydatetime() if r["created_at"] else None
+            rows.append(r)
+        df = ctx.spark.createDataFrame(pd.DataFrame(rows, columns=_RESULT_FIELDS), LLM_CALLS_SCHEMA)
+        done = lh.read("llm_calls").where(F.col("status") == "ok").select("request_key")
+        fresh = df.join(done, "request_key", "left_anti")
+        stored = fresh.count()
+        if stored:
+            app = f"recover-{ctx.run_id}-{label}"
+            lh.append_once(fresh.select(*_RESULT_FIELDS), "llm_calls", ctx.run, app, 0)
+            log.info("%s: stored %d finished calls from the journals of an interrupted run", label, stored)
+    for f in files:
+        f.unlink(missing_ok=True)
+    return stored
+
+
+def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) -> CallStats:  # noqa: ANN001
+    """Make sure every request has a stored result; ask only for keys without a stored success.
+
+    ``label`` is the requests' purpose (cot, caption, …): it names the staging folder, the progress
+    line and the idempotent commits of this purpose within the run.
+    """
+    spark, lh, cfg = ctx.spark, ctx.lakehouse, ctx.cfg
+    start = time.monotonic()
+    stats = CallStats()
+    stats.recovered = recover_journals(ctx, label)
+    requests = requests.select(*REQUEST_COLUMNS).dropDuplicates(["request_key"])
+    done = lh.read("llm_calls").where(F.col("status") == "ok").select("request_key").distinct()
+    pending = requests.join(done, "request_key", "left_anti")
+    root = staging_root(ctx)
+    call_id = f"{label.replace('/', '_')}-{uuid.uuid4().hex[:8]}"  # one per call: rounds never share commits
+    staged = os.path.join(root, "requests", ctx.run_id, call_id)
+    shard_size = max(1, int(cfg.get("llm.shard_size")))
+    images = lh.read("images").select("image_id", F.col("bytes").alias("image_bytes"))
+    with_images = pending.join(images, "image_id", "left")
+    # Stage the pending requests once (with their image bytes) so shards never recompute the plan.
+    with_images.write.mode("overwrite").parquet(staged)
+    staged_df = spark.read.parquet(staged)
+    n = staged_df.count()
+    stats.requested = n
+    if n == 0:
+        _delete(spark, staged)
+        stats.seconds = time.monotonic() - start
+        return stats
+    shards = math.ceil(n / shard_size)
+    tasks = int(cfg.get("llm.tasks") or spark.sparkContext.defaultParallelism)
+    journal_root = os.path.join(root, "journal")
+    progress = _ProgressPrinter(Path(journal_root) / ctx.run_id, n, label, float(cfg.get("llm.progress_interval_s")))
+    progress.start()
+    try:
+        keyed = staged_df.withColumn("_shard", F.abs(F.xxhash64("request_key")) % shards)
+        for shard in range(shards):
+            part = keyed.where(F.col("_shard") == shard).drop("_shard")
+            n_tasks = max(1, min(tasks, shard_size))
+            concurrent = max(1, min(n_tasks, spark.sparkContext.defaultParallelism))
+            window = max(1, (settings.max_concurrency * len(settings.api_bases)) // concurrent)
+            results = part.repartition(n_tasks).mapInPandas(
+                _task_fn(settings, window, ctx.run_id, journal_root, shard), LLM_CALLS_SCHEMA
+            )
+            lh.append_once(results, "llm_calls", ctx.run, f"{ctx.run_id}-{call_id}", shard)
+            progress.progress.poll()  # count the shard before its journals go
+            for f in (Path(journal_root) / ctx.run_id).rglob(f"shard-{shard}-*.jsonl") if _is_local(journal_root) else []:
+                f.unlink(missing_ok=True)  # committed: the journal is no longer needed
+    finally:
+        progress.stop.set()
+        log.info(progress.line())
+    _delete(spark, staged)
+    this_run = lh.read("llm_calls").where((F.col("run_id") == ctx.run_id) & (F.col("purpose") == label))
+    counts = {r["status"]: r["count"] for r in this_run.groupBy("status").count().collect()}
+    stats.ok, stats.errors = int(counts.get("ok", 0)), int(counts.get("error", 0))
+    stats.sent = n
+    stats.seconds = time.monotonic() - start
+    return stats

@@ -1,0 +1,279 @@
+"""Stage 3, distill: chain-of-thought and dense captions from teacher endpoints.
+
+For every row kept by the stage before (cleaned when it exists, else collected), and for each purpose
+(``cot``, ``caption``):
+
+* a row that already carries a valid result keeps it (unless ``distillation.overwrite``);
+* a stored success in ``<schema>.llm_calls`` for the same model and prompt version is reused: a rerun
+  asks nothing for finished rows;
+* otherwise the model is asked (the caption is never given to the CoT teacher); an invalid or truncated
+  answer is asked again with a new seed (sample index) up to ``max_resamples`` times per run, and a
+  later run continues from the next index;
+* with no endpoint configured the row is rejected ``pending_model`` and the message names the key to set.
+
+Reject reasons: ``pending_model``, ``llm_error``, ``cot_invalid``, ``cot_truncated``,
+``caption_invalid``, ``caption_truncated`` (the CoT's reason first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from mfr.llm.client import ClientSettings, MissingEndpoint
+from mfr.llm.keys import request_key
+from mfr.llm.spark_calls import IMAGE_PLACEHOLDER, call_models, staging_root
+from mfr.session import REPO_ROOT
+from mfr.stages.common import StageContext, StageOutput
+from mfr.text.cot import cot_problem, word_count
+
+log = logging.getLogger(__name__)
+
+PROMPTS = REPO_ROOT / "prompts"
+
+NEW_COLUMNS = [
+    "cot_prompt_version", "cot_request_key", "caption_prompt_version", "caption_request_key", "reject_detail",
+]
+
+
+def result_problem(purpose: str, text: str | None, min_words: int) -> str | None:
+    """None when ``text`` is a usable result for ``purpose``, else a short code."""
+    if purpose == "cot":
+        return cot_problem(text, min_words=min_words)
+    if not text or not text.strip():
+        return "missing"
+    return "too_short" if word_count(text) < min_words else None
+
+
+def load_prompt(name: str) -> tuple[str, str]:
+    """(template, version) where the version changes whenever the text does."""
+    path = Path(name) if os.path.isabs(name) else PROMPTS / name
+    text = path.read_text(encoding="utf-8")
+    return text, f"{path.stem}@{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def build_messages(template: str, question: str | None, with_image: bool) -> str:
+    """The chat messages for one row, as JSON, with an image placeholder filled in per task."""
+    q = (question or "").replace("<image>", "").strip()
+    text = template.replace("{question}", q)
+    content: list[dict] = ([IMAGE_PLACEHOLDER] if with_image else []) + [{"type": "text", "text": text}]
+    return json.dumps([{"role": "user", "content": content}], ensure_ascii=False)
+
+
+@dataclass
+class Purpose:
+    name: str  # cot | caption
+    text_col: str
+    model_col: str
+    origin_col: str
+    section: str
+    settings: ClientSettings | None
+    missing: str | None
+    template: str
+    prompt_version: str
+    params: dict
+    min_words: int
+    max_resamples: int
+    base_seed: int
+
+    def params_for(self, index: int) -> dict:
+        return {**self.params, "seed": self.base_seed + index}
+
+
+def _purpose(ctx: StageContext, name: str) -> Purpose:
+    cfg = ctx.cfg
+    section = f"distillation.{name}"
+    sec = cfg.get(section)
+    try:
+        settings: ClientSettings | None = ClientSettings.from_section(sec["client"], f"{section}.client")
+        missing = None
+    except MissingEndpoint as exc:
+        settings, missing = None, str(exc)
+    template, version = load_prompt(sec["prompt"])
+    params = {"temperature": sec["temperature"], "top_p": sec["top_p"], "max_tokens": sec["max_tokens"], "n": 1}
+    if name == "cot":
+        params["chat_template_kwargs"] = {"enable_thinking": bool(sec["thinking"])}
+    text_col = "cot_response" if name == "cot" else "caption"
+    return Purpose(
+        name, text_col, f"{name}_model", f"{name}_origin", section, settings, missing, template, version, params,
+        int(sec["min_words"]), int(sec["max_resamples"]), int(sec["seed"]),
+    )
+
+
+def _problem_udf(p: Purpose):
+    name, min_words = p.name, p.min_words
+
+    @F.pandas_udf(T.StringType())  # type: ignore[call-overload]
+    def problem(texts: pd.Series) -> pd.Series:
+        return texts.map(lambda t: result_problem(name, t if isinstance(t, str) else None, min_words))
+
+    return problem
+
+
+def _requests_udf(p: Purpose):
+    """(sample_key, question, has_image, sample_index) → request_key, messages_json, params_json."""
+    purpose, pv, model, template = p.name, p.prompt_version, p.settings.model if p.settings else "", p.template
+    params_for = p.params_for
+    schema = T.StructType(
+        [T.StructField("request_key", T.StringType()), T.StructField("messages_json", T.StringType()),
+         T.StructField("params_json", T.StringType())]
+    )
+
+    @F.pandas_udf(schema)  # type: ignore[call-overload]
+    def build(keys: pd.Series, questions: pd.Series, has_image: pd.Series, index: pd.Series) -> pd.DataFrame:
+        rk, msgs, prms = [], [], []
+        for k, q, img, i in zip(keys, questions, has_image, index):
+            params = params_for(int(i))
+            rk.append(request_key(k, purpose, pv, model, params, int(i)))
+            msgs.append(build_messages(template, q, bool(img)))
+            prms.append(json.dumps(params))
+        return pd.DataFrame({"request_key": rk, "messages_json": msgs, "params_json": prms})
+
+    return build
+
+
+def _stored(ctx: StageContext, p: Purpose) -> DataFrame:
+    """Per sample_key: the earliest valid stored text, the next sample index, the last outcome."""
+    assert p.settings is not None
+    calls = ctx.lakehouse.read("llm_calls").where(
+        (F.col("purpose") == p.name) & (F.col("model") == p.settings.model) & (F.col("prompt_version") == p.prompt_version)
+    )
+    text = F.col("choices")[0]["text"]
+    calls = calls.withColumn("_text", text).withColumn("_problem", _problem_udf(p)(text))
+    ok = F.col("status") == "ok"
+    valid = ok & F.col("_problem").isNull() & (F.coalesce(F.col("finish_reason"), F.lit("")) != "length")
+    outcome = (
+        F.when(~ok, F.lit("llm_error"))
+        .when(F.col("finish_reason") == "length", F.lit(f"{p.name}_truncated"))
+        .when(F.col("_problem").isNotNull(), F.lit(f"{p.name}_invalid"))
+    )
+    order = F.struct(F.col("sample_index"), ok.cast("int"), F.col("created_at"))
+    return calls.groupBy("sample_key").agg(
+        F.min_by(F.when(valid, F.struct("sample_index", "_text", "request_key")), F.when(valid, F.col("sample_index"))).alias("_best"),
+        (F.coalesce(F.max(F.when(ok, F.col("sample_index"))), F.lit(-1)) + 1).alias("_next_index"),
+        F.max_by(F.struct(outcome.alias("reason"), F.col("error").alias("error")), order).alias("_last"),
+    )
+
+
+def _persist(ctx: StageContext, df: DataFrame, name: str) -> DataFrame:
+    """Write a small intermediate to staging and read it back, cutting the lineage between rounds."""
+    path = os.path.join(staging_root(ctx), "rounds", ctx.run_id, name)
+    df.write.mode("overwrite").parquet(path)
+    return ctx.spark.read.parquet(path)
+
+
+def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: bool) -> DataFrame:
+    """Ask the model for rows lacking a valid result; returns rows + _<name>_text/_reason/_detail/_key."""
+    problem = _problem_udf(p)(F.col(p.text_col))
+    needs = F.lit(True) if overwrite else problem.isNotNull()
+    if p.name == "caption":
+        needs = needs & F.col("image_id").isNotNull()  # no image, nothing to describe
+    rows = rows.withColumn(f"_{p.name}_needs", needs)
+    if p.settings is None:
+        return rows.select(
+            "*",
+            F.lit(None).cast("string").alias(f"_{p.name}_text"),
+            F.when(F.col(f"_{p.name}_needs"), F.lit("pending_model")).alias(f"_{p.name}_reason"),
+            F.when(F.col(f"_{p.name}_needs"), F.lit(p.missing)).alias(f"_{p.name}_detail"),
+            F.lit(None).cast("string").alias(f"_{p.name}_key"),
+        )
+    build = _requests_udf(p)
+    need = (
+        rows.where(F.col(f"_{p.name}_needs"))
+        .select("sample_key", "question", "image_id")
+        .join(_stored(ctx, p), "sample_key", "left")
+        .where(F.col("_best").isNull())
+        .select("sample_key", "question", "image_id", F.coalesce(F.col("_next_index"), F.lit(0)).alias("sample_index"))
+    )
+    need = _persist(ctx, need, f"{p.name}-0")
+    for round_no in range(p.max_resamples + 1):
+        if need.limit(1).count() == 0:
+            break
+        reqs = need.withColumn(
+            "_r", build(F.col("sample_key"), F.col("question"), F.col("image_id").isNotNull(), F.col("sample_index"))
+        ).select(
+            F.col("_r.request_key").alias("request_key"), "sample_key", F.lit(p.name).alias("purpose"),
+            F.lit(p.settings.model).alias("model"), F.lit(p.prompt_version).alias("prompt_version"),
+            F.col("sample_index").cast("int").alias("sample_index"),
+            F.col("_r.messages_json").alias("messages_json"), F.col("_r.params_json").alias("params_json"), "image_id",
+        )
+        reqs = _persist(ctx, reqs, f"{p.name}-req-{round_no}")
+        stats = call_models(ctx, reqs, p.settings, p.name)
+        log.info("distill %s round %d: %d asked, %d ok, %d errors, %.1fs", p.name, round_no, stats.requested, stats.ok, stats.errors, stats.seconds)
+        # rows whose answer came back but is unusable get a new sample index next round
+        stored = _stored(ctx, p)
+        need = _persist(
+            ctx,
+            need.join(stored, "sample_key", "left")
+            .where(F.col("_best").isNull() & (F.col("_last.reason") != "llm_error"))
+            .select("sample_key", "question", "image_id", F.col("_next_index").alias("sample_index")),
+            f"{p.name}-{round_no + 1}",
+        )
+    stored = _stored(ctx, p)
+    joined = rows.join(stored, "sample_key", "left")
+    needs_col = F.col(f"_{p.name}_needs")
+    return joined.select(
+        *rows.columns,
+        F.when(needs_col, F.col("_best._text")).alias(f"_{p.name}_text"),
+        F.when(needs_col & F.col("_best").isNull(), F.coalesce(F.col("_last.reason"), F.lit("llm_error"))).alias(f"_{p.name}_reason"),
+        F.when(needs_col & F.col("_best").isNull(), F.col("_last.error")).alias(f"_{p.name}_detail"),
+        F.when(needs_col, F.col("_best.request_key")).alias(f"_{p.name}_key"),
+    )
+
+
+def input_table(ctx: StageContext) -> str:
+    return next(iter(ctx.input_versions))
+
+
+def distill(ctx: StageContext) -> StageOutput:
+    cfg = ctx.cfg
+    source = ctx.read_input(input_table(ctx))
+    rows = source.where(F.col("reject_reason").isNull())
+    rows_in = rows.count()
+    base_columns = [c for c in source.columns if c not in ("reject_reason", "run_id", *NEW_COLUMNS)]
+    rows = rows.select(*base_columns)
+    overwrite = bool(cfg.get("distillation.overwrite"))
+    cot, caption = _purpose(ctx, "cot"), _purpose(ctx, "caption")
+    metrics: dict[str, float] = {}
+    for p in (cot, caption):
+        if p.settings is None:
+            log.warning("distill: %s — rows that need a %s are rejected pending_model", p.missing, p.name)
+        rows = _distill_purpose(ctx, rows, p, overwrite)
+    out_cols = []
+    for c in base_columns:
+        p = cot if c in (cot.text_col, cot.model_col, cot.origin_col) else caption if c in (caption.text_col, caption.model_col, caption.origin_col) else None
+        if p is None:
+            out_cols.append(F.col(c))
+            continue
+        got = F.col(f"_{p.name}_text").isNotNull()
+        value = {
+            p.text_col: F.col(f"_{p.name}_text"),
+            p.model_col: F.lit(p.settings.model if p.settings else None),
+            p.origin_col: F.lit("distilled"),
+        }[c]
+        out_cols.append(F.when(got, value).otherwise(F.col(c)).alias(c))
+    reason = F.coalesce(F.col("_cot_reason"), F.col("_caption_reason"))
+    detail = F.when(F.col("_cot_reason").isNotNull(), F.col("_cot_detail")).otherwise(F.col("_caption_detail"))
+    out = rows.select(
+        *out_cols,
+        F.when(F.col("_cot_text").isNotNull(), F.lit(cot.prompt_version)).alias("cot_prompt_version"),
+        F.col("_cot_key").alias("cot_request_key"),
+        F.when(F.col("_caption_text").isNotNull(), F.lit(caption.prompt_version)).alias("caption_prompt_version"),
+        F.col("_caption_key").alias("caption_request_key"),
+        reason.cast("string").alias("reject_reason"),
+        F.when(reason.isNotNull(), detail).cast("string").alias("reject_detail"),
+        F.lit(ctx.run_id).alias("run_id"),
+    )
+    for p in (cot, caption):
+        metrics[f"{p.name}.endpoint_configured"] = 0.0 if p.settings is None else 1.0
+    return StageOutput(rows=out, rows_in=rows_in, metrics=metrics)
+
