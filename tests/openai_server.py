@@ -188,7 +188,7 @@ class OpenAIServer:
             self._send(writer, 200, b'{"object":"list","data":[{"id":"test-model","object":"model"}]}')
             await writer.drain()
             return True
-        if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
+        if method != "POST" or path.split("?")[0].rstrip("/") != "/v1/chat/completions":
             self._send(writer, 404, b'{"error":"not found"}')
             await writer.drain()
             return True

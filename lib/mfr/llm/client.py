@@ -193,10 +193,12 @@ class OpenAIClient:
         for ep in self.endpoints:
             ep.session.close()
 
-    def _acquire(self) -> _Endpoint | None:
+    def _acquire(self, avoid: _Endpoint | None = None) -> _Endpoint | None:
         with self._lock:
             now = time.monotonic()
-            ready = [ep for ep in self.endpoints if ep.breaker.available(now)]
+            ready = [ep for ep in self.endpoints if ep is not avoid and ep.breaker.available(now)]
+            if not ready and avoid is not None and avoid.breaker.available(now):
+                ready = [avoid]  # a retry goes elsewhere when it can, back to the same replica when not
             if not ready:
                 return None
             self._next = (self._next + 1) % len(self.endpoints)
@@ -225,9 +227,10 @@ class OpenAIClient:
         result = CallResult(req.key, "error")
         payload = json.dumps(self.body(req), ensure_ascii=False).encode("utf-8")
         headers = {**self._headers, "X-MFR-Request-Key": req.key}
+        last: _Endpoint | None = None
         for attempt in range(1, s.max_attempts + 1):
             result.attempts = attempt
-            ep = self._acquire()
+            ep = self._acquire(avoid=last)
             if ep is None:
                 result.error_kind, result.error = "circuit_open", "every endpoint's circuit breaker is open"
                 result.errors_by_kind["circuit_open"] = result.errors_by_kind.get("circuit_open", 0) + 1
@@ -260,13 +263,14 @@ class OpenAIClient:
             if ok:
                 result.status, result.error_kind, result.error = "ok", None, None
                 break
+            last = ep
             result.error_kind, result.error = kind, msg
             result.errors_by_kind[kind] = result.errors_by_kind.get(kind, 0) + 1
             if not retryable or attempt == s.max_attempts:
                 break
             delay = self._backoff(attempt)
             if wait is not None:
-                delay = max(delay, min(wait, s.backoff_max_s * 4))
+                delay = max(delay, min(wait, max(60.0, s.backoff_max_s * 4)))  # honour Retry-After, bounded
             self._sleep(delay)
         result.latency_s = time.monotonic() - start
         return result

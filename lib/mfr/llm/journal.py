@@ -69,11 +69,12 @@ class Progress:
             return
         for path in list(self.folder.rglob("*.jsonl")):
             start = self.offsets.get(path, 0)
-            if not path.exists():
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    fh.seek(start)
+                    chunk = fh.read()
+            except FileNotFoundError:  # committed and removed meanwhile
                 continue
-            with open(path, encoding="utf-8") as fh:
-                fh.seek(start)
-                chunk = fh.read()
             complete = chunk[: chunk.rfind("\n") + 1]
             self.offsets[path] = start + len(complete.encode("utf-8"))
             for line in complete.splitlines():

@@ -147,7 +147,7 @@ def _stored(ctx: StageContext, p: Purpose) -> DataFrame:
     calls = ctx.lakehouse.read("llm_calls").where(
         (F.col("purpose") == p.name) & (F.col("model") == p.settings.model) & (F.col("prompt_version") == p.prompt_version)
     )
-    text = F.col("choices")[0]["text"]
+    text = F.expr("try_element_at(choices, 1)")["text"]  # error rows have no choices
     calls = calls.withColumn("_text", text).withColumn("_problem", _problem_udf(p)(text))
     ok = F.col("status") == "ok"
     valid = ok & F.col("_problem").isNull() & (F.coalesce(F.col("finish_reason"), F.lit("")) != "length")

@@ -1,0 +1,58 @@
+"""Force a Spark task retry in the middle of model calls (master local[2,3]) and report what was stored.
+
+Test-only: the library's task function is wrapped so that attempt 0 of every task dies after yielding
+half of its results; Spark retries the task, and the shard's idempotent commit must still store each
+result once. Prints a JSON summary.
+"""
+
+import json
+import sys
+
+from pyspark import TaskContext
+
+
+def main(warehouse: str, server_url: str) -> None:
+    from mfr.config import load_config
+    from mfr.lakehouse import Lakehouse
+    from mfr.llm import spark_calls
+    from mfr.llm.client import ClientSettings
+    from mfr.session import get_spark
+    from mfr.stages.common import StageContext
+
+    cfg = load_config(overrides=[f"lakehouse.warehouse={warehouse}", "spark.master=local[2,3]", "spark.shuffle_partitions=2"])
+    spark = get_spark(cfg)
+    lh = Lakehouse(spark, cfg)
+    lh.ensure_schema()
+    run = lh.start_run("distill", cfg, {}, None)
+    ctx = StageContext(spark, cfg, run, lh, {})
+    original = spark_calls._task_fn
+
+    def dying_task_fn(*args, **kwargs):
+        inner = original(*args, **kwargs)
+
+        def run_(batches):
+            tc = TaskContext.get()
+            for i, out in enumerate(inner(batches)):
+                yield out
+                if tc.attemptNumber() == 0 and i >= 0:
+                    raise RuntimeError("injected executor failure after the first batch")
+
+        return run_
+
+    spark_calls._task_fn = dying_task_fn
+    rows = [(f"k{i}", f"s:{i}", "cot", "m", "p@1", 0, json.dumps([{"role": "user", "content": "x <answer>"}]), "{}", None) for i in range(1200)]
+    reqs = spark.createDataFrame(rows, "request_key string, sample_key string, purpose string, model string, prompt_version string, sample_index int, messages_json string, params_json string, image_id string")
+    settings = ClientSettings((server_url,), "m", max_concurrency=16, timeout_s=5, backoff_base_s=0.01)
+    stats = spark_calls.call_models(ctx, reqs, settings, "cot")
+    calls = lh.read("llm_calls")
+    summary = {
+        "stored": calls.count(),
+        "distinct_keys": calls.select("request_key").distinct().count(),
+        "ok": calls.where("status = 'ok'").count(),
+        "requested": stats.requested,
+    }
+    print("SUMMARY " + json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,157 @@
+"""The OpenAI-compatible client and the sliding window, against the real HTTP test server (no Spark)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from mfr.llm.client import ChatRequest, ClientSettings, MissingEndpoint, OpenAIClient, _Breaker
+from mfr.llm.images import image_data_url, scale_factor
+from mfr.llm.keys import request_key
+from mfr.llm.window import sliding_window
+from tests.openai_server import OpenAIServer, ServerSettings
+
+
+def _settings(*urls, **kw):
+    base = dict(max_concurrency=32, timeout_s=2.0, connect_timeout_s=1.0, max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05)
+    base.update(kw)
+    return ClientSettings(tuple(urls), "test-model", **base)
+
+
+def _req(i=0, **params):
+    return ChatRequest(f"key-{i}", [{"role": "user", "content": "Solve. Reply with <answer>."}], {"max_tokens": 50, **params})
+
+
+@pytest.mark.parametrize("fault", ["http_500", "reset", "malformed", "http_429", "hang"])
+def test_each_fault_is_retried_then_succeeds(fault):
+    sleeps = []
+    with OpenAIServer(ServerSettings(faults={fault: 1.0}, fault_attempts=1, hang_s=5, retry_after_s=1)) as srv:
+        client = OpenAIClient(_settings(srv.url, timeout_s=0.5), sleep=sleeps.append)
+        res = client.call(_req())
+    assert res.status == "ok" and res.attempts == 2, res
+    kind = {"http_500": "http_500", "reset": "connection", "malformed": "malformed", "http_429": "http_429", "hang": "timeout"}[fault]
+    assert res.errors_by_kind == {kind: 1}
+    assert res.text.endswith("</answer>") and res.finish_reason == "stop"
+    assert res.completion_tokens > 0 and res.prompt_tokens == 100
+    if fault == "http_429":
+        assert sleeps[0] >= 1.0  # Retry-After honoured
+    else:
+        assert 0 <= sleeps[0] <= 0.01
+
+
+def test_retries_are_capped_and_error_recorded():
+    with OpenAIServer(ServerSettings(faults={"http_500": 1.0})) as srv:
+        res = OpenAIClient(_settings(srv.url), sleep=lambda s: None).call(_req())
+        assert srv.requests == 4
+    assert res.status == "error" and res.attempts == 4 and res.error_kind == "http_500"
+    assert "engine failure" in res.error
+
+
+def test_client_errors_are_not_retried():
+    with OpenAIServer() as srv:
+        res = OpenAIClient(_settings(srv.url + "/nope"), sleep=lambda s: None).call(_req())
+        assert srv.requests == 0  # the 404 route is not a completion
+    assert res.status == "error" and res.attempts == 1 and res.error_kind == "http_404"
+
+
+def test_truncated_output_is_returned_with_finish_reason_length():
+    with OpenAIServer(ServerSettings(faults={"truncated": 1.0})) as srv:
+        res = OpenAIClient(_settings(srv.url)).call(_req())
+    assert res.status == "ok" and res.finish_reason == "length"
+
+
+def test_n_samples_in_one_request():
+    with OpenAIServer() as srv:
+        res = OpenAIClient(_settings(srv.url)).call(_req(n=4))
+        assert srv.requests == 1
+    assert len(res.choices) == 4 and all(c["finish_reason"] == "stop" for c in res.choices)
+
+
+def _dead_url() -> str:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_breaker_fails_a_dead_endpoint_fast():
+    client = OpenAIClient(_settings(_dead_url(), max_attempts=2, breaker_cooldown_s=60), sleep=lambda s: None)
+    results = [client.call(_req(i)) for i in range(30)]
+    kinds = [r.error_kind for r in results]
+    assert kinds[0] == "connection" and kinds[-1] == "circuit_open"
+    start = time.monotonic()
+    assert client.call(_req(99)).error_kind == "circuit_open"
+    assert time.monotonic() - start < 0.05
+
+
+def test_breaker_half_opens_after_cooldown():
+    b = _Breaker(window=4, rate=0.9, cooldown=10)
+    for _ in range(4):
+        b.record(False, now=0)
+    assert not b.available(5)
+    assert b.available(11) and not b.available(11)  # one probe only
+    b.record(True, now=11)
+    assert b.available(12)
+
+
+def test_replicas_share_load_and_a_dead_one_is_skipped():
+    with OpenAIServer() as a, OpenAIServer() as b:
+        client = OpenAIClient(_settings(a.url, b.url))
+        list(sliding_window(client.call, [_req(i) for i in range(200)], 16))
+        assert abs(a.requests - b.requests) <= 40
+    with OpenAIServer() as live:
+        client = OpenAIClient(_settings(_dead_url(), live.url), sleep=lambda s: None)
+        results = list(sliding_window(client.call, [_req(i) for i in range(100)], 8))
+    assert all(r.status == "ok" for r in results)
+
+
+def test_sliding_window_keeps_the_window_full():
+    with OpenAIServer(ServerSettings(latency_mean_s=0.05, latency_sigma=1.0, capacity=1000, seed=3)) as srv:
+        client = OpenAIClient(_settings(srv.url))
+        start = time.monotonic()
+        results = list(sliding_window(client.call, (_req(i) for i in range(400)), 20))
+        elapsed = time.monotonic() - start
+        assert srv.peak_in_flight == 20
+    assert len({r.request_key for r in results}) == 400
+    assert elapsed < 400 * 0.05 / 20 * 2.0  # waves would idle on each wave's slowest request
+
+
+def test_api_key_only_in_the_header(monkeypatch):
+    monkeypatch.setenv("MFR_TEST_KEY", "sk-secret-value-123")
+    settings = ClientSettings.from_section({"api_base": "http://127.0.0.1:1/v1", "model": "m", "api_key_env": "MFR_TEST_KEY"})
+    assert "sk-secret" not in repr(settings)
+    res = OpenAIClient(settings, sleep=lambda s: None).call(_req())
+    assert res.status == "error" and "sk-secret" not in repr(res)
+    with pytest.raises(MissingEndpoint, match="distillation.cot.client.api_base"):
+        ClientSettings.from_section({"api_base": None, "model": None}, "distillation.cot.client")
+    with pytest.raises(MissingEndpoint, match="NOT_SET_ANYWHERE"):
+        ClientSettings.from_section({"api_base": "http://x/v1", "model": "m", "api_key_env": "NOT_SET_ANYWHERE"})
+
+
+def test_request_key_is_deterministic_and_sensitive():
+    k = request_key("s:1", "cot", "distill@abc", "m", {"temperature": 1.0, "seed": 0}, 0)
+    assert k == request_key("s:1", "cot", "distill@abc", "m", {"seed": 0, "temperature": 1.0}, 0)
+    assert k != request_key("s:1", "cot", "distill@abc", "m", {"temperature": 1.0, "seed": 0}, 1)
+    assert k != request_key("s:1", "cot", "distill@abd", "m", {"temperature": 1.0, "seed": 0}, 0)
+
+
+def test_image_scaling_rules():
+    assert scale_factor(100, 100) == 1.0
+    assert scale_factor(10, 100) == pytest.approx(3.2)
+    assert scale_factor(4096, 1000) == 0.5
+    assert scale_factor(4096, 10) == 0.5  # both apply: the long side wins
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (3000, 20), (255, 0, 0, 0)).save(buf, format="PNG")
+    url = image_data_url(buf.getvalue())
+    assert url.startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as im:
+        assert im.size == (2048, 14) and im.mode == "RGB"
+        assert im.getpixel((5, 5))[1] > 200  # transparent composited on white, not black
