@@ -75,6 +75,9 @@ class OpenAIServer:
         self.attempts: Counter[str] = Counter()
         self.successes: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []
+        self.authorizations: set[str] = set()
+        self.first_request_at: float | None = None
+        self.last_response_at: float | None = None
         self.keep_bodies = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -127,6 +130,7 @@ class OpenAIServer:
             "successes": sum(self.successes.values()),
             "duplicate_successes": sum(v - 1 for v in self.successes.values() if v > 1),
             "keys": len(self.attempts),
+            "busy_s": (self.last_response_at - self.first_request_at) if self.first_request_at and self.last_response_at else 0.0,
         }
 
     # ---- HTTP ----------------------------------------------------------------------------------
@@ -193,9 +197,13 @@ class OpenAIServer:
             await writer.drain()
             return True
         self.requests += 1
+        if self.first_request_at is None:
+            self.first_request_at = time.time()
         body = json.loads(raw)
         key = headers.get("x-mfr-request-key") or str(hash(raw))
         self.attempts[key] += 1
+        if "authorization" in headers:
+            self.authorizations.add(headers["authorization"])
         if self.keep_bodies:
             self.bodies.append(body)
         async with self._sem:
@@ -226,6 +234,7 @@ class OpenAIServer:
             self._send(writer, 200, json.dumps(self._completion(body, key, truncated=fault == "truncated")).encode())
             if fault != "truncated":
                 self.successes[key] += 1
+        self.last_response_at = time.time()
         await writer.drain()
         return True
 

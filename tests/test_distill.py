@@ -101,3 +101,24 @@ def test_truncated_answers_are_never_accepted_and_a_later_run_retries(spark, col
     idx = lh.read("llm_calls").where((F.col("purpose") == "cot") & (F.col("finish_reason") == "stop")).select("sample_index").distinct().collect()
     assert [x["sample_index"] for x in idx] == [3]
     assert json.loads(lh.history("distilled").collect()[0]["userMetadata"])["run_id"] == r2.run_id
+
+
+def test_api_key_reaches_the_server_and_nothing_else(spark, collected, monkeypatch):
+    secret = "sk-test-0123456789abcdefghij"
+    monkeypatch.setenv("MFR_TEST_TEACHER_KEY", secret)
+    with OpenAIServer() as srv:
+        cfg = _with_server(collected, srv.url, "distillation.cot.client.api_key_env=MFR_TEST_TEACHER_KEY",
+                           "distillation.caption.client.api_key_env=MFR_TEST_TEACHER_KEY")
+        r = run_stage(spark, cfg, "distill")
+        assert srv.authorizations == {f"Bearer {secret}"}
+    lh = Lakehouse(spark, cfg)
+    for table in ("runs", "llm_calls", "distilled"):
+        dumped = json.dumps([x.asDict(recursive=True) for x in lh.read(table).collect()], default=str)
+        assert secret not in dumped, table
+    history = json.dumps([x.asDict(recursive=True) for x in lh.history("distilled").collect()], default=str)
+    assert secret not in history
+    assert "MFR_TEST_TEACHER_KEY" in lh.get_run(r.run_id)["config_json"]
+    redaction = spark.conf.get("spark.redaction.regex")
+    import re
+
+    assert re.search(redaction, "spark.executorEnv.MFR_TEACHER_API_KEY")

@@ -30,6 +30,8 @@ def run_pipeline(
         if out:
             print(format_run(result), file=out)
             print(format_funnel(spark, cfg, result), file=out)
+            for hint in pending_hints(spark, cfg, result):
+                print(f"   pending_model: {hint}", file=out)
     if out and stages is None:
         missing = [s for s in PIPELINE if s not in built_stages()]
         if missing:
@@ -74,6 +76,15 @@ def funnel_rows(spark: SparkSession, cfg: Config, r: RunResult) -> list[tuple[st
         extra = reasons.get(source, []) + ([f"quarantined={q}"] if q else [])
         out.append((source, n + q, kept, n - kept, ", ".join(extra)))
     return out
+
+
+def pending_hints(spark: SparkSession, cfg: Config, r: RunResult) -> list[str]:
+    """What to set so that rows waiting for a model get one (distinct messages of this run)."""
+    if not r.metrics.get("rejected.pending_model"):
+        return []
+    df = Lakehouse(spark, cfg).read(r.output_table.split(".")[-1], r.output_version)
+    rows = df.where(F.col("reject_reason") == "pending_model").select("reject_detail").distinct().limit(5).collect()
+    return [x["reject_detail"] for x in rows if x["reject_detail"]]
 
 
 def format_funnel(spark: SparkSession, cfg: Config, r: RunResult) -> str:
