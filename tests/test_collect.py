@@ -175,3 +175,16 @@ def test_collect_real_sample(spark, make_cfg, real_sample):
     assert bmmr["image_id"] == hashlib.sha256(src["image"]["bytes"]).hexdigest()
     img = lh.read("images").where(F.col("image_id") == bmmr["image_id"]).collect()[0]
     assert bytes(img["bytes"]) == src["image"]["bytes"] and img["format"] == "JPEG"
+
+
+def test_object_store_listing_goes_through_hadoop_fs(spark, synthetic_dump):
+    """Object-store URIs are listed by Hadoop's FileSystem and their schemas read by Spark; file:// stands in."""
+    from mfr.dump.listing import _spark_schema, list_local, list_remote
+
+    remote = list_remote(spark, f"file://{synthetic_dump}")
+    local = list_local(synthetic_dump)
+    assert [rel for rel, _ in remote] == [rel for rel, _ in local]
+    cols = _spark_schema(spark, remote[0][1])
+    assert cols["id"] == "int" and cols["image"] == "image" and cols["question"] == "string"
+    with pytest.raises(DumpError, match="does not exist"):
+        list_remote(spark, f"file://{synthetic_dump}/nope")

@@ -170,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = "dump error" if isinstance(exc, DumpError) else "error"
         print(f"mfr: {kind}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        from mfr.session import stop_if_owned
+
+        stop_if_owned()  # a clean shutdown (local-cluster executors included), not the JVM's exit hooks
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ def _local_confs(warehouse: Path, shuffle_partitions: int | None) -> dict[str, s
         ),
         "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
         "spark.hadoop.hive.metastore.schema.verification": "false",
+        # Delta keeps the real schema in its log; the metastore's copy is a placeholder that Hive would
+        # otherwise refuse to update on overwrite (a harmless but alarming ERROR in the log).
+        "spark.hadoop.hive.metastore.disallow.incompatible.col.type.changes": "false",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
@@ -73,6 +76,15 @@ def _local_confs(warehouse: Path, shuffle_partitions: int | None) -> dict[str, s
     if jars:
         confs["spark.jars"] = ",".join(jars)
     return confs
+
+
+_OWNED: list["SparkSession"] = []
+
+
+def stop_if_owned() -> None:
+    """Stop a session this module created (a CLI run), never one that was handed to us."""
+    while _OWNED:
+        _OWNED.pop().stop()
 
 
 def get_spark(cfg: "Config | None" = None) -> "SparkSession":
@@ -111,6 +123,7 @@ def get_spark(cfg: "Config | None" = None) -> "SparkSession":
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    _OWNED.append(spark)
     return spark
 
 
