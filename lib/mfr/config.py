@@ -127,6 +127,9 @@ SCHEMA: dict[str, Any] = {
             "ngram_freq": _s("int", 3),
             "consistency": _s("bool", True),
         },
+        "consistency": {
+            "gate": _s("str", "computed", "which correctness label gates: computed (ours) or source (the dump's)"),
+        },
         "difficulty": {
             "threshold": _s("float|null", None, "keep pass_rate <= threshold; null = off"),
             "num_samples": _s("int", 4),

@@ -30,8 +30,9 @@ STAGE_INPUTS: dict[str, list[str]] = {
 def _stage_fns() -> dict[str, StageFn]:
     from mfr.stages.collect import collect
     from mfr.stages.distill import distill
+    from mfr.stages.select import select
 
-    return {"collect": collect, "distill": distill}
+    return {"collect": collect, "distill": distill, "select": select}
 
 
 # Stages of the pipeline in order; those without a function here are not built yet.
@@ -116,6 +117,8 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
         rejected = sum(by_reason.values())
         quarantined = lh.quarantined_count(run) if out.quarantine is not None else 0
         metrics = {**out.metrics, **timings, **{f"rejected.{k}": float(v) for k, v in by_reason.items()}}
+        if out.after_write is not None:
+            metrics.update(out.after_write(spark, lh, version))
         if out.rows_in != kept + rejected + quarantined:
             raise AccountingError(
                 f"{stage}: rows_in {out.rows_in} != kept {kept} + rejected {rejected} + quarantined {quarantined}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -50,6 +50,8 @@ class StageOutput:
     quarantine: DataFrame | None = None
     images: DataFrame | None = None
     image_origin: str = ""
+    # (spark, lakehouse, written version) -> extra metrics; runs after the output version is written
+    after_write: Callable[..., dict[str, float]] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
 

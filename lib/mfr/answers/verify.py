@@ -1,0 +1,301 @@
+"""Does a trace's final answer match the ground truth? Rules first, then symbolic math (pure, offline).
+
+``verify(question, gold, response)`` → ``Verdict(consistent, method, analysis)`` where ``consistent``
+is True, False, or None when the rules cannot decide (an LLM judge may decide those later). There is
+no loose substring matching: "inverted pentagon" is not "pentagon".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass
+
+from mfr.text.cot import final_answer
+
+
+@dataclass(frozen=True)
+class Verdict:
+    consistent: bool | None
+    method: str
+    analysis: str
+
+
+_BOXED = re.compile(r"\\boxed\s*\{")
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
+_LETTER = re.compile(r"^\(?([A-Za-z])\)?[.:：)]?$")
+_OPTION_LETTER = re.compile(r"^(?:option|choice|answer)?\s*[:：]?\s*\(?([A-Ha-h])\)?(?:[.:：)]\s*(.*))?$", re.I)
+_OPTIONS = re.compile(r"(?:^|\n|\s)\(?([A-Ha-h])[.)：:]\s*(.+?)(?=(?:\s+\(?[A-Ha-h][.)：:]\s)|\n|$)")
+_NUMBER = re.compile(r"^[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
+_UNIT_TAIL = re.compile(r"^(.*?\d)\s*(?:%|°|degrees?|[A-Za-z][A-Za-z/²³^0-9.\-]*(?:\s+[A-Za-z][A-Za-z/²³^0-9.\-]*)?)$")
+
+
+def _braced(text: str, start: int) -> tuple[str, int] | None:
+    """Content of the {...} group whose '{' is at ``start - 1``; None when unbalanced."""
+    depth, i = 1, start
+    while i < len(text):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:i], i + 1
+        i += 1
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    found = None
+    for m in _BOXED.finditer(text):
+        got = _braced(text, m.end())
+        if got:
+            found = got[0]
+    return found
+
+
+def predicted_answer(response: str | None) -> str | None:
+    """The answer outside the think block; else the last ``\\boxed{}``; else the last answer tag."""
+    if not response:
+        return None
+    ans = final_answer(response)
+    if ans:
+        return ans
+    boxed = last_boxed(response)
+    if boxed:
+        return boxed
+    tags = _ANSWER_TAG.findall(response)
+    return tags[-1].strip() if tags else None
+
+
+def _unwrap(s: str) -> str:
+    s = s.strip()
+    for _ in range(3):
+        before = s
+        s = s.strip().strip("$").strip()
+        for pre, post in (("\\(", "\\)"), ("\\[", "\\]")):
+            if s.startswith(pre) and s.endswith(post):
+                s = s[len(pre):-len(post)].strip()
+        if s.startswith("\\boxed{") and s.endswith("}"):
+            s = s[len("\\boxed{"):-1]
+        s = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*[:：]?\s*", "", s, flags=re.I)
+        s = s.rstrip(".。")
+        if s == before:
+            break
+    return s
+
+
+_LHS = re.compile(r"^\s*[A-Za-z\\][\w\\{}^ ,()θωμ₀-₉]{0,24}?\s*=(?!=)")
+
+
+def rhs(s: str) -> str:
+    """``P_1 = P_2 = expr`` → ``expr``: the name on the left is not part of the value."""
+    t = _unwrap(s)
+    while True:
+        m = _LHS.match(t)
+        if not m or "=" in t[m.end():m.end() + 1]:
+            return t
+        t = t[m.end():].strip()
+
+
+def normalize(s: str) -> str:
+    """A canonical spelling: wrappers off, LaTeX and unicode variants unified, spacing removed."""
+    s = _unwrap(s)
+    s = re.sub(r"\\(?:text|mathrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}", r"\1", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
+    s = s.replace("−", "-").replace("–", "-").replace("×", "*").replace("\\times", "*").replace("\\cdot", "*")
+    s = s.replace("π", "\\pi").replace("^\\circ", "°").replace("^{\\circ}", "°").replace("\\circ", "°")
+    s = s.replace("\\,", "").replace("\\ ", "").replace("\\!", "")
+    s = re.sub(r"\\hat\s*\{(\w)\}", r"\1", s).replace("\u0302", "")  # unit vectors: x̂ and \hat{x} alike
+    s = re.sub(r"\s+", "", s)
+    return s.lower()
+
+
+def parse_options(question: str | None) -> dict[str, str]:
+    """Multiple-choice options ('A. text', '(B) text', 'c: text') → {'A': 'text', …}."""
+    if not question:
+        return {}
+    found: dict[str, str] = {}
+    for letter, text in _OPTIONS.findall(question):
+        letter = letter.upper()
+        if letter not in found and text.strip():
+            found[letter] = text.strip()
+    letters = sorted(found)
+    # options are consecutive letters starting at A; anything else is prose, not a choice list
+    if len(letters) < 2 or letters != [chr(ord("A") + i) for i in range(len(letters))]:
+        return {}
+    return found
+
+
+def _as_letter(ans: str, options: dict[str, str]) -> str | None:
+    raw = _unwrap(ans).strip()
+    m = _OPTION_LETTER.match(raw)
+    if m and (not options or m.group(1).upper() in options):
+        return m.group(1).upper()
+    if options:
+        key = normalize(raw)
+        hits = [k for k, v in options.items() if normalize(v) == key]
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+def _number(s: str) -> tuple[float, bool] | None:
+    """(value, is_percent) of a plain number, units and degree signs dropped; fractions a/b too."""
+    t = _unwrap(s).replace("−", "-").replace("\\%", "%").replace("^\\circ", "°").replace("^{\\circ}", "°").strip()
+    percent = t.endswith("%")
+    m = _UNIT_TAIL.match(t)
+    if m and not _NUMBER.match(t):
+        t = m.group(1)
+    t = t.strip().rstrip("%").strip()
+    frac = re.fullmatch(r"\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}|(-?[\d.]+)\s*/\s*(-?[\d.]+)", t)
+    try:
+        if frac:
+            a, b = (frac.group(1), frac.group(2)) if frac.group(1) else (frac.group(3), frac.group(4))
+            return float(a) / float(b), percent
+        if _NUMBER.match(t):
+            return float(t.replace(",", "")), percent
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def _numbers_equal(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+
+
+def _num_match(g: str, p: str) -> bool | None:
+    gn, pn = _number(g), _number(p)
+    if gn is None or pn is None:
+        return None
+    (gv, gp), (pv, pp) = gn, pn
+    if _numbers_equal(gv, pv):
+        return True
+    if gp != pp and (_numbers_equal(gv / 100 if gp else gv, pv / 100 if pp else pv)):
+        return True  # 50% and 0.5 state the same value
+    return False
+
+
+def _split_items(s: str) -> list[str] | None:
+    t = _unwrap(s)
+    if len(t) >= 2 and t[0] + t[-1] in ("()", "[]", "{}"):
+        t = t[1:-1]
+    if "," not in t and "，" not in t:
+        return None
+    parts, depth, cur = [], 0, ""
+    for ch in t:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch in ",，" and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    return [p for p in parts if p]
+
+
+def _plain_to_latex(s: str) -> str:
+    """``sqrt(x)`` → ``\\sqrt{x}`` (plain-text answers next to LaTeX ones)."""
+    out, i = "", 0
+    while True:
+        j = s.find("sqrt(", i)
+        if j < 0 or (j > 0 and s[j - 1] == "\\"):
+            return out + s[i:]
+        depth, k = 1, j + 5
+        while k < len(s) and depth:
+            depth += {"(": 1, ")": -1}.get(s[k], 0)
+            k += 1
+        if depth:
+            return out + s[i:]
+        out += s[i:j] + "\\sqrt{" + _plain_to_latex(s[j + 5:k - 1]) + "}"
+        i = k
+
+
+def _symbolic(g: str, p: str) -> bool | None:
+    """math-verify on both sides (gold first); None when either side does not parse."""
+    try:
+        from math_verify import parse, verify
+    except ImportError:  # pragma: no cover - an optional dependency at run time
+        return None
+    main = threading.current_thread() is threading.main_thread()
+    # math-verify's timeouts use signal.alarm, which only works on the main thread
+    kw = {} if main else {"parsing_timeout": None}
+    g = _plain_to_latex(re.sub(r"\\hat\s*\{(\w)\}", r"\1", rhs(g)).replace("\u0302", ""))
+    p = _plain_to_latex(re.sub(r"\\hat\s*\{(\w)\}", r"\1", rhs(p)).replace("\u0302", ""))
+    try:
+        gold = parse(f"${g}$", **kw)
+        pred = parse(f"${p}$", **kw)
+        if not gold or not pred:
+            return None
+        return bool(verify(gold, pred, **({} if main else {"timeout_seconds": None})))
+    except Exception:  # noqa: BLE001 - an unparseable answer is undecided, never a crash
+        return None
+
+
+def _atom(g: str, p: str, options: dict[str, str]) -> tuple[bool | None, str]:
+    if normalize(g) == normalize(p) or normalize(rhs(g)) == normalize(rhs(p)):
+        return True, "exact"
+    gl = _as_letter(g, options) if _LETTER.match(_unwrap(g)) else None
+    if gl:
+        pl = _as_letter(p, options)
+        if pl:
+            return pl == gl, "choice"
+        if gl in options:  # gold is a letter, the trace answered with the option's content
+            opt = options[gl]
+            if normalize(opt) == normalize(p):
+                return True, "choice_text"
+            num = _num_match(opt, p)
+            if num is not None:
+                return num, "choice_numeric"
+            return False, "choice_text"
+        return False, "choice"
+    num = _num_match(g, p)
+    if num is not None:
+        return num, "numeric"
+    sym = _symbolic(g, p)
+    if sym is not None:
+        return sym, "symbolic"
+    if re.fullmatch(r"[A-Za-z][A-Za-z\s\-']*", _unwrap(g)) and re.fullmatch(r"[A-Za-z][A-Za-z\s\-']*", _unwrap(p)):
+        return False, "words"  # both plain words and not equal: different answers
+    return None, "undecided"
+
+
+def verify(question: str | None, gold: str | None, response: str | None) -> Verdict:
+    if gold is None or not str(gold).strip():
+        return Verdict(None, "no_gold", "no ground-truth answer to compare with")
+    pred = predicted_answer(response)
+    if pred is None:
+        return Verdict(False, "no_answer", "the trace gives no final answer")
+    options = parse_options(question)
+    p_items = _split_items(pred)
+    if p_items and len(p_items) > 1 and not _split_items(gold) and normalize(gold) != normalize(pred):
+        # several answers against one gold: equal to one part is not decidable by rules
+        matches = [_atom(gold, part, options)[0] for part in p_items]
+        ok = None if any(m is not False for m in matches) else False
+        analysis = f"gold {gold!r} vs multi-part prediction {pred!r}: " + ("undecided" if ok is None else "different")
+        return Verdict(ok, "parts", analysis)
+    g_items = _split_items(gold)
+    ok, method = (None, "parts") if g_items and p_items and normalize(gold) != normalize(pred) else _atom(gold, pred, options)
+    if ok is None or (ok is False and method in ("numeric", "words")):
+        if g_items and p_items:
+            if len(g_items) != len(p_items):
+                ok, method = (None, "parts") if ok is None else (ok, method)
+            else:
+                letters = all(_LETTER.match(_unwrap(x)) for x in g_items + p_items)
+                if letters:
+                    ok, method = sorted(x.upper() for x in g_items) == sorted(x.upper() for x in p_items), "set"
+                else:
+                    verdicts = [_atom(a, b, {})[0] for a, b in zip(g_items, p_items)]
+                    if all(v is True for v in verdicts):
+                        ok, method = True, "tuple"
+                    elif any(v is False for v in verdicts):
+                        ok, method = False, "tuple"
+        elif p_items and not g_items and ok is not True:
+            # a multi-part answer against a single gold: equal to one part is not decidable by rules
+            matches = [_atom(gold, part, options)[0] for part in p_items]
+            ok, method = (None, "parts") if any(m is not False for m in matches) else (False, "parts")
+    analysis = f"gold {gold!r} vs predicted {pred!r}: " + {True: "equivalent", False: "different", None: "undecided"}[ok]
+    return Verdict(ok, method, analysis)

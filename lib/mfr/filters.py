@@ -1,0 +1,76 @@
+"""Selection filters (pure): each returns None to keep a row, or a fixed reason code.
+
+Applied in the seed's order — content, structure, repetition, correctness — with thresholds from
+``selection.*`` in the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mfr.answers.verify import Verdict, verify
+from mfr.text.cot import THINK_CLOSE, THINK_OPEN, _ANSWER, word_count
+from mfr.text.repetition import repetition_problem
+
+
+@dataclass(frozen=True)
+class SelectionRules:
+    min_response_words: int = 200
+    min_caption_words: int = 100
+    error_keyword: str = "[ERROR]"
+    no_answer_check_sources: frozenset[str] = field(default_factory=frozenset)
+    ngram_n: int = 50
+    ngram_freq: int = 3
+
+    @classmethod
+    def from_config(cls, cfg) -> "SelectionRules":  # noqa: ANN001 - mfr.config.Config
+        return cls(
+            min_response_words=cfg.get("selection.content.min_response_words"),
+            min_caption_words=cfg.get("selection.content.min_caption_words"),
+            error_keyword=cfg.get("selection.content.error_keyword"),
+            no_answer_check_sources=frozenset(cfg.get("selection.structure.no_answer_check_sources")),
+            ngram_n=cfg.get("selection.quality.ngram_n"),
+            ngram_freq=cfg.get("selection.quality.ngram_freq"),
+        )
+
+
+def content_problem(response: str | None, caption: str | None, rules: SelectionRules) -> str | None:
+    if response and rules.error_keyword and rules.error_keyword in response:
+        return "response_error"
+    if word_count(response) < rules.min_response_words:
+        return "cot_too_short"
+    if word_count(caption) < rules.min_caption_words:
+        return "caption_too_short"
+    return None
+
+
+def structure_problem(response: str | None, source: str | None, rules: SelectionRules) -> str | None:
+    """Exactly one <think> and one </think>, in order; an <answer> pair outside the think block."""
+    text = response or ""
+    if text.count(THINK_OPEN) != 1 or text.count(THINK_CLOSE) != 1:
+        return "think_structure"
+    start, end = text.index(THINK_OPEN), text.index(THINK_CLOSE)
+    if start > end:
+        return "think_structure"
+    if source in rules.no_answer_check_sources:
+        return None
+    outside = text[:start] + text[end + len(THINK_CLOSE):]
+    return None if _ANSWER.search(outside) else "answer_missing"
+
+
+@dataclass(frozen=True)
+class RowChecks:
+    content: str | None
+    structure: str | None
+    repetition: str | None
+    verdict: Verdict
+
+
+def check_row(source: str | None, question: str | None, answer: str | None, response: str | None,
+              caption: str | None, rules: SelectionRules) -> RowChecks:
+    return RowChecks(
+        content_problem(response, caption, rules),
+        structure_problem(response, source, rules),
+        repetition_problem(response, rules.ngram_n, rules.ngram_freq),
+        verify(question, answer, response),
+    )
