@@ -255,11 +255,11 @@ def _atom(g: str, p: str, options: dict[str, str]) -> tuple[bool | None, str]:
     num = _num_match(g, p)
     if num is not None:
         return num, "numeric"
+    if re.fullmatch(r"[A-Za-z][A-Za-z\s\-']+", _unwrap(g)) and re.fullmatch(r"[A-Za-z][A-Za-z\s\-']+", _unwrap(p)):
+        return False, "words"  # both plain words and not equal: different answers
     sym = _symbolic(g, p)
     if sym is not None:
         return sym, "symbolic"
-    if re.fullmatch(r"[A-Za-z][A-Za-z\s\-']*", _unwrap(g)) and re.fullmatch(r"[A-Za-z][A-Za-z\s\-']*", _unwrap(p)):
-        return False, "words"  # both plain words and not equal: different answers
     return None, "undecided"
 
 

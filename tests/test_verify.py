@@ -1,0 +1,95 @@
+"""Answer verification and selection filters (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mfr.answers.verify import parse_options, predicted_answer, verify
+from mfr.filters import SelectionRules, content_problem, structure_problem
+
+
+def _trace(ans: str) -> str:
+    return f"<think>reasoning</think>\n<answer>{ans}</answer>"
+
+
+MC = "Which is right?\nA. 12 apples\nB. 7 apples\nC. 5 apples\nD. 10 apples"
+
+
+@pytest.mark.parametrize(
+    "question,gold,pred,expected,method",
+    [
+        (MC, "C", "C", True, "exact"),
+        (MC, "C", "(C)", True, "choice"),
+        (MC, "C", "5", True, "choice_numeric"),
+        (MC, "C", "5 apples", True, "choice"),
+        (MC, "C", "7", False, "choice_numeric"),
+        (MC, "B", "d", False, "choice"),
+        ("Pick one:\na. 6\nb. 4", "B", "b", True, "exact"),
+        ("Pick one:\na. 6\nb. 4", "B", "4", True, "choice"),
+        ("q", "y = 3", "y=3", True, "exact"),
+        ("q", "$$4.4$$", "4.4", True, "exact"),
+        ("q", "5.4 acres", "5.4", True, "numeric"),
+        ("q", "$13$", "13 cm", True, "numeric"),
+        ("q", "45°", "90", False, "numeric"),
+        ("q", "50%", "0.5", True, "numeric"),
+        ("q", "$\\pi$", "π", True, "exact"),
+        ("q", "$$\\dfrac{1}{\\pi }$$", "\\frac{1}{\\pi}", True, "exact"),
+        ("q", "\\frac{1}{2}", "0.5", True, "numeric"),
+        ("q", "2\\sqrt{2}", "\\sqrt{8}", True, "symbolic"),
+        ("q", "(8, 13)", "(8, 12)", False, "tuple"),
+        ("q", "(-2, -8)", "(-2,-8)", True, "exact"),
+        ("q", "5,2", "5, 2", True, "exact"),
+        ("q", "B, C", "C, B", True, "set"),
+        ("q", "red", "Red", True, "exact"),
+        ("q", "pentagon", "inverted pentagon", False, "words"),
+        ("q", "light green", "white", False, "words"),
+        ("q", "-14.89", "24.9°, -8.77 m/s", False, "parts"),
+        ("q", "g/3", "(3A - g)/4, g/3", None, "parts"),
+    ],
+)
+def test_verdicts(question, gold, pred, expected, method):
+    v = verify(question, gold, _trace(pred))
+    assert (v.consistent, v.method) == (expected, method), v
+
+
+def test_missing_gold_and_missing_answer():
+    assert verify("q", None, _trace("3")).consistent is None
+    assert verify("q", "3", "<think>no answer given</think>").consistent is False
+
+
+def test_answer_fallbacks():
+    assert predicted_answer("<think>x</think> so \\boxed{\\frac{a}{b}} is it") == "\\frac{a}{b}"
+    assert predicted_answer("<think>x <answer>7</answer></think>") == "7"
+    assert predicted_answer(_trace(" 9 ")) == "9"
+
+
+def test_parse_options_needs_a_real_choice_list():
+    assert parse_options(MC) == {"A": "12 apples", "B": "7 apples", "C": "5 apples", "D": "10 apples"}
+    assert parse_options("Point A. Then B.") == {}
+    assert parse_options("(A) 1 (B) 2 (C) 3") == {"A": "1", "B": "2", "C": "3"}
+
+
+def test_content_and_structure_filters():
+    rules = SelectionRules(min_response_words=5, min_caption_words=3, no_answer_check_sources=frozenset({"ai2d"}))
+    good = "<think> one two three four five </think> <answer>x</answer>"
+    assert content_problem(good, "a b c", rules) is None
+    assert content_problem("[ERROR] " + good, "a b c", rules) == "response_error"
+    assert content_problem("<think> a </think>", "a b c", rules) == "cot_too_short"
+    assert content_problem(good, "a b", rules) == "caption_too_short"
+    assert structure_problem(good, "s", rules) is None
+    assert structure_problem("<think>a<think>b</think><answer>x</answer>", "s", rules) == "think_structure"
+    assert structure_problem("</think>a<think><answer>x</answer>", "s", rules) == "think_structure"
+    assert structure_problem("<think>a <answer>x</answer></think>", "s", rules) == "answer_missing"
+    assert structure_problem("<think>a</think>", "ai2d", rules) is None  # answer check skipped for this source
+    assert structure_problem("<think>a</think>", "s", rules) == "answer_missing"
+
+
+def test_agreement_with_dump_labels_on_the_real_sample(real_sample):
+    import pyarrow.parquet as pq
+
+    rows = [r for p in sorted(real_sample.rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    labelled = [r for r in rows if r["answer"]]
+    decided = [(verify(r["question"], r["answer"], r["qwen3vl_235b_thinking_response"]).consistent is True, r["is_consistent"]) for r in labelled]
+    agreement = sum(a == b for a, b in decided) / len(decided)
+    false_accepts = sum(a and not b for a, b in decided)
+    assert agreement >= 0.93 and false_accepts <= 1, (agreement, false_accepts)
