@@ -1,8 +1,8 @@
 """Exact n-gram repetition check (pure): does any n-gram of whitespace tokens occur ≥ freq times?
 
 The plain definition counts every n-token tuple of the text. This computes the same decision fast:
-tokens become integer ids, every window of n ids is hashed in one vectorised step (a random linear
-form over uint64, wrapping), and only windows whose hash occurs ≥ freq times are compared exactly.
+tokens become integer ids, every window of n ids gets a rolling polynomial hash in O(L) vectorised
+steps (uint64, wrapping), and only windows whose hash occurs ≥ freq times are compared exactly.
 Equal tuples always hash equal, so nothing is missed; exact comparison means nothing is invented.
 """
 
@@ -11,20 +11,25 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from mfr.text.cot import THINK_CLOSE, THINK_OPEN
 
-_RNG = np.random.default_rng(0x5EED)
-_MULTIPLIERS: dict[int, np.ndarray] = {}
+# Window hash = sum_j id[i+j] * B^(i+j), normalised by B^-i: a polynomial hash over uint64 that wraps.
+# B is odd, so it is invertible modulo 2^64 and every window's hash comes from two prefix sums: O(L).
+_B = np.uint64(0x9E3779B97F4A7C15)
+_B_INV = np.uint64(pow(int(_B), -1, 2**64))
+_POW: np.ndarray = np.ones(1, dtype=np.uint64)
+_POW_INV: np.ndarray = np.ones(1, dtype=np.uint64)
 
 
-def _multipliers(n: int) -> np.ndarray:
-    m = _MULTIPLIERS.get(n)
-    if m is None:
-        m = _RNG.integers(1, 2**63, size=n, dtype=np.uint64) | np.uint64(1)
-        _MULTIPLIERS[n] = m
-    return m
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    global _POW, _POW_INV
+    if len(_POW) < length:
+        size = max(length, 2 * len(_POW))
+        with np.errstate(over="ignore"):
+            _POW = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, _B, dtype=np.uint64))])
+            _POW_INV = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, _B_INV, dtype=np.uint64))])
+    return _POW[:length], _POW_INV[:length]
 
 
 def think_part(text: str | None) -> str:
@@ -54,18 +59,23 @@ def has_repeated_ngram(tokens: list[str], n: int = 50, freq: int = 3) -> bool:
         return False
     if freq == 1:
         return True
-    vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokens), dtype=np.uint64, count=len(tokens))
-    if len(vocab) == len(tokens):
-        return False  # no token repeats, so no n-gram can
+    # token ids from Python's string hash (C speed); collisions are caught by the exact check below
+    ids = np.fromiter(map(hash, tokens), dtype=np.int64, count=len(tokens)).view(np.uint64)
+    powers, inverses = _powers(len(tokens))
     with np.errstate(over="ignore"):
-        hashes = (sliding_window_view(ids, n) * _multipliers(n)).sum(axis=1, dtype=np.uint64)
-    values, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    candidates = np.flatnonzero(counts >= freq)
-    if candidates.size == 0:
+        prefix = np.concatenate([[np.uint64(0)], np.cumsum(ids * powers, dtype=np.uint64)])
+        hashes = (prefix[n:] - prefix[:windows]) * inverses[:windows]
+    order = np.argsort(hashes, kind="stable")
+    ranked = hashes[order]
+    # a hash value seen freq times spans freq consecutive entries of the sorted array
+    starts = np.flatnonzero(ranked[freq - 1:] == ranked[: windows - freq + 1])
+    if starts.size == 0:
         return False
-    for c in candidates:  # confirm exactly: a hash collision must not reject a trace
-        positions = np.flatnonzero(inverse == c)
+    candidates = np.isin(hashes, np.unique(ranked[starts]))
+    positions_by_hash: dict[int, list[int]] = {}
+    for i in np.flatnonzero(candidates):
+        positions_by_hash.setdefault(int(hashes[i]), []).append(int(i))
+    for positions in positions_by_hash.values():  # confirm exactly: a collision must not reject a trace
         exact = Counter(tuple(tokens[i:i + n]) for i in positions)
         if exact.most_common(1)[0][1] >= freq:
             return True
