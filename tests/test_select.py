@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pyspark.sql import functions as F
 
 from mfr.lakehouse import Lakehouse
 from mfr.runner import run_stage
+from tests.openai_server import OpenAIServer, default_responder
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ def test_select_decisions_views_and_agreement(spark, distilled):
     assert 0.9 <= r.metrics["consistency.agreement"] <= 1.0
 
 
-def test_gate_threshold_and_unbuilt_probe(spark, distilled):
+def test_gate_and_threshold(spark, distilled):
     r = run_stage(spark, distilled.with_overrides(["selection.difficulty.threshold=0.5"]), "select")
     lh = Lakehouse(spark, distilled)
     rows = lh.read("selected", r.output_version).collect()
@@ -50,5 +53,41 @@ def test_gate_threshold_and_unbuilt_probe(spark, distilled):
     assert any(x["reject_reason"] == "too_easy" for x in rows)
     off = run_stage(spark, distilled.with_overrides(["selection.quality.consistency=false"]), "select")
     assert off.rows_kept > r.rows_kept
-    with pytest.raises(ValueError, match="not built yet"):
+    with pytest.raises(ValueError, match="selection.difficulty.client.model"):
         run_stage(spark, distilled.with_overrides(["selection.difficulty.client.api_base=http://x/v1"]), "select")
+
+
+def _responder(body, index, words):
+    text = json.dumps(body["messages"])
+    if "Reference answer" in text:
+        return "Both name the same thing.\nJUDGMENT: EQUIVALENT"
+    return default_responder(body, index, words)
+
+
+def test_probe_with_n_samples_and_llm_judge(spark, distilled):
+    plain = run_stage(spark, distilled, "select")
+    lh = Lakehouse(spark, distilled)
+    undecided = lh.read("selected", plain.output_version).where(
+        F.col("is_consistent").isNull() & F.col("content_reason").isNull() & F.col("structure_reason").isNull()
+        & F.col("repetition_reason").isNull()).count()
+    with OpenAIServer(responder=_responder) as srv:
+        sets = []
+        for sec, model in (("selection.difficulty", "small"), ("selection.verify", "judge")):
+            sets += [f"{sec}.client.api_base={srv.url}", f"{sec}.client.model={model}", f"{sec}.client.backoff_base_s=0.01"]
+        r = run_stage(spark, distilled.with_overrides(sets), "select")
+        probes = [b for b in srv.bodies if b["model"] == "small"]
+        judged = [b for b in srv.bodies if b["model"] == "judge"]
+    rows = lh.read("selected", r.output_version).collect()
+    assert len(judged) == undecided
+    by_judge = [x for x in rows if x["consistency_method"] == "llm_judge"]
+    assert len(by_judge) == undecided and all(x["is_consistent"] for x in by_judge)
+    kept = [x for x in rows if x["reject_reason"] is None]
+    probed = [x for x in kept if x["pass_rate"] is not None]
+    assert probes and all(b["n"] == 4 for b in probes) and len(probes) == len(probed)
+    # the stand-in small model always answers 42, so every probed row is in the hardest subset
+    assert all(x["pass_rate"] == 0.0 for x in probed)
+    assert spark.table(lh.name("mmfr_hardest")).count() == len(probed)
+    # the one row without a probe is the corrupt image (cleaning is not built yet): an error, not a guess
+    unprobed = {x["sample_key"] for x in kept} - {x["sample_key"] for x in probed}
+    errors = lh.read("llm_calls").where((F.col("purpose") == "pass_rate") & (F.col("status") == "error")).collect()
+    assert unprobed == {e["sample_key"] for e in errors} and all(e["error_kind"] == "bad_input" for e in errors)

@@ -93,3 +93,22 @@ def test_agreement_with_dump_labels_on_the_real_sample(real_sample):
     agreement = sum(a == b for a, b in decided) / len(decided)
     false_accepts = sum(a and not b for a, b in decided)
     assert agreement >= 0.93 and false_accepts <= 1, (agreement, false_accepts)
+
+
+def test_judge_reply_parsing():
+    from mfr.answers.verify import parse_judgment
+
+    assert parse_judgment("They match.\nJUDGMENT: EQUIVALENT") is True
+    assert parse_judgment("<think>JUDGMENT: EQUIVALENT?</think>Not the same.\n**JUDGMENT:** DIFFERENT") is False
+    assert parse_judgment("```\nJUDGMENT: DIFFERENT\n```") is False
+    assert parse_judgment("judgment: not equivalent") is False
+    assert parse_judgment("no verdict here") is None
+
+
+def test_pass_rate_grading():
+    from mfr.answers.verify import pass_rate
+
+    ok, bad = "<think>x</think><answer>5</answer>", "<think>x</think><answer>6</answer>"
+    assert pass_rate("q", "5", [(ok, "stop"), (bad, "stop"), (ok, "stop"), (ok, "length")]) == 0.5
+    assert pass_rate("q", None, [(ok, "stop")]) is None
+    assert pass_rate("q", "5", []) is None

@@ -130,10 +130,20 @@ SCHEMA: dict[str, Any] = {
         "consistency": {
             "gate": _s("str", "computed", "which correctness label gates: computed (ours) or source (the dump's)"),
         },
+        "verify": {
+            "client": _client(None, "LLM judge for answers the rules cannot decide"),
+            "prompt": _s("str", "verify.txt"),
+            "max_tokens": _s("int", 1024),
+            "temperature": _s("float", 0.0),
+        },
         "difficulty": {
             "threshold": _s("float|null", None, "keep pass_rate <= threshold; null = off"),
             "num_samples": _s("int", 4),
             "client": _client(None, "small model for the pass-rate probe"),
+            "prompt": _s("str", "probe.txt"),
+            "max_tokens": _s("int", 16384),
+            "temperature": _s("float", 1.0),
+            "top_p": _s("float", 0.95),
         },
     },
     "llm": {

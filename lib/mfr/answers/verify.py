@@ -299,3 +299,27 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
             ok, method = (None, "parts") if any(m is not False for m in matches) else (False, "parts")
     analysis = f"gold {gold!r} vs predicted {pred!r}: " + {True: "equivalent", False: "different", None: "undecided"}[ok]
     return Verdict(ok, method, analysis)
+
+
+_JUDGMENT = re.compile(r"JUDGMENT\s*[:：]\s*\**\s*(EQUIVALENT|DIFFERENT|NOT\s+EQUIVALENT)", re.I)
+
+
+def parse_judgment(reply: str | None) -> bool | None:
+    """The judge's last ``JUDGMENT: EQUIVALENT|DIFFERENT`` line (think blocks and markdown tolerated)."""
+    if not reply:
+        return None
+    text = reply.split("</think>")[-1]
+    found = _JUDGMENT.findall(text) or _JUDGMENT.findall(reply)
+    if not found:
+        return None
+    return found[-1].upper() == "EQUIVALENT"
+
+
+def pass_rate(question: str | None, gold: str | None, samples: list[tuple[str | None, str | None]]) -> float | None:
+    """Share of (text, finish_reason) samples whose answer verifies against ``gold``; truncated ones fail."""
+    if not samples or gold is None or not str(gold).strip():
+        return None
+    passed = sum(
+        1 for text, finish in samples if finish != "length" and verify(question, gold, text).consistent is True
+    )
+    return passed / len(samples)

@@ -61,6 +61,13 @@ def staging_root(ctx) -> str:  # noqa: ANN001 - StageContext
     return ctx.cfg.get("llm.staging_dir") or str(Path(ctx.cfg.get("lakehouse.warehouse")).resolve() / "_llm")
 
 
+def persist(ctx, df: DataFrame, name: str) -> DataFrame:  # noqa: ANN001 - StageContext
+    """Write an intermediate to staging and read it back: computed once, lineage cut."""
+    path = os.path.join(staging_root(ctx), "intermediate", ctx.run_id, name)
+    df.write.mode("overwrite").parquet(path)
+    return ctx.spark.read.parquet(path)
+
+
 def _is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file:")
 

@@ -31,7 +31,7 @@ from pyspark.sql import types as T
 
 from mfr.llm.client import ClientSettings, MissingEndpoint
 from mfr.llm.keys import request_key
-from mfr.llm.spark_calls import IMAGE_PLACEHOLDER, call_models, staging_root
+from mfr.llm.spark_calls import IMAGE_PLACEHOLDER, call_models, persist
 from mfr.session import REPO_ROOT
 from mfr.stages.common import StageContext, StageOutput
 from mfr.text.cot import cot_problem, word_count
@@ -164,13 +164,6 @@ def _stored(ctx: StageContext, p: Purpose) -> DataFrame:
     )
 
 
-def _persist(ctx: StageContext, df: DataFrame, name: str) -> DataFrame:
-    """Write a small intermediate to staging and read it back, cutting the lineage between rounds."""
-    path = os.path.join(staging_root(ctx), "rounds", ctx.run_id, name)
-    df.write.mode("overwrite").parquet(path)
-    return ctx.spark.read.parquet(path)
-
-
 def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: bool) -> DataFrame:
     """Ask the model for rows lacking a valid result; returns rows + _<name>_text/_reason/_detail/_key."""
     problem = _problem_udf(p)(F.col(p.text_col))
@@ -194,7 +187,7 @@ def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: 
         .where(F.col("_best").isNull())
         .select("sample_key", "question", "image_id", F.coalesce(F.col("_next_index"), F.lit(0)).alias("sample_index"))
     )
-    need = _persist(ctx, need, f"{p.name}-0")
+    need = persist(ctx, need, f"{p.name}-0")
     for round_no in range(p.max_resamples + 1):
         if need.limit(1).count() == 0:
             break
@@ -206,12 +199,12 @@ def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: 
             F.col("sample_index").cast("int").alias("sample_index"),
             F.col("_r.messages_json").alias("messages_json"), F.col("_r.params_json").alias("params_json"), "image_id",
         )
-        reqs = _persist(ctx, reqs, f"{p.name}-req-{round_no}")
+        reqs = persist(ctx, reqs, f"{p.name}-req-{round_no}")
         stats = call_models(ctx, reqs, p.settings, p.name)
         log.info("distill %s round %d: %d asked, %d ok, %d errors, %.1fs", p.name, round_no, stats.requested, stats.ok, stats.errors, stats.seconds)
         # rows whose answer came back but is unusable get a new sample index next round
         stored = _stored(ctx, p)
-        need = _persist(
+        need = persist(
             ctx,
             need.join(stored, "sample_key", "left")
             .where(F.col("_best").isNull() & (F.col("_last.reason") != "llm_error"))

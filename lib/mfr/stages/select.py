@@ -8,7 +8,10 @@ subsets are views over the selection:
 * ``<schema>.mmfr_hard``: those with ``pass_rate < 1`` (the 586K analogue);
 * ``<schema>.mmfr_hardest``: those with ``pass_rate = 0`` (the 123K analogue).
 
-``pass_rate`` is the dump's (``source_pass_rate``) until the small-model probe is configured.
+``pass_rate`` comes from the small-model probe when ``selection.difficulty.client`` is set (n samples
+in one request, graded by the verifier), else from the dump (``source_pass_rate``). Answers the rules
+cannot decide go to an LLM judge when ``selection.verify.client`` is set; without one they count as not
+consistent.
 """
 
 from __future__ import annotations
@@ -21,8 +24,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+import json
+
+from mfr.answers.verify import parse_judgment, pass_rate as graded_pass_rate, predicted_answer
 from mfr.filters import SelectionRules, check_row
+from mfr.llm.client import ClientSettings, MissingEndpoint
+from mfr.llm.keys import request_key
+from mfr.llm.spark_calls import IMAGE_PLACEHOLDER, REQUEST_COLUMNS, call_models, persist
 from mfr.stages.common import StageContext, StageOutput
+from mfr.stages.distill import load_prompt
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +68,110 @@ def _checks_udf(rules: SelectionRules):
     return checks
 
 
-def _not_built(cfg, key: str) -> None:  # noqa: ANN001
-    if cfg.get(f"{key}.api_base"):
-        raise ValueError(f"{key} is set, but the model-based part of selection is not built yet; unset it")
+def _client(cfg, section: str) -> ClientSettings | None:  # noqa: ANN001
+    try:
+        return ClientSettings.from_section(cfg.get(f"{section}.client"), f"{section}.client")
+    except MissingEndpoint:
+        if cfg.get(f"{section}.client.api_base"):
+            raise
+        return None
+
+
+_REQ_TYPE = T.StructType(
+    [T.StructField("request_key", T.StringType()), T.StructField("messages_json", T.StringType()),
+     T.StructField("params_json", T.StringType())]
+)
+
+
+def _requests(df: DataFrame, purpose: str, settings: ClientSettings, prompt: str, params: dict,
+              fields: list[str], with_image: bool) -> DataFrame:
+    """One request per row: ``prompt`` with {field} placeholders filled from the row's columns."""
+    template, version = load_prompt(prompt)
+    model = settings.model
+
+    @F.pandas_udf(_REQ_TYPE)  # type: ignore[call-overload]
+    def build(values: pd.DataFrame) -> pd.DataFrame:
+        out = []
+        for row in values.to_dict("records"):
+            text = template
+            for f in fields:
+                text = text.replace("{" + f + "}", str(row[f] or "").replace("<image>", "").strip())
+            content = ([IMAGE_PLACEHOLDER] if with_image and row["image_id"] else []) + [{"type": "text", "text": text}]
+            key = request_key(row["sample_key"], purpose, version, model, params, 0)
+            out.append((key, json.dumps([{"role": "user", "content": content}], ensure_ascii=False), json.dumps(params)))
+        return pd.DataFrame(out, columns=["request_key", "messages_json", "params_json"])
+
+    built = df.withColumn("_r", build(F.struct("sample_key", "image_id", *fields)))
+    return built.select(
+        F.col("_r.request_key").alias("request_key"), "sample_key", F.lit(purpose).alias("purpose"),
+        F.lit(model).alias("model"), F.lit(version).alias("prompt_version"), F.lit(0).alias("sample_index"),
+        F.col("_r.messages_json").alias("messages_json"), F.col("_r.params_json").alias("params_json"), "image_id",
+    ).select(*REQUEST_COLUMNS)
+
+
+def _answers(ctx: StageContext, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFrame:
+    """Ask for every request (stored successes are reused) and return sample_key + choices."""
+    reqs = persist(ctx, reqs, f"{purpose}-requests")
+    stats = call_models(ctx, reqs, settings, purpose)
+    log.info("select %s: %d asked, %d ok, %d errors", purpose, stats.requested, stats.ok, stats.errors)
+    ok = ctx.lakehouse.read("llm_calls").where((F.col("purpose") == purpose) & (F.col("status") == "ok"))
+    ok = ok.select("request_key", "choices").dropDuplicates(["request_key"])
+    return reqs.select("request_key", "sample_key").join(ok, "request_key").select("sample_key", "choices")
+
+
+def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> DataFrame:
+    """Send answers the rules could not decide to the LLM judge; its verdict fills is_consistent."""
+    cfg = ctx.cfg
+    undecided = checked.where(
+        F.col("is_consistent").isNull() & F.col("content_reason").isNull() & F.col("structure_reason").isNull()
+        & F.col("repetition_reason").isNull() & F.col("answer").isNotNull()
+    )
+    pred = F.udf(predicted_answer, T.StringType())
+    params = {"temperature": cfg.get("selection.verify.temperature"), "max_tokens": cfg.get("selection.verify.max_tokens"), "n": 1}
+    reqs = _requests(
+        undecided.select("sample_key", "image_id", "question", F.col("answer").alias("gold"), pred("cot_response").alias("predicted")),
+        "verify", settings, cfg.get("selection.verify.prompt"), params, ["question", "gold", "predicted"], with_image=False,
+    )
+    judge = F.udf(lambda choices: parse_judgment(choices[0]["text"]) if choices else None, T.BooleanType())
+    verdicts = _answers(ctx, reqs, settings, "verify").select(
+        "sample_key", judge("choices").alias("_j"), F.expr("try_element_at(choices, 1).text").alias("_reply")
+    )
+    joined = checked.join(verdicts, "sample_key", "left")
+    judged = F.col("is_consistent").isNull() & F.col("_j").isNotNull()
+    return joined.select(
+        *[c for c in checked.columns if c not in ("is_consistent", "consistency_method", "consistency_analysis")],
+        F.when(judged, F.col("_j")).otherwise(F.col("is_consistent")).alias("is_consistent"),
+        F.when(judged, F.lit("llm_judge")).otherwise(F.col("consistency_method")).alias("consistency_method"),
+        F.when(judged, F.substring(F.col("_reply"), -2000, 2000)).otherwise(F.col("consistency_analysis")).alias("consistency_analysis"),
+    ).select(*checked.columns)
+
+
+def _probe(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -> DataFrame:
+    """pass_rate of the small model: n samples in one request (shared prefill), graded by the verifier."""
+    cfg = ctx.cfg
+    n = int(cfg.get("selection.difficulty.num_samples"))
+    params = {"temperature": cfg.get("selection.difficulty.temperature"), "top_p": cfg.get("selection.difficulty.top_p"),
+              "max_tokens": cfg.get("selection.difficulty.max_tokens"), "n": n}
+    reqs = _requests(candidates.select("sample_key", "image_id", "question"), "pass_rate", settings,
+                     cfg.get("selection.difficulty.prompt"), params, ["question"], with_image=True)
+    answers = _answers(ctx, reqs, settings, "pass_rate")
+
+    @F.pandas_udf(T.DoubleType())  # type: ignore[call-overload]
+    def grade(question: pd.Series, gold: pd.Series, choices: pd.Series) -> pd.Series:
+        return pd.Series([
+            graded_pass_rate(q, g, [(c["text"], c["finish_reason"]) for c in (ch if ch is not None else [])])
+            for q, g, ch in zip(question, gold, choices)
+        ], dtype="float64")
+
+    return candidates.select("sample_key", "question", "answer").join(answers, "sample_key").select(
+        "sample_key", grade("question", "answer", "choices").alias("_probe_pass_rate")
+    )
 
 
 def select(ctx: StageContext) -> StageOutput:
     cfg = ctx.cfg
-    _not_built(cfg, "selection.difficulty.client")
+    judge_client = _client(cfg, "selection.verify")
+    probe_client = _client(cfg, "selection.difficulty")
     gate = cfg.get("selection.consistency.gate")
     if gate not in ("computed", "source"):
         raise ValueError(f"selection.consistency.gate must be computed or source, got {gate!r}")
@@ -78,12 +184,24 @@ def select(ctx: StageContext) -> StageOutput:
         *base,
         _checks_udf(rules)(F.col("source"), F.col("question"), F.col("answer"), F.col("cot_response"), F.col("caption")).alias("_c"),
     ).select(*base, *[F.col(f"_c.{c}").alias(c) for c in DECISION_COLUMNS])
-    pass_rate = F.col("source_pass_rate")
+    checked = persist(ctx, checked, "checked")  # the checks run once, whatever reads them after
+    if judge_client is not None:
+        checked = persist(ctx, _judge(ctx, checked, judge_client), "judged")
     gate_col = F.col("is_consistent") if gate == "computed" else F.col("source_is_consistent")
     correctness = (
         F.when(~F.coalesce(gate_col, F.lit(False)), F.lit("answer_mismatch"))
         if cfg.get("selection.quality.consistency") else F.lit(None).cast("string")
     )
+    if probe_client is not None:
+        quality = (F.col("content_reason").isNull() & F.col("structure_reason").isNull()
+                   & F.col("repetition_reason").isNull())
+        if cfg.get("selection.quality.consistency"):
+            quality = quality & F.coalesce(gate_col, F.lit(False))
+        probed = _probe(ctx, checked.where(quality), probe_client)
+        checked = checked.join(probed, "sample_key", "left")
+        pass_rate = F.col("_probe_pass_rate")
+    else:
+        pass_rate = F.col("source_pass_rate")
     threshold = cfg.get("selection.difficulty.threshold")
     difficulty = (
         F.when(F.col("pass_rate").isNull(), F.lit("pass_rate_missing")).when(F.col("pass_rate") > threshold, F.lit("too_easy"))
