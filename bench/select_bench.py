@@ -11,8 +11,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
 from mfr.answers.verify import verify
-from mfr.text.repetition import has_repeated_ngram, think_part
+from mfr.text.repetition import text_has_repeated_ngram, think_part
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "mmfr-real-sample"
 
@@ -44,7 +48,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
     traces = [r["qwen3vl_235b_thinking_response"] for r in real if r["qwen3vl_235b_thinking_response"]] * 10 + loops
     words = sum(len(think_part(t).split()) for t in traces)
     t0 = time.perf_counter()
-    ours = [has_repeated_ngram(think_part(t).split(), 50, 3) for t in traces]
+    ours = [text_has_repeated_ngram(think_part(t), 50, 3) for t in traces]
     t1 = time.perf_counter()
     seed = [_seed_ngram(t) for t in traces]
     t2 = time.perf_counter()
@@ -68,3 +72,53 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
             "verify.undecided_rate": sum(v is None for v, _ in verdicts) / len(real),
         })
     return out
+
+
+def _synthetic_distilled(spark, rows: int):  # noqa: ANN001, ANN202
+    """``rows`` distilled-shaped rows with ~1000-word traces (every 50th loops on a 60-word passage)."""
+
+    schema = T.StructType([T.StructField(c, T.StringType()) for c in ("question", "answer", "cot_response", "caption")])
+
+    @F.pandas_udf(schema)  # type: ignore[call-overload]
+    def make(ids: pd.Series) -> pd.DataFrame:
+        out = []
+        for i in ids:
+            r = random.Random(int(i))
+            words = [f"w{r.randrange(5000)}" for _ in range(1000)]
+            if i % 50 == 0:
+                loop = words[:60]
+                words = words[:700] + loop * 3 + words[880:]
+            a = str(r.randrange(100))
+            out.append((f"<image>What is the value of item {i}?", a,
+                        f"<think>{' '.join(words)}</think>\n<answer>{a}</answer>",
+                        " ".join(f"c{r.randrange(3000)}" for _ in range(120))))
+        return pd.DataFrame(out, columns=["question", "answer", "cot_response", "caption"])
+
+    base = spark.range(rows).withColumn("_g", make("id"))
+    return base.select(
+        F.concat_ws(":", F.lit("bench"), F.col("id").cast("string")).alias("sample_key"), F.lit("bench").alias("source"),
+        F.lit("bench").alias("subset"), "id", "_g.question", F.lit(None).cast("string").alias("original_question"),
+        "_g.answer", F.lit(None).cast("string").alias("original_answer"), F.lit(None).cast("string").alias("image_id"),
+        "_g.caption", "_g.cot_response", (F.col("id") % 5 / 4).alias("source_pass_rate"),
+        F.lit(True).alias("source_is_consistent"), F.lit(None).cast("string").alias("reject_reason"),
+    )
+
+
+def run_stage_bench(spark, make_cfg, workdir: Path, rows: int = 100000) -> dict[str, float]:  # noqa: ARG001
+    from mfr.lakehouse import Lakehouse
+    from mfr.runner import run_stage
+
+    cfg = make_cfg("spark.shuffle_partitions=4")
+    lh = Lakehouse(spark, cfg)
+    lh.ensure_schema()
+    run = lh.start_run("distill", cfg, {}, None)
+    version = lh.write_stage_output(_synthetic_distilled(spark, rows).repartition(16), "distilled", run)
+    lh.finish_run(run, output_version=version, rows_in=rows, rows_kept=rows, rows_rejected=0, rows_quarantined=0, metrics={})
+    start = time.perf_counter()
+    result = run_stage(spark, cfg, "select")
+    elapsed = time.perf_counter() - start
+    return {
+        "select.rows": float(result.rows_in),
+        "select.rows_per_s": result.rows_in / elapsed,
+        "select.rejected_ngram_repetition": result.metrics.get("rejected.ngram_repetition", 0.0),
+    }

@@ -65,3 +65,38 @@ def test_only_the_think_part_counts():
     assert repetition_problem(f"<think>{loop} {loop} {loop}</think><answer>1</answer>") == "ngram_repetition"
     assert think_part("no tags at all") == "no tags at all"
     assert think_part("<think>unclosed") == "unclosed"
+
+
+def test_split_whitespace_table_covers_every_code_point():
+    from mfr.text.repetition import _SPACE_LIMIT
+
+    assert not any(chr(c).isspace() for c in range(_SPACE_LIMIT, 0x110000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(["a", "b", "ab", "é", "日本", "x1"]), max_size=150),
+    seps=st.lists(st.sampled_from([" ", "\n", "\t", "\u3000", "\xa0", "  ", "\u2029"]), min_size=1, max_size=5),
+    n=st.integers(1, 6),
+    freq=st.integers(1, 4),
+)
+def test_text_level_check_equals_plain_on_real_whitespace(parts, seps, n, freq):
+    from mfr.text.repetition import text_has_repeated_ngram, token_hashes
+
+    text = "".join(p + seps[i % len(seps)] for i, p in enumerate(parts))
+    assert token_hashes(text).size == len(text.split())
+    assert text_has_repeated_ngram(text, n, freq) == _plain(text.split(), n, freq)
+
+
+def test_text_level_long_traces_agree():
+    from mfr.text.repetition import text_has_repeated_ngram
+
+    rng = random.Random(11)
+    for _ in range(40):
+        vocab = [f"w{i}" for i in range(rng.choice([2, 20, 5000]))]
+        tokens = [rng.choice(vocab) for _ in range(rng.randint(0, 2000))]
+        if rng.random() < 0.3 and len(tokens) > 60:
+            tokens = tokens + tokens[:55] * 2
+        text = " ".join(tokens)
+        assert text_has_repeated_ngram(text, 50, 3) == _plain(tokens, 50, 3)
+

@@ -8,6 +8,7 @@ Equal tuples always hash equal, so nothing is missed; exact comparison means not
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -82,6 +83,95 @@ def has_repeated_ngram(tokens: list[str], n: int = 50, freq: int = 3) -> bool:
     return False
 
 
+# str.split() splits on exactly these code points (all ≤ U+3000; tests check the whole range).
+_SPACE_LIMIT = 0x3001
+_IS_SPACE = np.array([chr(c).isspace() for c in range(_SPACE_LIMIT + 1)], dtype=bool)
+_C = np.uint64(0xD6E8FEB86659FD93)
+_C_INV = np.uint64(pow(int(_C), -1, 2**64))
+_CPOW: np.ndarray = np.ones(1, dtype=np.uint64)
+_CPOW_INV: np.ndarray = np.ones(1, dtype=np.uint64)
+
+
+def _char_powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    global _CPOW, _CPOW_INV
+    if len(_CPOW) < length:
+        size = max(length, 2 * len(_CPOW))
+        with np.errstate(over="ignore"):
+            _CPOW = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, _C, dtype=np.uint64))])
+            _CPOW_INV = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, _C_INV, dtype=np.uint64))])
+    return _CPOW[:length], _CPOW_INV[:length]
+
+
+# Whitespace that str.split() honours beyond ASCII; texts without any take the byte-level path.
+_WIDE_SPACE = re.compile("[" + "".join(chr(c) for c in range(128, _SPACE_LIMIT + 1) if chr(c).isspace()) + "]")
+_BYTE_SPACE = np.array([chr(b).isspace() for b in range(128)] + [False] * 128, dtype=bool)
+
+
+def _hash_spans(units: np.ndarray, word: np.ndarray) -> np.ndarray:
+    """Polynomial hash of each run of ``word`` units (bytes or code points)."""
+    edges = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    powers, inverses = _char_powers(units.size)
+    with np.errstate(over="ignore"):
+        prefix = np.empty(units.size + 1, dtype=np.uint64)
+        prefix[0] = 0
+        np.cumsum(units * powers, dtype=np.uint64, out=prefix[1:])
+        return (prefix[ends] - prefix[starts]) * inverses[starts]
+
+
+def token_hashes(text: str) -> np.ndarray:
+    """One uint64 per ``text.split()`` token, computed on arrays without making the tokens."""
+    if not text:
+        return np.zeros(0, dtype=np.uint64)
+    if not _WIDE_SPACE.search(text):
+        # UTF-8 bytes: every byte of a multi-byte character is >= 0x80, so only ASCII bytes split
+        data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        return _hash_spans(data.astype(np.uint64), ~_BYTE_SPACE[data])
+    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return _hash_spans(cp.astype(np.uint64), ~_IS_SPACE[np.minimum(cp, _SPACE_LIMIT)])
+
+
+def text_has_repeated_ngram(text: str, n: int = 50, freq: int = 3) -> bool:
+    """``has_repeated_ngram(text.split(), n, freq)``, computed mostly on arrays.
+
+    Window hashes are counted in buckets (no sort); only windows in a bucket holding ≥ freq of them are
+    checked exactly, on the real tokens.
+    """
+    ids = token_hashes(text)
+    windows = ids.size - n + 1
+    if windows < freq:
+        return False
+    if freq == 1:
+        return True
+    powers, inverses = _powers(ids.size)
+    with np.errstate(over="ignore"):
+        prefix = np.concatenate([[np.uint64(0)], np.cumsum(ids * powers, dtype=np.uint64)])
+        hashes = (prefix[n:] - prefix[:windows]) * inverses[:windows]
+    bits = max(8, int(windows).bit_length() + 2)
+    buckets = (hashes >> np.uint64(64 - bits)).astype(np.int64)
+    counts = np.bincount(buckets, minlength=1 << bits)
+    hot = np.flatnonzero(counts[buckets] >= freq)
+    if hot.size == 0:
+        return False
+    # buckets are coarse: keep only full 64-bit hashes that really occur freq times
+    values, counts_full = np.unique(hashes[hot], return_counts=True)
+    repeated = values[counts_full >= freq]
+    if repeated.size == 0:
+        return False
+    hot = hot[np.isin(hashes[hot], repeated)]
+    tokens = text.split()
+    by_hash: dict[int, list[int]] = {}
+    for i in hot:
+        by_hash.setdefault(int(hashes[i]), []).append(int(i))
+    for positions in by_hash.values():
+        if len(positions) >= freq:
+            exact = Counter(tuple(tokens[i:i + n]) for i in positions)
+            if exact.most_common(1)[0][1] >= freq:
+                return True
+    return False
+
+
 def repetition_problem(text: str | None, n: int = 50, freq: int = 3) -> str | None:
     """``ngram_repetition`` when the think part repeats an n-gram ≥ freq times, else None."""
-    return "ngram_repetition" if has_repeated_ngram(think_part(text).split(), n, freq) else None
+    return "ngram_repetition" if text_has_repeated_ngram(think_part(text), n, freq) else None
+
