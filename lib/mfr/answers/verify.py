@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 
 from mfr.text.cot import final_answer
@@ -106,7 +107,7 @@ def normalize(s: str) -> str:
     s = s.replace("−", "-").replace("–", "-").replace("×", "*").replace("\\times", "*").replace("\\cdot", "*")
     s = s.replace("π", "\\pi").replace("^\\circ", "°").replace("^{\\circ}", "°").replace("\\circ", "°")
     s = s.replace("\\,", "").replace("\\ ", "").replace("\\!", "")
-    s = re.sub(r"\\hat\s*\{(\w)\}", r"\1", s).replace("\u0302", "")  # unit vectors: x̂ and \hat{x} alike
+    s = _strip_hats(s)
     s = re.sub(r"\s+", "", s)
     return s.lower()
 
@@ -197,6 +198,25 @@ def _split_items(s: str) -> list[str] | None:
     return [p for p in parts if p]
 
 
+def _strip_hats(s: str) -> str:
+    """Unit-vector hats off (``x̂``, ``ẑ`` and ``\\hat{x}`` alike): they name axes, not operations."""
+    s = re.sub(r"\\hat\s*\{(\w)\}", r"\1", s)
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", s).replace("\u0302", ""))
+
+
+def _expand_chains(items: list[str]) -> list[str]:
+    """``P_1 = P_2 = v`` states two answers: one copy of ``v`` per name on the left."""
+    out = []
+    for item in items:
+        names = 0
+        t = _unwrap(item)
+        while (m := _LHS.match(t)) is not None:
+            names += 1
+            t = t[m.end():].strip()
+        out += [item] * max(1, names)
+    return out
+
+
 def _plain_to_latex(s: str) -> str:
     """``sqrt(x)`` → ``\\sqrt{x}`` (plain-text answers next to LaTeX ones)."""
     out, i = "", 0
@@ -223,8 +243,7 @@ def _symbolic(g: str, p: str) -> bool | None:
     main = threading.current_thread() is threading.main_thread()
     # math-verify's timeouts use signal.alarm, which only works on the main thread
     kw = {} if main else {"parsing_timeout": None}
-    g = _plain_to_latex(re.sub(r"\\hat\s*\{(\w)\}", r"\1", rhs(g)).replace("\u0302", ""))
-    p = _plain_to_latex(re.sub(r"\\hat\s*\{(\w)\}", r"\1", rhs(p)).replace("\u0302", ""))
+    g, p = _plain_to_latex(_strip_hats(rhs(g))), _plain_to_latex(_strip_hats(rhs(p)))
     try:
         gold = parse(f"${g}$", **kw)
         pred = parse(f"${p}$", **kw)
@@ -263,6 +282,26 @@ def _atom(g: str, p: str, options: dict[str, str]) -> tuple[bool | None, str]:
     return None, "undecided"
 
 
+def _one_vs_many(gold: str, parts: list[str], options: dict[str, str]) -> tuple[bool | None, str]:
+    """Several answers against one gold: matching one part is not decidable by rules."""
+    matches = [_atom(gold, part, options)[0] for part in parts]
+    return (None if any(m is not False for m in matches) else False), "parts"
+
+
+def _many_vs_many(g_items: list[str], p_items: list[str]) -> tuple[bool | None, str]:
+    """Tuples, lists and multi-part answers, compared item by item (letters as a set)."""
+    if len(g_items) != len(p_items):
+        g_items = _expand_chains(g_items)
+    if len(g_items) != len(p_items):
+        return None, "parts"
+    if all(_LETTER.match(_unwrap(x)) for x in g_items + p_items):
+        return sorted(x.upper() for x in g_items) == sorted(x.upper() for x in p_items), "set"
+    verdicts = [_atom(a, b, {})[0] for a, b in zip(g_items, p_items)]
+    if all(v is True for v in verdicts):
+        return True, "tuple"
+    return (False if any(v is False for v in verdicts) else None), "tuple"
+
+
 def verify(question: str | None, gold: str | None, response: str | None) -> Verdict:
     if gold is None or not str(gold).strip():
         return Verdict(None, "no_gold", "no ground-truth answer to compare with")
@@ -270,33 +309,15 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
     if pred is None:
         return Verdict(False, "no_answer", "the trace gives no final answer")
     options = parse_options(question)
-    p_items = _split_items(pred)
-    if p_items and len(p_items) > 1 and not _split_items(gold) and normalize(gold) != normalize(pred):
-        # several answers against one gold: equal to one part is not decidable by rules
-        matches = [_atom(gold, part, options)[0] for part in p_items]
-        ok = None if any(m is not False for m in matches) else False
-        analysis = f"gold {gold!r} vs multi-part prediction {pred!r}: " + ("undecided" if ok is None else "different")
-        return Verdict(ok, "parts", analysis)
-    g_items = _split_items(gold)
-    ok, method = (None, "parts") if g_items and p_items and normalize(gold) != normalize(pred) else _atom(gold, pred, options)
-    if ok is None or (ok is False and method in ("numeric", "words")):
-        if g_items and p_items:
-            if len(g_items) != len(p_items):
-                ok, method = (None, "parts") if ok is None else (ok, method)
-            else:
-                letters = all(_LETTER.match(_unwrap(x)) for x in g_items + p_items)
-                if letters:
-                    ok, method = sorted(x.upper() for x in g_items) == sorted(x.upper() for x in p_items), "set"
-                else:
-                    verdicts = [_atom(a, b, {})[0] for a, b in zip(g_items, p_items)]
-                    if all(v is True for v in verdicts):
-                        ok, method = True, "tuple"
-                    elif any(v is False for v in verdicts):
-                        ok, method = False, "tuple"
-        elif p_items and not g_items and ok is not True:
-            # a multi-part answer against a single gold: equal to one part is not decidable by rules
-            matches = [_atom(gold, part, options)[0] for part in p_items]
-            ok, method = (None, "parts") if any(m is not False for m in matches) else (False, "parts")
+    g_items, p_items = _split_items(gold), _split_items(pred)
+    if normalize(gold) == normalize(pred) or normalize(rhs(gold)) == normalize(rhs(pred)):
+        ok, method = True, "exact"
+    elif p_items and len(p_items) > 1 and not g_items:
+        ok, method = _one_vs_many(gold, p_items, options)
+    elif g_items and p_items:
+        ok, method = _many_vs_many(g_items, p_items)
+    else:
+        ok, method = _atom(gold, pred, options)
     analysis = f"gold {gold!r} vs predicted {pred!r}: " + {True: "equivalent", False: "different", None: "undecided"}[ok]
     return Verdict(ok, method, analysis)
 
