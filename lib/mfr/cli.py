@@ -162,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    from mfr.session import owned_sessions, stop_owned_since
+
+    mark = owned_sessions()
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, FileExistsError, ValueError, KeyError) as exc:
@@ -171,9 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mfr: {kind}: {exc}", file=sys.stderr)
         return 2
     finally:
-        from mfr.session import stop_if_owned
-
-        stop_if_owned()  # a clean shutdown (local-cluster executors included), not the JVM's exit hooks
+        stop_owned_since(mark)  # a clean shutdown (local-cluster executors included), not the JVM's exit hooks
 
 
 if __name__ == "__main__":

@@ -81,9 +81,13 @@ def _local_confs(warehouse: Path, shuffle_partitions: int | None) -> dict[str, s
 _OWNED: list["SparkSession"] = []
 
 
-def stop_if_owned() -> None:
-    """Stop a session this module created (a CLI run), never one that was handed to us."""
-    while _OWNED:
+def owned_sessions() -> int:
+    return len(_OWNED)
+
+
+def stop_owned_since(mark: int) -> None:
+    """Stop sessions this module created after ``mark`` (a CLI run's own), never older or foreign ones."""
+    while len(_OWNED) > mark:
         _OWNED.pop().stop()
 
 
