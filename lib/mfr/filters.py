@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mfr.answers.verify import Verdict, verify
-from mfr.text.cot import THINK_CLOSE, THINK_OPEN, _ANSWER, word_count
+from mfr.text.cot import ANSWER_TAG, THINK_CLOSE, THINK_OPEN, word_count
 from mfr.text.repetition import repetition_problem
 
 
@@ -55,7 +55,7 @@ def structure_problem(response: str | None, source: str | None, rules: Selection
     if source in rules.no_answer_check_sources:
         return None
     outside = text[:start] + text[end + len(THINK_CLOSE):]
-    return None if _ANSWER.search(outside) else "answer_missing"
+    return None if ANSWER_TAG.search(outside) else "answer_missing"
 
 
 @dataclass(frozen=True)

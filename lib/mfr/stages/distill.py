@@ -17,12 +17,9 @@ Reject reasons: ``pending_model``, ``llm_error``, ``cot_invalid``, ``cot_truncat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -32,13 +29,11 @@ from pyspark.sql import types as T
 from mfr.llm.client import ClientSettings, MissingEndpoint
 from mfr.llm.keys import request_key
 from mfr.llm.spark_calls import IMAGE_PLACEHOLDER, call_models, persist
-from mfr.session import REPO_ROOT
+from mfr.prompts import load_prompt
 from mfr.stages.common import StageContext, StageOutput
 from mfr.text.cot import cot_problem, word_count
 
 log = logging.getLogger(__name__)
-
-PROMPTS = REPO_ROOT / "prompts"
 
 NEW_COLUMNS = [
     "cot_prompt_version", "cot_request_key", "caption_prompt_version", "caption_request_key", "reject_detail",
@@ -52,13 +47,6 @@ def result_problem(purpose: str, text: str | None, min_words: int) -> str | None
     if not text or not text.strip():
         return "missing"
     return "too_short" if word_count(text) < min_words else None
-
-
-def load_prompt(name: str) -> tuple[str, str]:
-    """(template, version) where the version changes whenever the text does."""
-    path = Path(name) if os.path.isabs(name) else PROMPTS / name
-    text = path.read_text(encoding="utf-8")
-    return text, f"{path.stem}@{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def build_messages(template: str, question: str | None, with_image: bool) -> str:

@@ -31,8 +31,8 @@ from mfr.filters import SelectionRules, check_row
 from mfr.llm.client import ClientSettings, MissingEndpoint
 from mfr.llm.keys import request_key
 from mfr.llm.spark_calls import IMAGE_PLACEHOLDER, REQUEST_COLUMNS, call_models, persist
+from mfr.prompts import load_prompt
 from mfr.stages.common import StageContext, StageOutput
-from mfr.stages.distill import load_prompt
 
 log = logging.getLogger(__name__)
 

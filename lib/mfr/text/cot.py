@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 
 def word_count(text: str | None) -> int:
@@ -27,7 +27,7 @@ def cot_problem(text: str | None, min_words: int = 100, require_answer: bool = T
         return "think_order"
     if require_answer:
         outside = text[:start] + text[end + len(THINK_CLOSE):]
-        if not _ANSWER.search(outside):
+        if not ANSWER_TAG.search(outside):
             return "answer_missing"
     if word_count(text) < min_words:
         return "too_short"
@@ -40,5 +40,5 @@ def final_answer(text: str | None) -> str | None:
         return None
     end = text.rfind(THINK_CLOSE)
     tail = text[end + len(THINK_CLOSE):] if end >= 0 else text
-    found = _ANSWER.findall(tail)
+    found = ANSWER_TAG.findall(tail)
     return found[-1].strip() if found else None
