@@ -15,22 +15,24 @@ import numpy as np
 
 from mfr.text.cot import THINK_CLOSE, THINK_OPEN
 
-# Window hash = sum_j id[i+j] * B^(i+j), normalised by B^-i: a polynomial hash over uint64 that wraps.
-# B is odd, so it is invertible modulo 2^64 and every window's hash comes from two prefix sums: O(L).
-_B = np.uint64(0x9E3779B97F4A7C15)
-_B_INV = np.uint64(pow(int(_B), -1, 2**64))
-_POW: np.ndarray = np.ones(1, dtype=np.uint64)
-_POW_INV: np.ndarray = np.ones(1, dtype=np.uint64)
+# Hashes are polynomials over uint64 that wrap: sum_j x[i+j] * B^(i+j), normalised by B^-i. B is odd,
+# so it is invertible modulo 2^64 and every span's hash comes from two prefix sums: O(L), no sorting.
+_B = np.uint64(0x9E3779B97F4A7C15)  # over token ids (windows)
+_C = np.uint64(0xD6E8FEB86659FD93)  # over bytes or code points (tokens)
+_TABLES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
-    global _POW, _POW_INV
-    if len(_POW) < length:
-        size = max(length, 2 * len(_POW))
+def _powers(base: np.uint64, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """base^k and base^-k for k < length (cached, grown by doubling)."""
+    have = _TABLES.get(int(base))
+    if have is None or len(have[0]) < length:
+        size = max(length, 2 * len(have[0]) if have else 1024)
+        inverse = np.uint64(pow(int(base), -1, 2**64))
         with np.errstate(over="ignore"):
-            _POW = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, _B, dtype=np.uint64))])
-            _POW_INV = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, _B_INV, dtype=np.uint64))])
-    return _POW[:length], _POW_INV[:length]
+            pw = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, base, dtype=np.uint64))])
+            inv = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, inverse, dtype=np.uint64))])
+        have = _TABLES[int(base)] = (pw, inv)
+    return have[0][:length], have[1][:length]
 
 
 def think_part(text: str | None) -> str:
@@ -62,7 +64,7 @@ def has_repeated_ngram(tokens: list[str], n: int = 50, freq: int = 3) -> bool:
         return True
     # token ids from Python's string hash (C speed); collisions are caught by the exact check below
     ids = np.fromiter(map(hash, tokens), dtype=np.int64, count=len(tokens)).view(np.uint64)
-    powers, inverses = _powers(len(tokens))
+    powers, inverses = _powers(_B, len(tokens))
     with np.errstate(over="ignore"):
         prefix = np.concatenate([[np.uint64(0)], np.cumsum(ids * powers, dtype=np.uint64)])
         hashes = (prefix[n:] - prefix[:windows]) * inverses[:windows]
@@ -86,22 +88,6 @@ def has_repeated_ngram(tokens: list[str], n: int = 50, freq: int = 3) -> bool:
 # str.split() splits on exactly these code points (all ≤ U+3000; tests check the whole range).
 _SPACE_LIMIT = 0x3001
 _IS_SPACE = np.array([chr(c).isspace() for c in range(_SPACE_LIMIT + 1)], dtype=bool)
-_C = np.uint64(0xD6E8FEB86659FD93)
-_C_INV = np.uint64(pow(int(_C), -1, 2**64))
-_CPOW: np.ndarray = np.ones(1, dtype=np.uint64)
-_CPOW_INV: np.ndarray = np.ones(1, dtype=np.uint64)
-
-
-def _char_powers(length: int) -> tuple[np.ndarray, np.ndarray]:
-    global _CPOW, _CPOW_INV
-    if len(_CPOW) < length:
-        size = max(length, 2 * len(_CPOW))
-        with np.errstate(over="ignore"):
-            _CPOW = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, _C, dtype=np.uint64))])
-            _CPOW_INV = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, _C_INV, dtype=np.uint64))])
-    return _CPOW[:length], _CPOW_INV[:length]
-
-
 # Whitespace that str.split() honours beyond ASCII; texts without any take the byte-level path.
 _WIDE_SPACE = re.compile("[" + "".join(chr(c) for c in range(128, _SPACE_LIMIT + 1) if chr(c).isspace()) + "]")
 _BYTE_SPACE = np.array([chr(b).isspace() for b in range(128)] + [False] * 128, dtype=bool)
@@ -111,7 +97,7 @@ def _hash_spans(units: np.ndarray, word: np.ndarray) -> np.ndarray:
     """Polynomial hash of each run of ``word`` units (bytes or code points)."""
     edges = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    powers, inverses = _char_powers(units.size)
+    powers, inverses = _powers(_C, units.size)
     with np.errstate(over="ignore"):
         prefix = np.empty(units.size + 1, dtype=np.uint64)
         prefix[0] = 0
@@ -143,7 +129,7 @@ def text_has_repeated_ngram(text: str, n: int = 50, freq: int = 3) -> bool:
         return False
     if freq == 1:
         return True
-    powers, inverses = _powers(ids.size)
+    powers, inverses = _powers(_B, ids.size)
     with np.errstate(over="ignore"):
         prefix = np.concatenate([[np.uint64(0)], np.cumsum(ids * powers, dtype=np.uint64)])
         hashes = (prefix[n:] - prefix[:windows]) * inverses[:windows]
