@@ -40,10 +40,20 @@ def run_pipeline(
 
 
 def format_run(r: RunResult) -> str:
-    return (
+    text = (
         f"\n== {r.stage}: run {r.run_id} wrote {r.output_table} version {r.output_version}\n"
         f"   rows in {r.rows_in} = kept {r.rows_kept} + rejected {r.rows_rejected} + quarantined {r.rows_quarantined}"
     )
+    m = r.metrics
+    if "consistency.agreement" in m:
+        text += (
+            f"\n   agreement with the dump's is_consistent: {m['consistency.agreement']:.3f} over "
+            f"{int(m['consistency.labelled_rows'])} labelled rows ({int(m['consistency.undecided'])} undecided by rules)"
+        )
+    subsets = {k.split(".", 1)[1]: int(v) for k, v in m.items() if k.startswith("subset.")}
+    if subsets:
+        text += "\n   subsets: " + ", ".join(f"{k}={v}" for k, v in subsets.items())
+    return text
 
 
 def funnel_rows(spark: SparkSession, cfg: Config, r: RunResult) -> list[tuple[str, int, int, int, str]]:
