@@ -17,7 +17,6 @@ Reject reasons: ``pending_model``, ``llm_error``, ``cot_invalid``, ``cot_truncat
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
@@ -27,8 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.llm.client import ClientSettings, MissingEndpoint
-from mfr.llm.keys import request_key
-from mfr.llm.spark_calls import IMAGE_PLACEHOLDER, call_models, persist
+from mfr.llm.spark_calls import build_requests, call_models, persist
 from mfr.prompts import load_prompt
 from mfr.stages.common import StageContext, StageOutput
 from mfr.text.cot import cot_problem, word_count
@@ -49,14 +47,6 @@ def result_problem(purpose: str, text: str | None, min_words: int) -> str | None
     return "too_short" if word_count(text) < min_words else None
 
 
-def build_messages(template: str, question: str | None, with_image: bool) -> str:
-    """The chat messages for one row, as JSON, with an image placeholder filled in per task."""
-    q = (question or "").replace("<image>", "").strip()
-    text = template.replace("{question}", q)
-    content: list[dict] = ([IMAGE_PLACEHOLDER] if with_image else []) + [{"type": "text", "text": text}]
-    return json.dumps([{"role": "user", "content": content}], ensure_ascii=False)
-
-
 @dataclass
 class Purpose:
     name: str  # cot | caption
@@ -72,9 +62,6 @@ class Purpose:
     min_words: int
     max_resamples: int
     base_seed: int
-
-    def params_for(self, index: int) -> dict:
-        return {**self.params, "seed": self.base_seed + index}
 
 
 def _purpose(ctx: StageContext, name: str) -> Purpose:
@@ -105,28 +92,6 @@ def _problem_udf(p: Purpose):
         return texts.map(lambda t: result_problem(name, t if isinstance(t, str) else None, min_words))
 
     return problem
-
-
-def _requests_udf(p: Purpose):
-    """(sample_key, question, has_image, sample_index) → request_key, messages_json, params_json."""
-    purpose, pv, model, template = p.name, p.prompt_version, p.settings.model if p.settings else "", p.template
-    params_for = p.params_for
-    schema = T.StructType(
-        [T.StructField("request_key", T.StringType()), T.StructField("messages_json", T.StringType()),
-         T.StructField("params_json", T.StringType())]
-    )
-
-    @F.pandas_udf(schema)  # type: ignore[call-overload]
-    def build(keys: pd.Series, questions: pd.Series, has_image: pd.Series, index: pd.Series) -> pd.DataFrame:
-        rk, msgs, prms = [], [], []
-        for k, q, img, i in zip(keys, questions, has_image, index):
-            params = params_for(int(i))
-            rk.append(request_key(k, purpose, pv, model, params, int(i)))
-            msgs.append(build_messages(template, q, bool(img)))
-            prms.append(json.dumps(params))
-        return pd.DataFrame({"request_key": rk, "messages_json": msgs, "params_json": prms})
-
-    return build
 
 
 def _stored(ctx: StageContext, p: Purpose) -> DataFrame:
@@ -167,7 +132,6 @@ def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: 
             F.when(F.col(f"_{p.name}_needs"), F.lit(p.missing)).alias(f"_{p.name}_detail"),
             F.lit(None).cast("string").alias(f"_{p.name}_key"),
         )
-    build = _requests_udf(p)
     need = (
         rows.where(F.col(f"_{p.name}_needs"))
         .select("sample_key", "question", "image_id")
@@ -179,13 +143,10 @@ def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: 
     for round_no in range(p.max_resamples + 1):
         if need.limit(1).count() == 0:
             break
-        reqs = need.withColumn(
-            "_r", build(F.col("sample_key"), F.col("question"), F.col("image_id").isNotNull(), F.col("sample_index"))
-        ).select(
-            F.col("_r.request_key").alias("request_key"), "sample_key", F.lit(p.name).alias("purpose"),
-            F.lit(p.settings.model).alias("model"), F.lit(p.prompt_version).alias("prompt_version"),
-            F.col("sample_index").cast("int").alias("sample_index"),
-            F.col("_r.messages_json").alias("messages_json"), F.col("_r.params_json").alias("params_json"), "image_id",
+        base_params = {k: v for k, v in p.params.items() if k != "seed"}
+        reqs = build_requests(
+            need, purpose=p.name, model=p.settings.model, template=p.template, prompt_version=p.prompt_version,
+            params=base_params, fields=["question"], with_image=True, seed_base=p.base_seed,
         )
         reqs = persist(ctx, reqs, f"{p.name}-req-{round_no}")
         stats = call_models(ctx, reqs, p.settings, p.name)

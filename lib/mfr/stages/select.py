@@ -24,13 +24,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-import json
-
 from mfr.answers.verify import parse_judgment, pass_rate as graded_pass_rate, predicted_answer
 from mfr.filters import SelectionRules, check_row
 from mfr.llm.client import ClientSettings, MissingEndpoint
-from mfr.llm.keys import request_key
-from mfr.llm.spark_calls import IMAGE_PLACEHOLDER, REQUEST_COLUMNS, call_models, persist
+from mfr.llm.spark_calls import build_requests, call_models, persist
 from mfr.prompts import load_prompt
 from mfr.stages.common import StageContext, StageOutput
 
@@ -77,36 +74,11 @@ def _client(cfg, section: str) -> ClientSettings | None:  # noqa: ANN001
         return None
 
 
-_REQ_TYPE = T.StructType(
-    [T.StructField("request_key", T.StringType()), T.StructField("messages_json", T.StringType()),
-     T.StructField("params_json", T.StringType())]
-)
-
-
 def _requests(df: DataFrame, purpose: str, settings: ClientSettings, prompt: str, params: dict,
               fields: list[str], with_image: bool) -> DataFrame:
-    """One request per row: ``prompt`` with {field} placeholders filled from the row's columns."""
     template, version = load_prompt(prompt)
-    model = settings.model
-
-    @F.pandas_udf(_REQ_TYPE)  # type: ignore[call-overload]
-    def build(values: pd.DataFrame) -> pd.DataFrame:
-        out = []
-        for row in values.to_dict("records"):
-            text = template
-            for f in fields:
-                text = text.replace("{" + f + "}", str(row[f] or "").replace("<image>", "").strip())
-            content = ([IMAGE_PLACEHOLDER] if with_image and row["image_id"] else []) + [{"type": "text", "text": text}]
-            key = request_key(row["sample_key"], purpose, version, model, params, 0)
-            out.append((key, json.dumps([{"role": "user", "content": content}], ensure_ascii=False), json.dumps(params)))
-        return pd.DataFrame(out, columns=["request_key", "messages_json", "params_json"])
-
-    built = df.withColumn("_r", build(F.struct("sample_key", "image_id", *fields)))
-    return built.select(
-        F.col("_r.request_key").alias("request_key"), "sample_key", F.lit(purpose).alias("purpose"),
-        F.lit(model).alias("model"), F.lit(version).alias("prompt_version"), F.lit(0).alias("sample_index"),
-        F.col("_r.messages_json").alias("messages_json"), F.col("_r.params_json").alias("params_json"), "image_id",
-    ).select(*REQUEST_COLUMNS)
+    return build_requests(df, purpose=purpose, model=settings.model, template=template, prompt_version=version,
+                          params=params, fields=fields, with_image=with_image)
 
 
 def _answers(ctx: StageContext, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFrame:
