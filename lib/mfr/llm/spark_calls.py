@@ -334,9 +334,12 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
     finally:
         progress.stop.set()
         log.info(progress.line())
+    # count this call's results only (a run may call several rounds of the same purpose)
+    this_call = lh.read("llm_calls").where(F.col("run_id") == ctx.run_id).join(
+        staged_df.select("request_key"), "request_key", "left_semi"
+    )
+    counts = {r["status"]: r["count"] for r in this_call.groupBy("status").count().collect()}
     _delete(spark, staged)
-    this_run = lh.read("llm_calls").where((F.col("run_id") == ctx.run_id) & (F.col("purpose") == label))
-    counts = {r["status"]: r["count"] for r in this_run.groupBy("status").count().collect()}
     stats.ok, stats.errors = int(counts.get("ok", 0)), int(counts.get("error", 0))
     stats.sent = n
     stats.seconds = time.monotonic() - start
