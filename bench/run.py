@@ -1,6 +1,6 @@
 """Run the benchmarks and merge their figures into bench/results/latest.json.
 
-`python -m bench.run [AREA ...]` (areas: collect, llm, select, select_stage). Each area measures its comparison side by side in
+`python -m bench.run [AREA ...]` (areas: collect, clean, llm, select, select_stage). Each area measures its comparison side by side in
 the same run, on this machine, and reports ratios next to the raw rates.
 """
 
@@ -22,10 +22,11 @@ WORKDIR = ROOT / "lakehouse" / "bench"
 
 
 def _areas():
-    from bench import collect_bench, llm_bench, select_bench
+    from bench import clean_bench, collect_bench, llm_bench, select_bench
 
     return {
         "collect": collect_bench.run,
+        "clean": clean_bench.run,
         "llm": llm_bench.run,
         "select": select_bench.run,
         "select_stage": select_bench.run_stage_bench,

@@ -65,3 +65,18 @@ def real_sample() -> Path:
     if not REAL_SAMPLE.is_dir():
         pytest.skip(f"real sample not present at {REAL_SAMPLE}")
     return REAL_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def pipeline_cfg(spark, warehouse: Path, synthetic_dump: Path):
+    """One lakehouse with every stage up to select run on the synthetic dump (shared, read-only)."""
+    from mfr.config import load_config
+    from mfr.runner import run_stage
+
+    cfg = load_config(
+        overrides=[f"lakehouse.warehouse={warehouse}", "lakehouse.schema=shared_pipeline", "spark.master=local[2]",
+                   "spark.shuffle_partitions=2", f"collection.source={synthetic_dump}"]
+    )
+    for stage in ("collect", "clean", "distill", "select"):
+        run_stage(spark, cfg, stage)
+    return cfg

@@ -2,7 +2,10 @@
 
 Serves folders as dataset repos with the two routes huggingface_hub uses to list and download files:
 ``GET /api/datasets/{repo}/tree/{rev}`` (paginated with a Link header, as the hub does) and
-``HEAD|GET /datasets/{repo}/resolve/{rev}/{path}``. Every request is logged for assertions.
+``HEAD|GET /datasets/{repo}/resolve/{rev}/{path}``. For uploads it answers ``POST /api/repos/create``,
+``POST /api/datasets/{repo}/preupload/{rev}`` (every file "regular", so no LFS round trip) and
+``POST /api/datasets/{repo}/commit/{rev}`` (NDJSON, base64 contents), keeping what was pushed in
+``uploads[repo][path]`` and the Authorization headers in ``tokens``. Every request is logged.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ class HubStandIn:
         self.repos = repos
         self.page_size = page_size
         self.log: list[tuple[str, str]] = []
+        self.uploads: dict[str, dict[str, bytes]] = {}
+        self.created: list[dict] = []
+        self.tokens: list[str | None] = []
+        self.validated: list[str] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -102,6 +109,53 @@ class HubStandIn:
                     _repo, root = self._repo(parts[1:3])
                     target = root / "/".join(parts[5:]) if root else None
                     return self._file(target) if target and target.is_file() else self._not_found()
+                return self._not_found()
+
+            def _json(self, value, status: int = 200):
+                body = json.dumps(value).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):  # noqa: N802
+                import base64
+
+                url = urlparse(self.path)
+                hub.log.append(("POST", url.path))
+                hub.tokens.append(self.headers.get("Authorization"))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parts = [unquote(p) for p in url.path.strip("/").split("/")]
+                if parts == ["api", "validate-yaml"]:  # the card's YAML header is checked before a commit
+                    import yaml
+
+                    content = json.loads(body)["content"]
+                    header = content.split("---")[1] if content.startswith("---") else ""
+                    try:
+                        yaml.safe_load(header)
+                    except yaml.YAMLError as exc:
+                        return self._json({"error": str(exc)}, 400)
+                    hub.validated.append(content)
+                    return self._json({"warnings": []})
+                if parts == ["api", "repos", "create"]:
+                    req = json.loads(body)
+                    hub.created.append(req)
+                    repo = f"{req.get('organization') or 'user'}/{req['name']}"
+                    hub.uploads.setdefault(repo, {})
+                    return self._json({"url": f"{hub.url}/datasets/{repo}", "name": repo})
+                if parts[:2] == ["api", "datasets"] and len(parts) >= 6 and parts[4] == "preupload":
+                    files = json.loads(body)["files"]
+                    return self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                                 for f in files]})
+                if parts[:2] == ["api", "datasets"] and len(parts) >= 6 and parts[4] == "commit":
+                    repo = "/".join(parts[2:4])
+                    store = hub.uploads.setdefault(repo, {})
+                    for line in body.splitlines():
+                        item = json.loads(line)
+                        if item["key"] == "file":
+                            store[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                    return self._json({"commitUrl": f"{hub.url}/datasets/{repo}/commit/{COMMIT}", "commitOid": COMMIT})
                 return self._not_found()
 
             do_GET = _route

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--limit", type=int, default=100, help="rows to print as a table (default 100)")
     _add_config_args(sql)
 
+    report = sub.add_parser("report", help="write an HTML page with figures of a run (or the latest tables)")
+    report.add_argument("--run", dest="run_id", help="report on this run and the table versions it rests on")
+    report.add_argument("--out", help="folder for index.html and the PNGs (default <warehouse>/reports/<run>)")
+    _add_config_args(report)
+
     sample = sub.add_parser("sample", help="write a deterministic synthetic dump in the HF layout")
     sample.add_argument("--rows", type=int, required=True)
     sample.add_argument("--out", required=True)
@@ -156,7 +161,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "history": cmd_history, "sql": cmd_sql, "sample": cmd_sample}
+def cmd_report(args: argparse.Namespace) -> int:
+    from mfr.report import write_report
+    from mfr.session import get_spark
+
+    cfg = load(args)
+    page = write_report(get_spark(cfg), cfg, args.run_id, args.out)
+    print(f"report: {page}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "history": cmd_history, "sql": cmd_sql, "report": cmd_report, "sample": cmd_sample}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,7 +81,14 @@ SCHEMA: dict[str, Any] = {
     "cleaning": {
         "max_image_size": _s("int", 2048, "longest image edge after cleaning"),
         "clean_images": _s("bool", True, "decode, fix and resize images"),
-        "input_column": _s("str", "question", "source text: question or original_question"),
+        "max_image_pixels": _s("int", 89_478_485, "images with more pixels are rejected image_too_large, never decoded"),
+        "image_batch_rows": _s("int", 64, "images per Arrow batch in the image UDF (bounds a worker's memory)"),
+        "input_column": _s("str", "question", "source text: question or original_question (falls back to question when blank)"),
+        "dedup": _s("bool", True, "reject exact duplicates across sources on (image_id, normalised question)"),
+        "prompt": _s("str", "clean.txt", "cleaning prompt file under prompts/"),
+        "answer_prompt": _s("str", "answer_extraction.txt", "answer-extraction prompt file under prompts/"),
+        "max_tokens": _s("int", 4096, "cleaning model reply limit"),
+        "temperature": _s("float", 0.0),
         "llm_client": _client(None, "cleaning model"),
     },
     "distillation": {
@@ -153,7 +160,26 @@ SCHEMA: dict[str, Any] = {
         "tasks": _s("int|null", None, "Spark tasks per shard; null = the session's default parallelism"),
     },
     "export": {
-        "out": _s("str|null", None, "output folder"),
+        "out": _s("str|null", "lakehouse/export", "output folder (refused when not empty unless overwrite)"),
+        "overwrite": _s("bool", False, "replace what an earlier export wrote in export.out"),
+        "subset": _s("str", "selected", "selected (1.8M analogue) | hard (pass_rate < 1) | hardest (pass_rate = 0) | all"),
+        "formats": _s("list[str]", ["llamafactory", "hf"], "llamafactory and/or hf"),
+        "thinking": _s("bool", True, "assistant turn <think>…</think><answer>…</answer>; false = the answer only"),
+        "caption_in_answer": _s("bool", False, "open the think block with the dense caption"),
+        "shard_rows": _s("int", 20000, "rows per JSONL/parquet file"),
+        "table_version": _s("int|null", None, "selected table version to export; null = latest"),
+        "select_run": _s("str|null", None, "export what this select run wrote (overrides table_version)"),
+        "rl": {
+            "rows": _s("int|null", None, "seeded uniform sample of N rows for RL (per-source proportions kept)"),
+            "seed": _s("int", 0),
+            "exclude_from_sft": _s("bool", True, "leave the RL rows out of the SFT export"),
+        },
+        "hf": {
+            "repo_id": _s("str|null", None, "push the HF export to this dataset repo"),
+            "token_env": _s("str|null", "HF_TOKEN", "environment variable that holds the hub token"),
+            "private": _s("bool", True),
+            "endpoint": _s("str|null", None, "hub URL; null = HF_ENDPOINT or huggingface.co"),
+        },
     },
 }
 

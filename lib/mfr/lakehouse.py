@@ -27,6 +27,7 @@ STAGE_TABLES = {
     "clean": "cleaned",
     "distill": "distilled",
     "select": "selected",
+    "export": "exported",
 }
 
 RUNS_SCHEMA = T.StructType(

@@ -24,15 +24,18 @@ STAGE_INPUTS: dict[str, list[str]] = {
     "clean": ["collected"],
     "distill": ["cleaned"],
     "select": ["distilled"],
+    "export": ["selected"],
 }
 
 
 def _stage_fns() -> dict[str, StageFn]:
+    from mfr.stages.clean import clean
     from mfr.stages.collect import collect
     from mfr.stages.distill import distill
+    from mfr.stages.export import export
     from mfr.stages.select import select
 
-    return {"collect": collect, "distill": distill, "select": select}
+    return {"collect": collect, "clean": clean, "distill": distill, "select": select, "export": export}
 
 
 # Stages of the pipeline in order; those without a function here are not built yet.
@@ -83,7 +86,7 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
         cfg = _replay_inputs(cfg, earlier)
         pinned = dict(earlier["input_versions"] or {})
     else:
-        pinned = {}
+        pinned = _chosen_versions(stage, cfg, lh)
     inputs = {}
     for table in input_tables(stage, cfg, lh):
         version = pinned.get(table, lh.current_version(table))
@@ -136,6 +139,20 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
         lh.fail_run(run, f"{type(exc).__name__}: {exc}")
         raise
     return RunResult(run.run_id, stage, lh.name(table), version, out.rows_in, kept, rejected, quarantined, metrics)
+
+
+def _chosen_versions(stage: str, cfg: Config, lh: Lakehouse) -> dict[str, int]:
+    """Input versions a user asked for by config (export: a selected version or a select run)."""
+    if stage != "export":
+        return {}
+    run_id = cfg.get("export.select_run")
+    if run_id:
+        earlier = lh.get_run(run_id)
+        if earlier["stage"] != "select" or earlier["output_version"] is None:
+            raise ValueError(f"export.select_run {run_id} is not a finished select run")
+        return {"selected": int(earlier["output_version"])}
+    version = cfg.get("export.table_version")
+    return {"selected": int(version)} if version is not None else {}
 
 
 def _replay_inputs(cfg: Config, earlier: dict) -> Config:

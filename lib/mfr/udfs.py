@@ -32,3 +32,70 @@ def image_info_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
 
 def image_info_col(bytes_col: str | Column) -> Column:
     return image_info_udf(F.col(bytes_col) if isinstance(bytes_col, str) else bytes_col)
+
+
+CLEANED_TEXT_TYPE = T.StructType(
+    [
+        T.StructField("text", T.StringType()),
+        T.StructField("actions", T.ArrayType(T.StringType())),
+        T.StructField("language", T.StringType()),
+        T.StructField("routes", T.ArrayType(T.StringType())),
+    ]
+)
+
+
+@F.pandas_udf(CLEANED_TEXT_TYPE)  # type: ignore[call-overload]
+def clean_question_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    from mfr.text.routing import clean_question
+
+    for texts in batches:
+        rs = [clean_question(t) for t in texts]
+        yield pd.DataFrame(
+            {"text": [r.text for r in rs], "actions": [r.actions for r in rs],
+             "language": [r.language for r in rs], "routes": [r.routes for r in rs]}
+        )
+
+
+@F.pandas_udf(T.StringType())  # type: ignore[call-overload]
+def extract_answer_udf(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    from mfr.answers.extract import extract_answer
+
+    for solutions in batches:
+        yield pd.Series([extract_answer(s) for s in solutions], dtype="object")
+
+
+CLEANED_IMAGE_TYPE = T.StructType(
+    [
+        T.StructField("reject", T.StringType()),
+        T.StructField("data", T.BinaryType()),
+        T.StructField("width", T.IntegerType()),
+        T.StructField("height", T.IntegerType()),
+        T.StructField("format", T.StringType()),
+        T.StructField("actions", T.ArrayType(T.StringType())),
+        T.StructField("detail", T.StringType()),
+    ]
+)
+
+
+def clean_image_udf(max_size: int, max_pixels: int):  # noqa: ANN201 - a pandas UDF
+    """Iterator pandas UDF: one Arrow batch of image bytes at a time, one decoded image at a time."""
+
+    @F.pandas_udf(CLEANED_IMAGE_TYPE)  # type: ignore[call-overload]
+    def clean_images(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from mfr.image.clean import clean_image
+
+        for data in batches:
+            rs = [clean_image(b, max_size, max_pixels) for b in data]
+            yield pd.DataFrame(
+                {
+                    "reject": [r.reject for r in rs],
+                    "data": [r.data for r in rs],
+                    "width": pd.array([r.width for r in rs], dtype="Int32"),
+                    "height": pd.array([r.height for r in rs], dtype="Int32"),
+                    "format": [r.format for r in rs],
+                    "actions": [r.actions for r in rs],
+                    "detail": [r.detail for r in rs],
+                }
+            )
+
+    return clean_images

@@ -130,3 +130,37 @@ def spark_kind(spark_type) -> str:  # noqa: ANN001 - pyspark DataType
         if isinstance(t["bytes"].dataType, (T.BinaryType, T.NullType)):
             return "image"
     return f"other:{t.simpleString()}"
+
+
+# The published dump's features (as its parquet files declare them for `datasets`), in file order.
+DUMP_FEATURES: dict[str, dict[str, str]] = {
+    "source": {"dtype": "string", "_type": "Value"},
+    "id": {"dtype": "int64", "_type": "Value"},
+    "ori_question": {"dtype": "string", "_type": "Value"},
+    "original_answer": {"dtype": "string", "_type": "Value"},
+    "question": {"dtype": "string", "_type": "Value"},
+    "answer": {"dtype": "string", "_type": "Value"},
+    "caption": {"dtype": "string", "_type": "Value"},
+    "qwen3vl_235b_thinking_response": {"dtype": "string", "_type": "Value"},
+    "pass_rate": {"dtype": "float64", "_type": "Value"},
+    "is_consistent": {"dtype": "bool", "_type": "Value"},
+    "consistency_analysis": {"dtype": "string", "_type": "Value"},
+    "image": {"_type": "Image"},
+}
+
+
+def dump_arrow_schema(extra: dict[str, dict[str, str]] | None = None):  # noqa: ANN201 - pyarrow.Schema
+    """Arrow schema of the dump's parquet files, with the ``huggingface`` metadata ``datasets`` reads
+    (so ``image`` loads as an ``Image`` feature). ``extra`` appends Value columns."""
+    import json
+
+    import pyarrow as pa
+
+    arrow = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+    features = {**DUMP_FEATURES, **(extra or {})}
+    fields = [
+        pa.field(name, pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())]))
+        if f["_type"] == "Image" else pa.field(name, arrow[f["dtype"]])
+        for name, f in features.items()
+    ]
+    return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": features}})})

@@ -50,6 +50,16 @@ class ClientSettings:
     breaker_cooldown_s: float = 30.0
 
     @classmethod
+    def optional(cls, section: Mapping[str, Any], where: str) -> "ClientSettings | None":
+        """Settings, or None when the section names no endpoint at all (a half-set section is an error)."""
+        try:
+            return cls.from_section(section, where)
+        except MissingEndpoint:
+            if section.get("api_base"):
+                raise
+            return None
+
+    @classmethod
     def from_section(cls, section: Mapping[str, Any], where: str = "client") -> "ClientSettings":
         """Settings from a config client section; MissingEndpoint names the key to set when unset."""
         bases = section.get("api_base")

@@ -344,3 +344,16 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
     stats.sent = n
     stats.seconds = time.monotonic() - start
     return stats
+
+
+def ask(ctx, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFrame:  # noqa: ANN001
+    """Make sure every request has a result, then return (sample_key, choices) of the successes.
+
+    Requests are staged first so the rows asked and the rows joined back are the same ones.
+    """
+    reqs = persist(ctx, reqs, f"{purpose}-requests")
+    stats = call_models(ctx, reqs, settings, purpose)
+    log.info("%s: %d asked, %d ok, %d errors", purpose, stats.requested, stats.ok, stats.errors)
+    ok = ctx.lakehouse.read("llm_calls").where((F.col("purpose") == purpose) & (F.col("status") == "ok"))
+    ok = ok.select("request_key", "choices").dropDuplicates(["request_key"])
+    return reqs.select("request_key", "sample_key").join(ok, "request_key").select("sample_key", "choices")

@@ -31,7 +31,7 @@ SCENARIOS = (
     "wrong_answer", "looping_cot", "unclosed_think", "reversed_tags", "answer_in_think", "short_cot",
     "rgba", "cmyk", "palette", "grey", "grey16", "large_jpeg", "large_png", "corrupt_image", "no_image",
     "mixed_language", "no_caption", "no_cot", "empty_question", "duplicate_key", "email_signature",
-    "zh_just_answer",
+    "zh_just_answer", "empty_answer_boxed", "cross_source_duplicate",
 )
 
 _FILLER = (
@@ -256,6 +256,13 @@ def _apply(name: str, row: Row, rng: random.Random, rows_so_far: list[Row]) -> N
     elif name == "empty_question":
         d["ori_question"] = None
         d["question"] = "   "
+    elif name == "empty_answer_boxed":
+        d["original_answer"] = f"Reading the figure step by step gives the result.\nTherefore the answer is \\boxed{{{d['answer']}}}."
+        d["answer"] = ""
+    elif name == "cross_source_duplicate":
+        other = rows_so_far[SCENARIOS.index("no_caption")]
+        d["question"], d["ori_question"] = other.data["question"], other.data["ori_question"]
+        row.image = other.image
     elif name == "duplicate_key":
         first = rows_so_far[0].data
         d["source"], d["id"] = first["source"], first["id"]
@@ -281,37 +288,13 @@ def generate_rows(rows: int, seed: int = 0) -> list[Row]:
     return out
 
 
-_FEATURES = {
-    "source": {"dtype": "string", "_type": "Value"},
-    "id": {"dtype": "int64", "_type": "Value"},
-    "ori_question": {"dtype": "string", "_type": "Value"},
-    "original_answer": {"dtype": "string", "_type": "Value"},
-    "question": {"dtype": "string", "_type": "Value"},
-    "answer": {"dtype": "string", "_type": "Value"},
-    "caption": {"dtype": "string", "_type": "Value"},
-    "qwen3vl_235b_thinking_response": {"dtype": "string", "_type": "Value"},
-    "pass_rate": {"dtype": "float64", "_type": "Value"},
-    "is_consistent": {"dtype": "bool", "_type": "Value"},
-    "consistency_analysis": {"dtype": "string", "_type": "Value"},
-    "image": {"_type": "Image"},
-}
-
-
 def _arrow_table(rows: list[Row]):  # noqa: ANN202
     import pyarrow as pa
 
-    cols = [k for k in _FEATURES if k != "image"]
-    schema = pa.schema(
-        [
-            pa.field("source", pa.string()), pa.field("id", pa.int64()), pa.field("ori_question", pa.string()),
-            pa.field("original_answer", pa.string()), pa.field("question", pa.string()),
-            pa.field("answer", pa.string()), pa.field("caption", pa.string()),
-            pa.field("qwen3vl_235b_thinking_response", pa.string()), pa.field("pass_rate", pa.float64()),
-            pa.field("is_consistent", pa.bool_()), pa.field("consistency_analysis", pa.string()),
-            pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
-        ],
-        metadata={"huggingface": json.dumps({"info": {"features": _FEATURES}})},
-    )
+    from mfr.dump.layout import DUMP_FEATURES, dump_arrow_schema
+
+    cols = [k for k in DUMP_FEATURES if k != "image"]
+    schema = dump_arrow_schema()
     data = {c: [r.data[c] for r in rows] for c in cols}
     data["image"] = [None if r.image[0] is None else {"bytes": r.image[0], "path": r.image[1]} for r in rows]
     return pa.Table.from_pydict(data, schema=schema)

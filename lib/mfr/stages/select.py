@@ -26,10 +26,10 @@ from pyspark.sql import types as T
 
 from mfr.answers.verify import parse_judgment, pass_rate as graded_pass_rate, predicted_answer
 from mfr.filters import SelectionRules, check_row
-from mfr.llm.client import ClientSettings, MissingEndpoint
-from mfr.llm.spark_calls import build_requests, call_models, persist
+from mfr.llm.client import ClientSettings
+from mfr.llm.spark_calls import ask, build_requests, persist
 from mfr.prompts import load_prompt
-from mfr.stages.common import StageContext, StageOutput
+from mfr.stages.common import StageContext, StageOutput, blank
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +65,6 @@ def _checks_udf(rules: SelectionRules):
     return checks
 
 
-def _client(cfg, section: str) -> ClientSettings | None:  # noqa: ANN001
-    try:
-        return ClientSettings.from_section(cfg.get(f"{section}.client"), f"{section}.client")
-    except MissingEndpoint:
-        if cfg.get(f"{section}.client.api_base"):
-            raise
-        return None
-
-
 def _requests(df: DataFrame, purpose: str, settings: ClientSettings, prompt: str, params: dict,
               fields: list[str], with_image: bool) -> DataFrame:
     template, version = load_prompt(prompt)
@@ -81,22 +72,12 @@ def _requests(df: DataFrame, purpose: str, settings: ClientSettings, prompt: str
                           params=params, fields=fields, with_image=with_image)
 
 
-def _answers(ctx: StageContext, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFrame:
-    """Ask for every request (stored successes are reused) and return sample_key + choices."""
-    reqs = persist(ctx, reqs, f"{purpose}-requests")
-    stats = call_models(ctx, reqs, settings, purpose)
-    log.info("select %s: %d asked, %d ok, %d errors", purpose, stats.requested, stats.ok, stats.errors)
-    ok = ctx.lakehouse.read("llm_calls").where((F.col("purpose") == purpose) & (F.col("status") == "ok"))
-    ok = ok.select("request_key", "choices").dropDuplicates(["request_key"])
-    return reqs.select("request_key", "sample_key").join(ok, "request_key").select("sample_key", "choices")
-
-
 def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> DataFrame:
     """Send answers the rules could not decide to the LLM judge; its verdict fills is_consistent."""
     cfg = ctx.cfg
     undecided = checked.where(
         F.col("is_consistent").isNull() & F.col("content_reason").isNull() & F.col("structure_reason").isNull()
-        & F.col("repetition_reason").isNull() & F.col("answer").isNotNull()
+        & F.col("repetition_reason").isNull() & ~blank(F.col("answer"))  # no gold: nothing to judge
     )
     pred = F.udf(predicted_answer, T.StringType())
     params = {"temperature": cfg.get("selection.verify.temperature"), "max_tokens": cfg.get("selection.verify.max_tokens"), "n": 1}
@@ -105,7 +86,7 @@ def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> D
         "verify", settings, cfg.get("selection.verify.prompt"), params, ["question", "gold", "predicted"], with_image=False,
     )
     judge = F.udf(lambda choices: parse_judgment(choices[0]["text"]) if choices else None, T.BooleanType())
-    verdicts = _answers(ctx, reqs, settings, "verify").select(
+    verdicts = ask(ctx, reqs, settings, "verify").select(
         "sample_key", judge("choices").alias("_j"), F.expr("try_element_at(choices, 1).text").alias("_reply")
     )
     joined = checked.join(verdicts, "sample_key", "left")
@@ -126,7 +107,7 @@ def _probe(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -
               "max_tokens": cfg.get("selection.difficulty.max_tokens"), "n": n}
     reqs = _requests(candidates.select("sample_key", "image_id", "question"), "pass_rate", settings,
                      cfg.get("selection.difficulty.prompt"), params, ["question"], with_image=True)
-    answers = _answers(ctx, reqs, settings, "pass_rate")
+    answers = ask(ctx, reqs, settings, "pass_rate")
 
     @F.pandas_udf(T.DoubleType())  # type: ignore[call-overload]
     def grade(question: pd.Series, gold: pd.Series, choices: pd.Series) -> pd.Series:
@@ -142,8 +123,8 @@ def _probe(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -
 
 def select(ctx: StageContext) -> StageOutput:
     cfg = ctx.cfg
-    judge_client = _client(cfg, "selection.verify")
-    probe_client = _client(cfg, "selection.difficulty")
+    judge_client = ClientSettings.optional(cfg.get("selection.verify.client"), "selection.verify.client")
+    probe_client = ClientSettings.optional(cfg.get("selection.difficulty.client"), "selection.difficulty.client")
     gate = cfg.get("selection.consistency.gate")
     if gate not in ("computed", "source"):
         raise ValueError(f"selection.consistency.gate must be computed or source, got {gate!r}")

@@ -1,0 +1,64 @@
+"""Short answers from worked solutions, by rule, where the rule cannot be wrong."""
+
+from __future__ import annotations
+
+import re
+
+from mfr.answers.verify import last_boxed
+
+_MAX_LEN = 120
+_FINAL_SECTION = re.compile(
+    r"(?is)(?:#+\s*|\*\*\s*)?final\s+answer\s*(?:#+|\*\*)?\s*[:：]?\s*(?:\*\*)?\s*(.+?)\s*$"
+)
+_ANSWER_IS = re.compile(r"(?is)\b(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*(.+?)\s*\.?\s*$")
+_ANSWER_COLON = re.compile(r"(?is)^\s*answer\s*[:：]\s*(.+?)\s*$")
+_LONE_LETTER = re.compile(r"^\s*[(（]?([A-H])[)）]?\s*[.。]?\s*$")
+_ZH_ANSWER = re.compile(r"(?s)(?:故|所以)?(?:答案|正确答案|故选|应选|选)\s*(?:为|是)?\s*[:：]?\s*([A-H](?:\s*[、,，]\s*[A-H])*)\s*[.。]?\s*$")
+
+
+def _tidy(ans: str) -> str | None:
+    ans = ans.strip().strip("*").strip()
+    ans = re.sub(r"^\$+|\$+$", "", ans).strip()
+    ans = ans.rstrip("。.").strip()
+    if not ans or len(ans) > _MAX_LEN or "\n" in ans:
+        return None
+    return ans
+
+
+def extract_answer(solution: str | None) -> str | None:
+    """The short answer of a worked solution, or None when no rule is certain.
+
+    Order: a lone option letter; the last ``\\boxed{}``; a "Final answer" section; "The answer is X";
+    "Answer: X"; a closing Chinese "答案为 C"/"故选 B".
+    """
+    if not solution or not solution.strip():
+        return None
+    m = _LONE_LETTER.match(solution)
+    if m:
+        return m.group(1)
+    boxed = last_boxed(solution)
+    if boxed is not None:
+        return _tidy(boxed)
+    tail = solution.strip()[-600:]
+    for pattern in (_FINAL_SECTION, _ANSWER_IS, _ZH_ANSWER):
+        matches = list(pattern.finditer(tail))
+        if matches:
+            return _tidy(matches[-1].group(1))
+    m = _ANSWER_COLON.match(solution)
+    return _tidy(m.group(1)) if m else None
+
+
+_REPLY = re.compile(r"(?im)^\s*\**\s*ANSWER\s*\**\s*[:：]\s*(.+?)\s*$")
+
+
+def parse_extraction_reply(reply: str | None) -> str | None:
+    """The answer from the extraction model's ``ANSWER: ...`` line (think blocks ignored); None for NONE."""
+    if not reply:
+        return None
+    text = re.sub(r"(?s)<think>.*?</think>", "", reply)
+    text = text.rsplit("</think>", 1)[-1]
+    found = _REPLY.findall(text)
+    if not found:
+        return None
+    ans = _tidy(found[-1])
+    return None if ans is None or ans.upper() in ("NONE", "N/A") else ans

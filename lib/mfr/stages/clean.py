@@ -1,0 +1,293 @@
+"""Stage 2, clean: questions by exact rules (the model only where rules cannot decide), images only
+where they need it, empty answers filled from worked solutions, exact duplicates across sources.
+
+Per row, in this order (the first rejection wins):
+
+1. text rules and routing (``mfr.text.routing.clean_question``) on ``cleaning.input_column`` (blank
+   → ``question``); an empty result is ``question_empty``;
+2. image cleaning (``mfr.image.clean``) once per distinct image: ``image_missing``,
+   ``image_corrupt``, ``image_unsupported``, ``image_too_large``; changed images get a new id;
+3. rows routed to the model (translation, instruction, task_check) go to ``cleaning.llm_client``:
+   ``unsuitable_task`` when the model says non-answer question; a translation that fails is
+   ``llm_error`` (call failed) or ``translation_failed`` (reply unparseable); with no endpoint the rows
+   that need translation are ``pending_model`` (other routes keep the rule text, action
+   ``unconfirmed_<route>``);
+4. an empty ``answer`` with a worked ``original_answer``: by rule, else by the model
+   (``answer_extracted``); otherwise the answer stays null;
+5. exact duplicates on (image_id, normalised question) across sources: the first sample_key is kept,
+   the others are ``duplicate_sample`` with the kept key in ``reject_detail``.
+
+``original_question`` keeps the text before cleaning (the dump's original when it has one).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from mfr.answers.extract import parse_extraction_reply
+from mfr.llm.client import ClientSettings
+from mfr.llm.spark_calls import ask, build_requests, persist
+from mfr.prompts import load_prompt
+from mfr.stages.collect import OUTPUT_COLUMNS as COLLECTED_COLUMNS
+from mfr.stages.common import StageContext, StageOutput, blank
+from mfr.text.clean_reply import parse_clean_reply
+from mfr.text.clean_rules import normalized_question
+from mfr.udfs import clean_image_udf, clean_question_udf, extract_answer_udf
+
+log = logging.getLogger(__name__)
+
+NEW_COLUMNS = ["original_image_id", "language", "clean_actions", "clean_routes", "reject_detail"]
+OUTPUT_COLUMNS = [c for c in COLLECTED_COLUMNS if c not in ("reject_reason", "run_id")] + NEW_COLUMNS + [
+    "reject_reason", "run_id",
+]
+INPUT_COLUMNS = ("question", "original_question")
+LLM_ROUTES = ("translation", "instruction", "task_check")
+
+_REPLY_TYPE = T.StructType(
+    [
+        T.StructField("parsed", T.BooleanType()),
+        T.StructField("no_problem", T.BooleanType()),
+        T.StructField("unsuitable", T.BooleanType()),
+        T.StructField("error_types", T.ArrayType(T.StringType())),
+        T.StructField("corrected_text", T.StringType()),
+    ]
+)
+
+
+@F.pandas_udf(_REPLY_TYPE)  # type: ignore[call-overload]
+def _parse_replies(choices: pd.Series) -> pd.DataFrame:
+    out = []
+    for ch in choices:
+        r = parse_clean_reply(ch[0]["text"] if ch is not None and len(ch) else None)
+        out.append((r.parsed, r.no_problem, r.unsuitable, r.error_types, r.corrected_text))
+    return pd.DataFrame(out, columns=[f.name for f in _REPLY_TYPE.fields])
+
+
+@F.pandas_udf(T.StringType())  # type: ignore[call-overload]
+def _parse_extractions(choices: pd.Series) -> pd.Series:
+    return pd.Series([parse_extraction_reply(ch[0]["text"] if ch is not None and len(ch) else None) for ch in choices],
+                     dtype="object")
+
+
+_dedup_key = F.udf(normalized_question, T.StringType())
+
+
+def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(per original image_id: new id, reject, actions, detail) and (new images to store)."""
+    cfg, spark = ctx.cfg, ctx.spark
+    ids = rows.where(F.col("image_id").isNotNull()).select("image_id").distinct()
+    stored = ctx.lakehouse.read("images").select("image_id", "bytes").join(ids, "image_id", "left_semi")
+    udf = clean_image_udf(int(cfg.get("cleaning.max_image_size")), int(cfg.get("cleaning.max_image_pixels")))
+    results = stored.select("image_id", udf("bytes").alias("r")).select(
+        "image_id",
+        F.when(F.col("r.data").isNotNull(), F.sha2("r.data", 256)).otherwise(F.col("image_id")).alias("new_image_id"),
+        "r.*",
+    )
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(int(cfg.get("cleaning.image_batch_rows"))))  # images decoded per batch, at most
+    try:
+        results = persist(ctx, results, "image-results")  # each image cleaned once
+    finally:
+        spark.conf.set(key, before)
+    new_images = (
+        results.where(F.col("data").isNotNull())
+        .select(F.col("new_image_id").alias("image_id"), F.col("data").alias("bytes"), "width", "height", "format")
+        .dropDuplicates(["image_id"])
+    )
+    mapping = results.select(
+        F.col("image_id").alias("_orig_image_id"), "new_image_id", F.col("reject").alias("_image_reject"),
+        F.col("actions").alias("_image_actions"), F.col("detail").alias("_image_detail"),
+    )
+    return mapping, new_images
+
+
+def _ask_cleaning(ctx: StageContext, routed: DataFrame, settings: ClientSettings) -> DataFrame:
+    cfg = ctx.cfg
+    template, version = load_prompt(cfg.get("cleaning.prompt"))
+    params = {"temperature": cfg.get("cleaning.temperature"), "max_tokens": cfg.get("cleaning.max_tokens"), "n": 1}
+    reqs = build_requests(
+        routed.select("sample_key", "image_id", F.col("_text").alias("question")), purpose="clean",
+        model=settings.model, template=template, prompt_version=version, params=params, fields=["question"],
+        with_image=False,
+    )
+    return ask(ctx, reqs, settings, "clean").select("sample_key", _parse_replies("choices").alias("_reply"))
+
+
+def _ask_answers(ctx: StageContext, todo: DataFrame, settings: ClientSettings) -> DataFrame:
+    cfg = ctx.cfg
+    template, version = load_prompt(cfg.get("cleaning.answer_prompt"))
+    params = {"temperature": cfg.get("cleaning.temperature"), "max_tokens": cfg.get("cleaning.max_tokens"), "n": 1}
+    reqs = build_requests(
+        todo.select("sample_key", "image_id", F.col("_text").alias("question"), F.col("original_answer").alias("solution")),
+        purpose="answer_extraction", model=settings.model, template=template, prompt_version=version,
+        params=params, fields=["question", "solution"], with_image=False,
+    )
+    return ask(ctx, reqs, settings, "answer_extraction").select(
+        "sample_key", _parse_extractions("choices").alias("_model_answer")
+    )
+
+
+def _with_leading_tag(text: F.Column, before: F.Column) -> F.Column:
+    """A model rewrite keeps the question's leading <image> tag when the model dropped it."""
+    trimmed = F.trim(text)
+    return F.when(F.ltrim(before).startswith("<image>") & ~trimmed.startswith("<image>"),
+                  F.concat(F.lit("<image>"), trimmed)).otherwise(trimmed)
+
+
+def clean(ctx: StageContext) -> StageOutput:
+    cfg = ctx.cfg
+    input_col = cfg.get("cleaning.input_column")
+    if input_col not in INPUT_COLUMNS:
+        raise ValueError(f"cleaning.input_column must be one of {', '.join(INPUT_COLUMNS)}, got {input_col!r}")
+    settings = ClientSettings.optional(cfg.get("cleaning.llm_client"), "cleaning.llm_client")
+    source = ctx.read_input("collected")
+    rows = source.where(F.col("reject_reason").isNull()).drop("reject_reason", "run_id")
+    rows_in = rows.count()
+    text_in = F.when(~blank(F.col(input_col)), F.col(input_col)).otherwise(F.col("question"))
+    before = F.when(~blank(F.col("original_question")), F.col("original_question")).otherwise(F.col("question"))
+    need_answer = blank(F.col("answer")) & ~blank(F.col("original_answer"))
+    staged = rows.select(
+        *rows.columns,
+        text_in.alias("_text_in"),
+        before.alias("_before"),
+        clean_question_udf(text_in).alias("_q"),
+        F.when(need_answer, extract_answer_udf(F.col("original_answer"))).alias("_rule_answer"),
+        need_answer.alias("_need_answer"),
+    ).select("*", F.col("_q.text").alias("_text"))
+
+    metrics: dict[str, float] = {}
+    if cfg.get("cleaning.clean_images"):
+        mapping, new_images = _clean_images(ctx, staged)
+        staged = staged.join(mapping, staged["image_id"] == mapping["_orig_image_id"], "left")
+        image_reject = (
+            F.when(F.col("image_id").isNull(), F.lit("image_missing"))
+            .when(F.col("_orig_image_id").isNull(), F.lit("image_missing"))  # id with no stored bytes
+            .otherwise(F.col("_image_reject"))
+        )
+        staged = staged.withColumn("_image_reject", image_reject).withColumn(
+            "_image_detail",
+            F.when(F.col("image_id").isNotNull() & F.col("_orig_image_id").isNull(), F.lit("image_id not in images table"))
+            .otherwise(F.col("_image_detail")),
+        )
+    else:
+        new_images = None
+        staged = staged.select("*", F.col("image_id").alias("new_image_id"), F.lit(None).cast("string").alias("_image_reject"),
+                               F.lit(None).cast("array<string>").alias("_image_actions"),
+                               F.lit(None).cast("string").alias("_image_detail"))
+    staged = persist(ctx, staged, "clean-staged")  # text and image UDFs run once
+
+    alive = ~blank(F.col("_text")) & F.col("_image_reject").isNull()
+    routed = staged.where(alive & (F.size("_q.routes") > 0))
+    n_routed = routed.count()
+    metrics["routed_rows"] = float(n_routed)
+    for r in LLM_ROUTES:
+        metrics[f"routed.{r}"] = float(staged.where(alive & F.array_contains("_q.routes", r)).count())
+    if settings is not None and n_routed:
+        replies = _ask_cleaning(ctx, routed, settings)
+        staged = staged.join(replies, "sample_key", "left")
+    else:
+        staged = staged.withColumn("_reply", F.lit(None).cast(_REPLY_TYPE))
+        if n_routed and settings is None:
+            log.warning("clean: %d rows need the cleaning model; set cleaning.llm_client.api_base and .model", n_routed)
+
+    unanswered = alive & F.col("_need_answer") & F.col("_rule_answer").isNull()
+    # rows the model is (or would be) asked about: routed questions and answers no rule could extract
+    metrics["clean.llm_rows"] = float(staged.where(alive & ((F.size("_q.routes") > 0) | unanswered)).count())
+    metrics["clean.llm_call_fraction"] = metrics["clean.llm_rows"] / max(1, rows_in)
+    if settings is not None and staged.where(unanswered).limit(1).count():
+        staged = staged.join(_ask_answers(ctx, staged.where(unanswered), settings), "sample_key", "left")
+    else:
+        staged = staged.withColumn("_model_answer", F.lit(None).cast("string"))
+
+    routes = F.col("_q.routes")
+    has_reply = F.col("_reply").isNotNull()
+    translation = F.array_contains(routes, "translation")
+    unparsed = has_reply & ~F.col("_reply.parsed")
+    llm_reason = (
+        F.when(F.size(routes) == 0, F.lit(None))
+        .when(F.lit(settings is None) & translation, F.lit("pending_model"))
+        .when(F.lit(settings is None), F.lit(None))
+        .when(~has_reply & translation, F.lit("llm_error"))
+        .when(has_reply & F.col("_reply.unsuitable"), F.lit("unsuitable_task"))
+        .when(unparsed & translation, F.lit("translation_failed"))
+    )
+    corrected = has_reply & F.col("_reply.parsed") & F.col("_reply.corrected_text").isNotNull() & ~blank(F.col("_reply.corrected_text"))
+    question = F.when(corrected, _with_leading_tag(F.col("_reply.corrected_text"), F.col("_text"))).otherwise(F.col("_text"))
+    llm_actions = (
+        F.when(F.size(routes) == 0, F.array())
+        .when(F.lit(settings is None), F.transform(routes, lambda r: F.concat(F.lit("unconfirmed_"), r)))
+        .when(~has_reply, F.array(F.lit("llm_error")))
+        .when(unparsed, F.array(F.lit("llm_unparseable")))
+        .when(F.col("_reply.no_problem"), F.array(F.lit("llm_no_problem")))
+        .otherwise(F.transform(F.col("_reply.error_types"), lambda t: F.concat(F.lit("llm_"), F.regexp_replace(t, "[ -]", "_"))))
+    )
+    answer = F.coalesce(F.when(~blank(F.col("answer")), F.col("answer")), F.col("_rule_answer"), F.col("_model_answer"))
+    answer_actions = (
+        F.when(F.col("_rule_answer").isNotNull(), F.array(F.lit("answer_extracted")))
+        .when(F.col("_need_answer") & F.col("_model_answer").isNotNull(), F.array(F.lit("answer_extracted"), F.lit("answer_by_model")))
+        .when(F.col("_need_answer"), F.array(F.lit("answer_unextracted")))
+        .otherwise(F.array())
+    )
+    reason = F.coalesce(
+        F.when(blank(F.col("_text")), F.lit("question_empty")),
+        F.col("_image_reject"),
+        llm_reason,
+    )
+    detail = (
+        F.when(F.col("_image_reject").isNotNull(), F.col("_image_detail"))
+        .when(reason == "pending_model", F.lit("needs translation: set cleaning.llm_client.api_base and cleaning.llm_client.model"))
+    )
+    out = staged.select(
+        *[c for c in rows.columns if c not in ("question", "original_question", "answer", "image_id")],
+        question.alias("question"),
+        F.col("_before").alias("original_question"),
+        answer.alias("answer"),
+        F.col("new_image_id").alias("image_id"),
+        F.col("image_id").alias("original_image_id"),
+        F.col("_q.language").alias("language"),
+        F.concat(F.col("_q.actions"), F.coalesce(F.col("_image_actions"), F.array()), llm_actions, answer_actions).alias("clean_actions"),
+        routes.alias("clean_routes"),
+        detail.cast("string").alias("reject_detail"),
+        reason.cast("string").alias("reject_reason"),
+    )
+    if cfg.get("cleaning.dedup"):
+        out = _dedup(out)
+    out = out.withColumn("run_id", F.lit(ctx.run_id)).select(*OUTPUT_COLUMNS)
+    return StageOutput(rows=out, rows_in=rows_in, images=new_images, image_origin="clean", metrics=metrics,
+                       after_write=_after_write)
+
+
+def _dedup(df: DataFrame) -> DataFrame:
+    """Exact duplicates across sources among kept rows: the smallest sample_key stays."""
+    key = F.concat_ws("\u0001", F.coalesce(F.col("image_id"), F.lit("")), _dedup_key("question"))
+    kept = df.where(F.col("reject_reason").isNull()).withColumn("_k", key)
+    w = Window.partitionBy("_k").orderBy("sample_key")
+    ranked = kept.withColumn("_first", F.first("sample_key").over(w)).withColumn("_rank", F.row_number().over(w))
+    dup = F.col("_rank") > 1
+    marked = ranked.select(
+        *[c for c in df.columns if c not in ("reject_reason", "reject_detail")],
+        F.when(dup, F.concat(F.lit("duplicate of "), F.col("_first"))).otherwise(F.col("reject_detail")).alias("reject_detail"),
+        F.when(dup, F.lit("duplicate_sample")).alias("reject_reason"),
+    )
+    return marked.unionByName(df.where(F.col("reject_reason").isNotNull()))
+
+
+def _after_write(spark, lh, version: int) -> dict[str, float]:  # noqa: ANN001
+    df = lh.read("cleaned", version)
+    row = df.agg(
+        F.count("*").alias("rows"),
+        F.sum((F.col("original_image_id") != F.col("image_id")).cast("int")).alias("images_changed"),
+        F.sum(F.array_contains("clean_actions", "answer_extracted").cast("int")).alias("answers_extracted"),
+        F.sum((F.size("clean_actions") > 0).cast("int")).alias("rows_changed"),
+    ).collect()[0]
+    return {
+        "clean.images_changed": float(row["images_changed"] or 0),
+        "clean.answers_extracted": float(row["answers_extracted"] or 0),
+        "clean.rows_with_actions": float(row["rows_changed"] or 0),
+    }

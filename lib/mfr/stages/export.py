@@ -1,0 +1,230 @@
+"""Export: a selection (at a pinned version) → files a trainer reads, plus a manifest Delta table.
+
+Into ``export.out``:
+
+* ``llamafactory/``: ``dataset_info.json`` (entries ``mfr_sft`` and, with an RL split, ``mfr_rl``),
+  ``mfr_sft/part-NNNNN.jsonl`` sharegpt records, ``images/ab/<image_id>.<ext>`` written once each, and
+  ``mfr_8b.yaml`` (``conf/llamafactory/mfr_8b.yaml`` with ``dataset_dir`` set to this folder);
+* ``hf/``: ``data/train-NNNNN-of-MMMMM.parquet`` (and ``rl-…``) with the dump's column names and the
+  ``Image`` feature, and a dataset card; pushed to the hub when ``export.hf.repo_id`` is set.
+
+``<schema>.exported`` gets one row per input row: exported (``reject_reason`` null, with its split
+and file) or rejected (``image_missing``, ``question_missing``, ``image_tag_count``, ``cot_unusable``,
+``caption_missing``). Files are deterministic: the same version exported twice gives the same bytes.
+Data never passes through the driver: each partition writes its own file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from mfr.export.card import dataset_card, quotas
+from mfr.export.files import write_hf_part, write_images, write_json, write_jsonl_part
+from mfr.export.sharegpt import dataset_info_entry, image_file_name, sharegpt_record
+from mfr.llm.spark_calls import persist
+from mfr.session import REPO_ROOT
+from mfr.stages.common import StageContext, StageOutput
+
+log = logging.getLogger(__name__)
+
+SUBSETS = {
+    "selected": "reject_reason IS NULL",
+    "hard": "reject_reason IS NULL AND pass_rate < 1",
+    "hardest": "reject_reason IS NULL AND pass_rate = 0",
+    "all": "TRUE",
+}
+OWNED = ("llamafactory", "hf", "EXPORT.json")  # what an export writes; an overwrite removes only these
+TRAIN_YAML = REPO_ROOT / "conf" / "llamafactory" / "mfr_8b.yaml"
+
+_RECORD = T.StructType([T.StructField("record", T.StringType()), T.StructField("reason", T.StringType())])
+
+
+def _record_udf(thinking: bool, with_caption: bool):  # noqa: ANN202
+    @F.pandas_udf(_RECORD)  # type: ignore[call-overload]
+    def build(question: pd.Series, cot: pd.Series, caption: pd.Series, path: pd.Series) -> pd.DataFrame:
+        out = []
+        for q, c, cap, p in zip(question, cot, caption, path):
+            rec, why = sharegpt_record(q, c, p, cap, thinking=thinking, with_caption=with_caption)
+            out.append((json.dumps(rec, ensure_ascii=False) if rec else None, why))
+        return pd.DataFrame(out, columns=["record", "reason"])
+
+    return build
+
+
+def _image_path(image_id: F.Column, fmt: F.Column) -> F.Column:
+    return F.udf(lambda i, f: image_file_name(i, f) if i else None, T.StringType())(image_id, fmt)
+
+
+def prepare_out(out: str | None, overwrite: bool) -> Path:
+    """The export folder, checked before anything is computed: a non-empty folder is refused unless
+    ``export.overwrite``; then only what an export writes is removed."""
+    if not out:
+        raise ValueError("export.out is not set: pass --set export.out=DIR")
+    path = Path(out)
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{path} is not empty: choose another export.out or set export.overwrite=true")
+        for name in OWNED:
+            target = path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def rl_split(ok: DataFrame, n: int | None, seed: int) -> tuple[DataFrame, dict[str, int]]:
+    """Mark a seeded uniform sample of ``n`` rows, per-source proportions kept (``_rl`` column)."""
+    if not n:
+        return ok.withColumn("_rl", F.lit(False)), {}
+    counts = {r["source"]: int(r["count"]) for r in ok.groupBy("source").count().collect()}
+    q = quotas(counts, int(n))
+    from pyspark.sql import Window
+
+    order = F.xxhash64(F.lit(int(seed)), F.col("sample_key"))
+    ranked = ok.withColumn("_rank", F.row_number().over(Window.partitionBy("source").orderBy(order, "sample_key")))
+    quota = F.coalesce(F.element_at(F.create_map(*[x for k, v in q.items() for x in (F.lit(k), F.lit(v))]), F.col("source")),
+                       F.lit(0)) if q else F.lit(0)
+    return ranked.withColumn("_rl", F.col("_rank") <= quota).drop("_rank"), q
+
+
+def _parts(n: int, shard_rows: int) -> int:
+    return max(1, math.ceil(n / max(1, shard_rows)))
+
+
+def _write_jsonl(df: DataFrame, folder: Path, shard_rows: int) -> int:
+    n = df.count()
+    if n == 0:
+        return 0
+    parts = _parts(n, shard_rows)
+    target = str(folder)
+    df.select("sample_key", "record").repartition(parts, "sample_key").sortWithinPartitions("sample_key").rdd.mapPartitionsWithIndex(
+        lambda i, rows: [write_jsonl_part(rows, target, i)]
+    ).collect()  # one integer per partition comes back, never rows
+    return n
+
+
+def _write_hf(df: DataFrame, folder: Path, split: str, shard_rows: int) -> int:
+    n = df.count()
+    parts = _parts(n, shard_rows)
+    target = str(folder)
+    df.repartition(parts, "_key").sortWithinPartitions("_key").drop("_key").rdd.mapPartitionsWithIndex(
+        lambda i, rows: [write_hf_part(rows, target, split, i, parts)]
+    ).collect()
+    return n
+
+
+def _hf_rows(df: DataFrame, images: DataFrame) -> DataFrame:
+    """Rows in the dump's column names, image bytes joined in (the trace is the exported one)."""
+    joined = df.join(images.select("image_id", "bytes"), "image_id")
+    return joined.select(
+        F.col("sample_key").alias("_key"), "source", "id", F.col("original_question").alias("ori_question"),
+        "original_answer", "question", "answer", "caption", F.col("cot_response").alias("qwen3vl_235b_thinking_response"),
+        "pass_rate", "is_consistent", "consistency_analysis",
+        F.struct(F.col("bytes").alias("bytes"), F.element_at(F.split("_image_file", "/"), -1).alias("path")).alias("image"),
+    )
+
+
+def _train_yaml(dataset_dir: Path, thinking: bool) -> str:
+    text = TRAIN_YAML.read_text()
+    text = text.replace("dataset_dir: lakehouse/export/llamafactory", f"dataset_dir: {dataset_dir.resolve()}")
+    if not thinking:
+        text = text.replace("template: qwen3_vl", "template: qwen3_vl_nothink")
+    return text
+
+
+def export(ctx: StageContext) -> StageOutput:
+    cfg, spark = ctx.cfg, ctx.spark
+    subset = cfg.get("export.subset")
+    if subset not in SUBSETS:
+        raise ValueError(f"export.subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
+    formats = list(cfg.get("export.formats"))
+    unknown = set(formats) - {"llamafactory", "hf"}
+    if unknown:
+        raise ValueError(f"export.formats: unknown {sorted(unknown)}; use llamafactory and/or hf")
+    out = prepare_out(cfg.get("export.out"), bool(cfg.get("export.overwrite")))
+    thinking, with_caption = bool(cfg.get("export.thinking")), bool(cfg.get("export.caption_in_answer"))
+    shard_rows = int(cfg.get("export.shard_rows"))
+
+    rows = ctx.read_input("selected").where(SUBSETS[subset])
+    rows_in = rows.count()
+    images_meta = ctx.lakehouse.read("images").select("image_id", "format").dropDuplicates(["image_id"])
+    rows = rows.drop("run_id").withColumnRenamed("reject_reason", "selection_reject_reason")
+    with_meta = rows.join(images_meta, "image_id", "left").withColumn(
+        "_image_file", F.when(F.col("format").isNotNull(), _image_path(F.col("image_id"), F.col("format")))
+    )
+    built = with_meta.withColumn(
+        "_r", _record_udf(thinking, with_caption)(F.col("question"), F.col("cot_response"), F.col("caption"), F.col("_image_file"))
+    ).select("*", F.col("_r.record").alias("record"), F.col("_r.reason").alias("reason")).drop("_r")
+    built = persist(ctx, built, "export-records")  # records built once
+    ok = built.where(F.col("reason").isNull())
+    ok, rl_quotas = rl_split(ok, cfg.get("export.rl.rows"), int(cfg.get("export.rl.seed")))
+    ok = persist(ctx, ok, "export-ok")
+    exclude = bool(cfg.get("export.rl.exclude_from_sft"))
+    sft = ok.where(~F.col("_rl")) if exclude else ok
+    rl = ok.where(F.col("_rl"))
+    n_rl = rl.count() if rl_quotas else 0
+
+    images = ctx.lakehouse.read("images").join(ok.select("image_id").distinct(), "image_id", "left_semi")
+    metrics: dict[str, float] = {}
+    lf = out / "llamafactory"
+    if "llamafactory" in formats:
+        metrics["export.sft_rows"] = float(_write_jsonl(sft, lf / "mfr_sft", shard_rows))
+        info = {"mfr_sft": dataset_info_entry("mfr_sft")}
+        if n_rl:
+            _write_jsonl(rl, lf / "mfr_rl", shard_rows)
+            info["mfr_rl"] = dataset_info_entry("mfr_rl")
+        files = images.join(ok.select("image_id", F.col("_image_file").alias("file")).distinct(), "image_id")
+        target = str(lf)
+        written = files.select("file", "bytes").rdd.mapPartitions(lambda rs: [write_images(rs, target)]).collect()
+        metrics["export.images_written"] = float(sum(written))
+        write_json(lf / "dataset_info.json", info)
+        (lf / "mfr_8b.yaml").write_text(_train_yaml(lf, thinking))
+    per_source: dict[str, dict[str, int]] = {}
+    if "hf" in formats:
+        hf = out / "hf"
+        splits = ["train"] + (["rl"] if n_rl else [])
+        _write_hf(_hf_rows(sft, images), hf / "data", "train", shard_rows)
+        if n_rl:
+            _write_hf(_hf_rows(rl, images), hf / "data", "rl", shard_rows)
+        for split, df in (("train", sft), ("rl", rl if n_rl else None)):
+            if df is not None:
+                for r in df.groupBy("source").count().collect():
+                    per_source.setdefault(r["source"], {})[split] = int(r["count"])
+        # no run id or time here: the same version exported twice gives the same card (EXPORT.json has the run)
+        build = {"table": ctx.lakehouse.name("selected"), "version": ctx.input_versions["selected"], "subset": subset,
+                 "thinking": thinking, "caption_in_answer": with_caption, "rl_rows": n_rl, "rl_seed": cfg.get("export.rl.seed")}
+        name = cfg.get("export.hf.repo_id") or "mmfr-export"
+        (hf / "README.md").write_text(dataset_card(name, per_source, build, splits))
+        if cfg.get("export.hf.repo_id"):
+            from mfr.export.hub_push import push_folder
+
+            push_folder(hf, cfg.get("export.hf.repo_id"), cfg.get("export.hf.token_env"),
+                        private=bool(cfg.get("export.hf.private")), endpoint=cfg.get("export.hf.endpoint"))
+            metrics["export.pushed"] = 1.0
+    write_json(out / "EXPORT.json", {"run_id": ctx.run_id, "selected_version": ctx.input_versions["selected"],
+                                     "subset": subset, "formats": formats, "rl_quotas": rl_quotas})
+    metrics["export.rl_rows"] = float(n_rl)
+
+    manifest = built.join(ok.select("sample_key", "_rl"), "sample_key", "left").select(
+        "sample_key", "source", "image_id",
+        F.when(F.col("reason").isNull(), F.col("_image_file")).alias("image_file"),
+        F.when(F.col("reason").isNotNull(), F.lit(None).cast("string"))
+        .when(F.col("_rl") & F.lit(exclude), F.lit("rl"))
+        .when(F.col("_rl"), F.lit("sft+rl")).otherwise(F.lit("sft")).alias("split"),
+        F.lit(subset).alias("subset"),
+        F.lit(str(out)).alias("out"),
+        F.col("reason").alias("reject_reason"),
+        F.lit(ctx.run_id).alias("run_id"),
+    )
+    return StageOutput(rows=manifest, rows_in=rows_in, metrics=metrics)

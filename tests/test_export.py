@@ -1,0 +1,149 @@
+"""Export for training: sharegpt records, LLaMA-Factory files, HF parquet + card, RL split, hub push."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from mfr.export.card import quotas
+from mfr.export.sharegpt import placeholder_count, sharegpt_record, split_cot
+from mfr.lakehouse import Lakehouse
+from mfr.runner import run_stage
+
+COT = "<think>I look at the figure and count carefully.</think>\n<answer>42</answer>"
+
+
+def test_record_puts_exactly_one_image_tag_in_the_user_turn() -> None:
+    rec, why = sharegpt_record("How many?", COT, "images/ab/ab.jpg")
+    assert why is None and rec["messages"][0]["content"] == "<image>How many?"
+    assert rec["messages"][1]["content"] == "<think>\nI look at the figure and count carefully.\n</think>\n\n<answer>42</answer>"
+    assert rec["images"] == ["images/ab/ab.jpg"] and placeholder_count(rec) == 1
+    rec, _ = sharegpt_record("Count the <image> dots.", COT, "x.jpg")
+    assert rec["messages"][0]["content"] == "Count the <image> dots."
+
+
+def test_stray_tags_in_model_text_are_neutralised() -> None:
+    cot = "<think>The <image> shows 3 dots; another <image> tag.</think><answer>3 <image></answer>"
+    rec, why = sharegpt_record("<image>How many?", cot, "x.jpg", caption="A <image> of dots.", with_caption=True)
+    assert why is None and placeholder_count(rec) == 1
+    assert "[image]" in rec["messages"][1]["content"] and rec["messages"][1]["content"].startswith("<think>\nA [image] of dots.")
+
+
+@pytest.mark.parametrize(
+    "question, cot, path, reason",
+    [
+        ("<image>A <image> B", COT, "x.jpg", "image_tag_count"),
+        ("<image>", COT, "x.jpg", "question_missing"),
+        ("Q", "<think>a</think><think>b</think><answer>1</answer>", "x.jpg", "cot_unusable"),
+        ("Q", "</think>reversed<think><answer>1</answer>", "x.jpg", "cot_unusable"),
+        ("Q", "<think>nothing after</think>", "x.jpg", "cot_unusable"),
+        ("Q", COT, None, "image_missing"),
+    ],
+)
+def test_broken_rows_are_rejected_with_a_reason(question, cot, path, reason) -> None:
+    assert sharegpt_record(question, cot, path) == (None, reason)
+
+
+def test_non_thinking_and_answer_without_tags() -> None:
+    assert split_cot("<think>t</think>\nplain answer") == ("t", "plain answer")
+    rec, _ = sharegpt_record("Q", COT, "x.jpg", thinking=False)
+    assert rec["messages"][1]["content"] == "42"
+
+
+def test_quotas_keep_proportions_and_sum() -> None:
+    q = quotas({"a": 50, "b": 30, "c": 20}, 10)
+    assert q == {"a": 5, "b": 3, "c": 2}
+    q = quotas({"a": 1, "b": 1, "c": 1}, 2)
+    assert sum(q.values()) == 2 and set(q.values()) <= {0, 1}
+    assert sum(quotas({"a": 3}, 10).values()) == 3
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every file's hash; the recipe is read with its (folder-specific) dataset_dir line dropped."""
+    def digest(p: Path) -> str:
+        data = p.read_bytes()
+        if p.name == "mfr_8b.yaml":
+            data = b"\n".join(x for x in data.splitlines() if not x.startswith(b"dataset_dir:"))
+        return hashlib.sha256(data).hexdigest()
+
+    return {p.relative_to(root).as_posix(): digest(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name != "EXPORT.json"}
+
+
+def test_export_round_trip(spark, pipeline_cfg, tmp_path):
+    out = tmp_path / "export"
+    cfg = pipeline_cfg.with_overrides([f"export.out={out}", "export.rl.rows=10", "export.shard_rows=25"])
+    r = run_stage(spark, cfg, "export")
+    lh = Lakehouse(spark, cfg)
+    selected = lh.read("selected").where("reject_reason IS NULL")
+    n_sel = selected.count()
+    assert r.rows_in == n_sel == r.rows_kept + r.rows_rejected
+    manifest = lh.read("exported", r.output_version)
+    splits = {x["split"]: x["count"] for x in manifest.groupBy("split").count().collect()}
+    assert splits.get("rl") == 10 and splits.get("sft", 0) + 10 == r.rows_kept
+    # LLaMA-Factory files
+    lf = out / "llamafactory"
+    info = json.loads((lf / "dataset_info.json").read_text())
+    assert info["mfr_sft"]["formatting"] == "sharegpt" and info["mfr_sft"]["columns"] == {"messages": "messages", "images": "images"}
+    records = [json.loads(line) for f in sorted((lf / "mfr_sft").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    rl = [json.loads(line) for f in sorted((lf / "mfr_rl").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert len(records) == splits["sft"] and len(rl) == 10
+    assert len(list((lf / "mfr_sft").glob("*.jsonl"))) > 1  # sharded
+    for rec in records + rl:
+        assert placeholder_count(rec) == len(rec["images"]) == 1
+        assert (lf / rec["images"][0]).is_file()
+        assert rec["messages"][1]["content"].startswith("<think>")
+    assert "dataset_dir: " + str(lf.resolve()) in (lf / "mfr_8b.yaml").read_text()
+    # HF dataset: loads with datasets and the images decode
+    import datasets
+
+    files = sorted(str(p) for p in (out / "hf" / "data").glob("train-*.parquet"))
+    ds = datasets.load_dataset("parquet", data_files={"train": files}, split="train")
+    assert len(ds) == splits["sft"] and isinstance(ds.features["image"], datasets.Image)
+    img = ds[0]["image"]
+    assert img.size[0] > 0 and ds[0]["qwen3vl_235b_thinking_response"].startswith("<think>")
+    card = (out / "hf" / "README.md").read_text()
+    assert "| **total** | " + str(splits["sft"]) + " | 10 |" in card and "split: rl" in card
+    # idempotent: the same version exported again gives the same files; a non-empty folder is refused
+    with pytest.raises(FileExistsError, match="export.overwrite"):
+        run_stage(spark, cfg, "export")
+    again = run_stage(spark, cfg.with_overrides([f"export.out={tmp_path / 'again'}"]), "export")
+    assert _tree(out) == _tree(tmp_path / "again")
+    assert again.rows_kept == r.rows_kept
+
+
+def test_export_subsets_versions_and_stray_tags(spark, pipeline_cfg, tmp_path):
+    lh = Lakehouse(spark, pipeline_cfg)
+    v0 = lh.current_version("selected")
+    hard = run_stage(spark, pipeline_cfg.with_overrides([f"export.out={tmp_path / 'hard'}", "export.subset=hardest",
+                                                         "export.formats=[llamafactory]", f"export.table_version={v0}"]), "export")
+    n_hardest = lh.read("selected", v0).where("reject_reason IS NULL AND pass_rate = 0").count()
+    assert hard.rows_in == n_hardest and not (tmp_path / "hard" / "hf").exists()
+    with pytest.raises(ValueError, match="export.subset"):
+        run_stage(spark, pipeline_cfg.with_overrides([f"export.out={tmp_path / 'x'}", "export.subset=easy"]), "export")
+
+
+def test_push_to_hub_stand_in(spark, pipeline_cfg, tmp_path, monkeypatch):
+    from tests.hub_standin import HubStandIn
+
+    monkeypatch.setenv("MFR_TEST_HF_TOKEN", "hf_secret_test_token")
+    with HubStandIn({}) as hub:
+        import huggingface_hub.constants
+
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)  # read at import time, so patched
+        cfg = pipeline_cfg.with_overrides([
+            f"export.out={tmp_path / 'pushed'}", "export.formats=[hf]", "export.hf.repo_id=me/mmfr-test",
+            "export.hf.token_env=MFR_TEST_HF_TOKEN", f"export.hf.endpoint={hub.url}",
+        ])
+        r = run_stage(spark, cfg, "export")
+        pushed = hub.uploads["me/mmfr-test"]
+    local = {p.relative_to(tmp_path / "pushed" / "hf").as_posix(): p.read_bytes()
+             for p in (tmp_path / "pushed" / "hf").rglob("*") if p.is_file()}
+    assert pushed == local and "README.md" in pushed
+    assert hub.created and hub.created[0]["type"] == "dataset" and hub.created[0]["private"] is True
+    assert all(t == "Bearer hf_secret_test_token" for t in hub.tokens) and hub.validated
+    assert r.metrics["export.pushed"] == 1.0
+    assert "hf_secret" not in json.dumps(Lakehouse(spark, cfg).get_run(r.run_id), default=str)
