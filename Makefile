@@ -14,7 +14,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
 setup: $(VENV)/.installed $(DELTA_JARS) $(VENV)/.spark-defaults
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py lib/mfr/text/_ngram.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

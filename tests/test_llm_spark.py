@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.openai_server import OpenAIServer, ServerSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +57,7 @@ def _stats(url):
         return json.loads(r.read())
 
 
+@pytest.mark.slow  # ~95 s of its own driver and JVM: `make test-slow`
 def test_sigkill_mid_distill_then_rerun_repeats_only_in_flight_calls(tmp_path, synthetic_dump):
     server, url = _server_process(tmp_path, latency=0.15)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,25 +68,30 @@ def test_only_the_think_part_counts():
     assert think_part("<think>unclosed") == "unclosed"
 
 
-def test_split_whitespace_table_covers_every_code_point():
-    from mfr.text.repetition import _SPACE_LIMIT
+def test_bytes_split_exceptions_cover_every_code_point():
+    from mfr.text.repetition import _BYTES_SPACE, _EXTRA_UTF8
 
-    assert not any(chr(c).isspace() for c in range(_SPACE_LIMIT, 0x110000))
+    assert set(_BYTES_SPACE.encode()) == {b for b in range(256) if bytes([b]).isspace()}
+    extra = {chr(c) for c in range(0x110000) if chr(c).isspace()} - set(_BYTES_SPACE)
+    assert {e.decode() for e in _EXTRA_UTF8} == extra
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     parts=st.lists(st.sampled_from(["a", "b", "ab", "é", "日本", "x1"]), max_size=150),
-    seps=st.lists(st.sampled_from([" ", "\n", "\t", "\u3000", "\xa0", "  ", "\u2029"]), min_size=1, max_size=5),
+    seps=st.lists(st.sampled_from([" ", "\n", "\t", "\u3000", "\xa0", "  ", "\u2029", "\x1c", "\x85", "\u2019", "\x0b"]),
+                  min_size=1, max_size=5),
     n=st.integers(1, 6),
     freq=st.integers(1, 4),
 )
 def test_text_level_check_equals_plain_on_real_whitespace(parts, seps, n, freq):
-    from mfr.text.repetition import text_has_repeated_ngram, token_hashes
+    from mfr.text.repetition import split_tokens, text_has_repeated_ngram
 
     text = "".join(p + seps[i % len(seps)] for i, p in enumerate(parts))
-    assert token_hashes(text).size == len(text.split())
-    assert text_has_repeated_ngram(text, n, freq) == _plain(text.split(), n, freq)
+    assert [t.decode() if isinstance(t, bytes) else t for t in split_tokens(text)] == text.split()
+    expected = _plain(text.split(), n, freq)
+    assert text_has_repeated_ngram(text, n, freq) == expected  # the C kernel where built
+    assert text_has_repeated_ngram(text, n, freq, native=False) == expected  # the numpy path
 
 
 def test_text_level_long_traces_agree():
@@ -98,5 +104,24 @@ def test_text_level_long_traces_agree():
         if rng.random() < 0.3 and len(tokens) > 60:
             tokens = tokens + tokens[:55] * 2
         text = " ".join(tokens)
-        assert text_has_repeated_ngram(text, 50, 3) == _plain(tokens, 50, 3)
+        expected = _plain(tokens, 50, 3)
+        assert text_has_repeated_ngram(text, 50, 3) == expected
+        assert text_has_repeated_ngram(text, 50, 3, native=False) == expected
+
+
+def test_the_c_kernel_is_built_and_exact_on_adversarial_input():
+    from mfr.text import repetition
+
+    if repetition._native_has_repeat is None:
+        pytest.skip("no C compiler where the package was installed: the numpy path is used")
+    k = repetition._native_has_repeat
+    assert k(b"a " * 52, 50, 3) and not k(b"a " * 51, 50, 3)
+    assert not k(b"", 50, 3) and k(b"x y", 1, 1)
+    # many windows share a hash-table neighbourhood: two-times repeats everywhere, never three
+    block = " ".join(f"t{i}" for i in range(300))
+    assert not k(f"{block} {block}".encode(), 50, 3) and k(f"{block} {block} {block}".encode(), 50, 3)
+    # tabs, newlines, \x0b, \x0c, \r are ASCII whitespace for bytes.split and str.split alike
+    assert k(("q\t" * 3 + "q\x0b" * 3 + "q\r\n" * 50).encode(), 50, 3)
+    with pytest.raises(ValueError):
+        k(b"a", 0, 3)
 

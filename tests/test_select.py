@@ -65,11 +65,15 @@ def _responder(body, index, words):
 
 
 def test_probe_with_n_samples_and_llm_judge(spark, distilled):
-    plain = run_stage(spark, distilled, "select")
     lh = Lakehouse(spark, distilled)
+    # a ground truth the rules cannot compare with any trace: only the judge can decide these rows
+    spark.sql(f"UPDATE {lh.name('distilled')} SET answer = '$$' WHERE source = 'synth-charts' AND id % 10 = 7")
+    plain = run_stage(spark, distilled, "select")
+    # undecided by the rules and with a ground truth to judge against (a blank answer is never sent)
     undecided = lh.read("selected", plain.output_version).where(
         F.col("is_consistent").isNull() & F.col("content_reason").isNull() & F.col("structure_reason").isNull()
-        & F.col("repetition_reason").isNull()).count()
+        & F.col("repetition_reason").isNull() & (F.coalesce(F.trim("answer"), F.lit("")) != "")).count()
+    assert undecided >= 1  # the judge path is exercised
     with OpenAIServer(responder=_responder) as srv:
         sets = []
         for sec, model in (("selection.difficulty", "small"), ("selection.verify", "judge")):

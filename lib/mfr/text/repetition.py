@@ -1,24 +1,29 @@
 """Exact n-gram repetition check (pure): does any n-gram of whitespace tokens occur ≥ freq times?
 
 The plain definition counts every n-token tuple of the text. This computes the same decision fast:
-tokens become integer ids, every window of n ids gets a rolling polynomial hash in O(L) vectorised
-steps (uint64, wrapping), and only windows whose hash occurs ≥ freq times are compared exactly.
-Equal tuples always hash equal, so nothing is missed; exact comparison means nothing is invented.
+the text is split as UTF-8 bytes where that equals ``str.split()`` (no str objects made), tokens become
+integer ids, every window of n ids gets a rolling polynomial hash in O(L) vectorised steps (uint64,
+wrapping), hashes are counted in buckets, and only windows whose full hash occurs at least freq times
+are compared exactly. Equal tuples always hash equal, so nothing is missed; exact comparison means
+nothing is invented.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import numpy as np
 
 from mfr.text.cot import THINK_CLOSE, THINK_OPEN
 
+try:  # the C kernel (built by `pip install`, optional); the numpy path below gives the same decisions
+    from mfr.text._ngram import has_repeat as _native_has_repeat
+except ImportError:  # pragma: no cover - no compiler where the package was installed
+    _native_has_repeat = None
+
 # Hashes are polynomials over uint64 that wrap: sum_j x[i+j] * B^(i+j), normalised by B^-i. B is odd,
 # so it is invertible modulo 2^64 and every span's hash comes from two prefix sums: O(L), no sorting.
 _B = np.uint64(0x9E3779B97F4A7C15)  # over token ids (windows)
-_C = np.uint64(0xD6E8FEB86659FD93)  # over bytes or code points (tokens)
 _TABLES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -53,7 +58,7 @@ def max_ngram_count_plain(tokens: list[str], n: int) -> int:
     return max(Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)).values())
 
 
-def has_repeated_ngram(tokens: list[str], n: int = 50, freq: int = 3) -> bool:
+def has_repeated_ngram(tokens: list, n: int = 50, freq: int = 3) -> bool:
     """True when some n-gram of ``tokens`` occurs at least ``freq`` times (overlaps count)."""
     if n < 1 or freq < 1:
         raise ValueError("n and freq must be positive")
@@ -62,99 +67,65 @@ def has_repeated_ngram(tokens: list[str], n: int = 50, freq: int = 3) -> bool:
         return False
     if freq == 1:
         return True
-    # token ids from Python's string hash (C speed); collisions are caught by the exact check below
+    # token ids from Python's hash (C speed); collisions are caught by the exact check below
     ids = np.fromiter(map(hash, tokens), dtype=np.int64, count=len(tokens)).view(np.uint64)
     powers, inverses = _powers(_B, len(tokens))
     with np.errstate(over="ignore"):
-        prefix = np.concatenate([[np.uint64(0)], np.cumsum(ids * powers, dtype=np.uint64)])
+        prefix = np.empty(len(tokens) + 1, dtype=np.uint64)
+        prefix[0] = 0
+        np.cumsum(ids * powers, dtype=np.uint64, out=prefix[1:])
         hashes = (prefix[n:] - prefix[:windows]) * inverses[:windows]
-    order = np.argsort(hashes, kind="stable")
-    ranked = hashes[order]
-    # a hash value seen freq times spans freq consecutive entries of the sorted array
-    starts = np.flatnonzero(ranked[freq - 1:] == ranked[: windows - freq + 1])
-    if starts.size == 0:
+    # count hashes in buckets (no sort); only buckets holding >= freq windows can hide a repeat
+    bits = max(8, int(windows).bit_length() + 2)
+    buckets = (hashes >> np.uint64(64 - bits)).astype(np.intp)
+    hot = np.flatnonzero(np.bincount(buckets, minlength=1 << bits)[buckets] >= freq)
+    if hot.size < freq:
         return False
-    candidates = np.isin(hashes, np.unique(ranked[starts]))
-    positions_by_hash: dict[int, list[int]] = {}
-    for i in np.flatnonzero(candidates):
-        positions_by_hash.setdefault(int(hashes[i]), []).append(int(i))
-    for positions in positions_by_hash.values():  # confirm exactly: a collision must not reject a trace
+    values, counts = np.unique(hashes[hot], return_counts=True)
+    repeated = values[counts >= freq]
+    if repeated.size == 0:
+        return False
+    by_hash: dict[int, list[int]] = {}
+    for i in hot[np.isin(hashes[hot], repeated)]:
+        by_hash.setdefault(int(hashes[i]), []).append(int(i))
+    for positions in by_hash.values():  # confirm exactly: a collision must not reject a trace
         exact = Counter(tuple(tokens[i:i + n]) for i in positions)
         if exact.most_common(1)[0][1] >= freq:
             return True
     return False
 
 
-# str.split() splits on exactly these code points (all ≤ U+3000; tests check the whole range).
-_SPACE_LIMIT = 0x3001
-_IS_SPACE = np.array([chr(c).isspace() for c in range(_SPACE_LIMIT + 1)], dtype=bool)
-# Whitespace that str.split() honours beyond ASCII; texts without any take the byte-level path.
-_WIDE_SPACE = re.compile("[" + "".join(chr(c) for c in range(128, _SPACE_LIMIT + 1) if chr(c).isspace()) + "]")
-_BYTE_SPACE = np.array([chr(b).isspace() for b in range(128)] + [False] * 128, dtype=bool)
+# str.split() splits on ASCII whitespace plus \x1c-\x1f and wider code points; bytes.split() splits on
+# ASCII whitespace only. Where none of the extra ones occur the two give the same tokens (UTF-8 bytes of
+# a multi-byte character are all >= 0x80, so they never split).
+_BYTES_SPACE = " \t\n\r\x0b\x0c"
+_EXTRA_UTF8 = tuple(chr(c).encode("utf-8") for c in range(0x3001) if chr(c).isspace() and chr(c) not in _BYTES_SPACE)
+_SPLIT_HINT = tuple(sorted({b[:2] for b in _EXTRA_UTF8}))  # cheap first test: leading bytes
 
 
-def _hash_spans(units: np.ndarray, word: np.ndarray) -> np.ndarray:
-    """Polynomial hash of each run of ``word`` units (bytes or code points)."""
-    edges = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    powers, inverses = _powers(_C, units.size)
-    with np.errstate(over="ignore"):
-        prefix = np.empty(units.size + 1, dtype=np.uint64)
-        prefix[0] = 0
-        np.cumsum(units * powers, dtype=np.uint64, out=prefix[1:])
-        return (prefix[ends] - prefix[starts]) * inverses[starts]
+def _bytes_split_is_exact(data: bytes) -> bool:
+    return not (any(h in data for h in _SPLIT_HINT) and any(e in data for e in _EXTRA_UTF8))
 
 
-def token_hashes(text: str) -> np.ndarray:
-    """One uint64 per ``text.split()`` token, computed on arrays without making the tokens."""
-    if not text:
-        return np.zeros(0, dtype=np.uint64)
-    if not _WIDE_SPACE.search(text):
-        # UTF-8 bytes: every byte of a multi-byte character is >= 0x80, so only ASCII bytes split
-        data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        return _hash_spans(data.astype(np.uint64), ~_BYTE_SPACE[data])
-    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    return _hash_spans(cp.astype(np.uint64), ~_IS_SPACE[np.minimum(cp, _SPACE_LIMIT)])
+def split_tokens(text: str) -> list:
+    """``text.split()`` as UTF-8 ``bytes`` tokens when that is exact (faster: no str objects), else str.
 
-
-def text_has_repeated_ngram(text: str, n: int = 50, freq: int = 3) -> bool:
-    """``has_repeated_ngram(text.split(), n, freq)``, computed mostly on arrays.
-
-    Window hashes are counted in buckets (no sort); only windows in a bucket holding ≥ freq of them are
-    checked exactly, on the real tokens.
+    Two token lists compare equal exactly when their ``str`` forms do, so n-gram decisions are the same.
     """
-    ids = token_hashes(text)
-    windows = ids.size - n + 1
-    if windows < freq:
-        return False
-    if freq == 1:
-        return True
-    powers, inverses = _powers(_B, ids.size)
-    with np.errstate(over="ignore"):
-        prefix = np.concatenate([[np.uint64(0)], np.cumsum(ids * powers, dtype=np.uint64)])
-        hashes = (prefix[n:] - prefix[:windows]) * inverses[:windows]
-    bits = max(8, int(windows).bit_length() + 2)
-    buckets = (hashes >> np.uint64(64 - bits)).astype(np.int64)
-    counts = np.bincount(buckets, minlength=1 << bits)
-    hot = np.flatnonzero(counts[buckets] >= freq)
-    if hot.size == 0:
-        return False
-    # buckets are coarse: keep only full 64-bit hashes that really occur freq times
-    values, counts_full = np.unique(hashes[hot], return_counts=True)
-    repeated = values[counts_full >= freq]
-    if repeated.size == 0:
-        return False
-    hot = hot[np.isin(hashes[hot], repeated)]
-    tokens = text.split()
-    by_hash: dict[int, list[int]] = {}
-    for i in hot:
-        by_hash.setdefault(int(hashes[i]), []).append(int(i))
-    for positions in by_hash.values():
-        if len(positions) >= freq:
-            exact = Counter(tuple(tokens[i:i + n]) for i in positions)
-            if exact.most_common(1)[0][1] >= freq:
-                return True
-    return False
+    data = text.encode("utf-8")
+    return data.split() if _bytes_split_is_exact(data) else text.split()
+
+
+def text_has_repeated_ngram(text: str, n: int = 50, freq: int = 3, native: bool = True) -> bool:
+    """``has_repeated_ngram(text.split(), n, freq)``: in the C kernel on UTF-8 bytes where bytes.split()
+    equals str.split(), else on Python tokens."""
+    data = text.encode("utf-8")
+    if native and _native_has_repeat is not None:
+        decided = _native_has_repeat(data, n, freq)  # None: whitespace only str.split() knows
+        return decided if decided is not None else has_repeated_ngram(text.split(), n, freq)
+    if not _bytes_split_is_exact(data):
+        return has_repeated_ngram(text.split(), n, freq)
+    return has_repeated_ngram(data.split(), n, freq)
 
 
 def repetition_problem(text: str | None, n: int = 50, freq: int = 3) -> str | None:
