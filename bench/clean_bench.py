@@ -9,9 +9,10 @@ a worker's peak memory over hostile images.
 * ``clean.llm_call_fraction`` / ``clean.translation_recall``: the clean stage (Spark, no endpoint) on
   the real sample re-cleaned from ``original_question``. Non-English rows are counted independently
   of the router, by Unicode character names (CJK, Hangul, kana, Cyrillic, Arabic, ...).
-* ``image.peak_rss_mb``: peak RSS of a fresh Python process that cleans the hostile set (bomb header,
+* ``image.peak_rss_mb``: peak RSS of a fresh Python process that reads the hostile set (bomb header,
   truncated files, random bytes, SVG, a 9000x9000 PNG within the pixel limit, large JPEGs) as one
-  Arrow batch through the same UDF body.
+  Arrow batch and cleans it as the UDF does; ``image.rss_before_cleaning_mb`` is the same process
+  after loading its input, before the first image.
 """
 
 from __future__ import annotations
@@ -84,29 +85,53 @@ def is_foreign(text: str | None) -> bool:
     return False
 
 
-def _hostile_script() -> str:
-    return r'''
-import io, json, resource, struct, sys, zlib
-import numpy as np, pandas as pd
-from PIL import Image
-from mfr.image.clean import clean_image
+def hostile_batch() -> list[bytes | None]:
+    """The hostile set: bomb header, truncated files, random bytes, SVG, empty, none, a 9000x9000 PNG
+    (within the pixel limit, so it is decoded), a truncated copy of it, a large JPEG, a large RGBA PNG."""
+    import struct
+    import zlib
 
-def enc(img, fmt, **kw):
-    b = io.BytesIO(); img.save(b, fmt, **kw); return b.getvalue()
-png = bytearray(enc(Image.new("RGB", (8, 8)), "PNG"))
-ihdr = struct.pack(">II", 30000, 30000) + bytes(png[24:29]); png[16:29] = ihdr
-png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-rng = np.random.default_rng(0)
-noise = Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8), "RGB")
-jpeg = enc(noise, "JPEG", quality=90)
-big_png = enc(Image.new("RGB", (9000, 9000), (200, 10, 10)), "PNG")
-batch = pd.Series([bytes(png), jpeg[: len(jpeg) // 2], b"\x00garbage" * 1000, b"<svg></svg>", b"", None,
-                   big_png, big_png[: len(big_png) // 2], jpeg, enc(noise.convert("RGBA"), "PNG")])
+    import numpy as np
+
+    def enc(img: Image.Image, fmt: str, **kw) -> bytes:  # noqa: ANN003
+        b = io.BytesIO()
+        img.save(b, fmt, **kw)
+        return b.getvalue()
+
+    png = bytearray(enc(Image.new("RGB", (8, 8)), "PNG"))
+    ihdr = struct.pack(">II", 30000, 30000) + bytes(png[24:29])
+    png[16:29] = ihdr
+    png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8), "RGB")
+    jpeg = enc(noise, "JPEG", quality=90)
+    big_png = enc(Image.new("RGB", (9000, 9000), (200, 10, 10)), "PNG")
+    return [bytes(png), jpeg[: len(jpeg) // 2], b"\x00garbage" * 1000, b"<svg></svg>", b"", None,
+            big_png, big_png[: len(big_png) // 2], jpeg, enc(noise.convert("RGBA"), "PNG")]
+
+
+# A fresh worker-like process: reads the batch (Arrow, as a pandas UDF gets it), cleans it, reports RSS.
+_WORKER = r"""
+import json, resource, sys
+import pyarrow.parquet as pq
+from mfr.image.clean import clean_image
+batch = pq.read_table(sys.argv[1]).column("bytes").to_pylist()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-results = [clean_image(b) for b in batch]
+rejects = [clean_image(b).reject for b in batch]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_kb": peak, "before_kb": before, "rejects": [r.reject for r in results]}))
-'''
+print(json.dumps({"peak_kb": peak, "before_kb": before, "rejects": rejects}))
+"""
+
+
+def peak_rss(tmp: Path) -> dict[str, float]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp / "hostile.parquet"
+    pq.write_table(pa.table({"bytes": pa.array(hostile_batch(), pa.binary())}), path)
+    out = subprocess.run([sys.executable, "-c", _WORKER, str(path)], capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"image.peak_rss_mb": res["peak_kb"] / 1024, "image.rss_before_cleaning_mb": res["before_kb"] / 1024,
+            "image.rss_increase_mb": (res["peak_kb"] - res["before_kb"]) / 1024}
 
 
 def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # noqa: ARG001
@@ -120,10 +145,8 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
         figures.update({"image.large_jpeg_ours_per_s": ours, "image.large_jpeg_reference_per_s": ref,
                         "image.speedup_large_jpeg": ours / ref})
         figures.update(_stage_figures(spark, make_cfg))
-    out = subprocess.run([sys.executable, "-c", _hostile_script()], capture_output=True, text=True, check=True)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    figures["image.peak_rss_mb"] = res["peak_kb"] / 1024
-    figures["image.baseline_rss_mb"] = res["before_kb"] / 1024
+    workdir.mkdir(parents=True, exist_ok=True)
+    figures.update(peak_rss(workdir))
     return figures
 
 
