@@ -122,6 +122,14 @@ def test_export_subsets_versions_and_stray_tags(spark, pipeline_cfg, tmp_path):
                                                          "export.formats=[llamafactory]", f"export.table_version={v0}"]), "export")
     n_hardest = lh.read("selected", v0).where("reject_reason IS NULL AND pass_rate = 0").count()
     assert hard.rows_in == n_hardest and not (tmp_path / "hard" / "hf").exists()
+    # by select run: the version that run wrote, whatever came after
+    select_run = lh.last_successful_run("select")
+    by_run = run_stage(spark, pipeline_cfg.with_overrides([f"export.out={tmp_path / 'byrun'}", f"export.select_run={select_run['run_id']}",
+                                                           "export.formats=[llamafactory]", "export.thinking=false"]), "export")
+    assert Lakehouse(spark, pipeline_cfg).get_run(by_run.run_id)["input_versions"] == {"selected": select_run["output_version"]}
+    first = json.loads(next((tmp_path / "byrun" / "llamafactory" / "mfr_sft").glob("*.jsonl")).read_text().splitlines()[0])
+    assert "<think>" not in first["messages"][1]["content"]
+    assert "template: qwen3_vl_nothink" in (tmp_path / "byrun" / "llamafactory" / "mfr_8b.yaml").read_text()
     with pytest.raises(ValueError, match="export.subset"):
         run_stage(spark, pipeline_cfg.with_overrides([f"export.out={tmp_path / 'x'}", "export.subset=easy"]), "export")
 
