@@ -219,3 +219,30 @@ def test_answer_extraction_reply() -> None:
     assert parse_extraction_reply("ANSWER: NONE") is None
     assert parse_extraction_reply("no idea") is None
     assert parse_extraction_reply("**ANSWER:** $\\frac{1}{2}$") == "\\frac{1}{2}"
+
+
+HOSTILE_TEXTS = [
+    "a" * 200_000, "1. " * 50_000, "<image>" * 20_000, " " * 200_000, " \n" * 50_000, "a." * 100_000,
+    "a@b." * 50_000, "\\(" * 50_000, "$$x" * 30_000, "![" * 50_000, "\\boxed{" * 20_000, "{" * 50_000,
+    "see www.a.b " * 20_000, "{'a': " * 2000 + "1" + "}" * 2000, "```json {" * 20_000, "\x00\ufffd\u202e" * 30_000,
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS, ids=lambda t: repr(t[:12]))
+def test_hostile_text_never_backtracks_for_ever(text: str) -> None:
+    """Every pattern is linear (bounded quantifiers, line-wise checks): a 100 KB+ hostile question or
+    reply finishes in well under a second here; the alarm only turns a regression into a failure."""
+    import signal
+
+    def too_slow(*_):  # noqa: ANN002
+        raise TimeoutError("catastrophic backtracking")
+
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)
+    try:
+        clean_question(text)
+        extract_answer(text)
+        parse_clean_reply(text)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -32,27 +32,29 @@ _NUMBER = re.compile(r"^[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?
 _UNIT_TAIL = re.compile(r"^(.*?\d)\s*(?:%|°|degrees?|[A-Za-z][A-Za-z/²³^0-9.\-]*(?:\s+[A-Za-z][A-Za-z/²³^0-9.\-]*)?)$")
 
 
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """Content of the {...} group whose '{' is at ``start - 1``; None when unbalanced."""
-    depth, i = 1, start
-    while i < len(text):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:i], i + 1
-        i += 1
-    return None
+def _closing_braces(text: str) -> dict[int, int]:
+    """Index of each '{' → index of its matching '}' (unmatched ones absent), in one pass."""
+    stack: list[int] = []
+    pairs: dict[int, int] = {}
+    for i, ch in enumerate(text):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+    return pairs
 
 
 def last_boxed(text: str) -> str | None:
-    found = None
-    for m in _BOXED.finditer(text):
-        got = _braced(text, m.end())
-        if got:
-            found = got[0]
-    return found
+    """Content of the last balanced ``\\boxed{...}`` (linear: a trace full of unclosed boxes costs one pass)."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    if not starts:
+        return None
+    pairs = _closing_braces(text)
+    for start in reversed(starts):
+        end = pairs.get(start - 1)
+        if end is not None:
+            return text[start:end]
+    return None
 
 
 def predicted_answer(response: str | None) -> str | None:

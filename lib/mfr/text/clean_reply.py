@@ -77,7 +77,7 @@ def _load(obj: str) -> dict | None:
         except ValueError:
             try:
                 value = ast.literal_eval(attempt)
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
+            except Exception:  # noqa: BLE001 - any literal that is not a plain dict is not a reply
                 continue
         if isinstance(value, dict):
             return value
@@ -97,7 +97,7 @@ def parse_clean_reply(reply: str | None) -> CleanReply:
             value = _load(obj)
             if value is None:
                 continue
-            keys = {k.lower().replace("-", "_").replace(" ", "_"): v for k, v in value.items()}
+            keys = {str(k).lower().replace("-", "_").replace(" ", "_"): v for k, v in value.items()}
             types = keys.get("error_type", keys.get("error_types", []))
             if isinstance(types, str):
                 types = [types]

@@ -18,17 +18,19 @@ _TAG_GUARD = "\uE000"  # private-use char stands in for <image> while the rules 
 
 # --- links, e-mails, ads, watermarks -------------------------------------------------------------
 _URL = re.compile(r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"'，。）)\]]*[^\s<>\"'，。）)\].,;:!?]")
-_EMAIL = re.compile(r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# Bounded parts (RFC lengths) keep every pattern linear on hostile input such as "a." * 10**5.
+_EMAIL = re.compile(r"\b[\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b")
 # Lines that carry no content: source/copyright notes, ads, watermark sites (zh and en).
 _NOISE_LINE = re.compile(
-    r"(?im)^[ \t]*(?:"
+    r"(?i)(?:"
     r"(?:本题|试题|题目)?来源[:：].*|版权所有.*|©.*|copyright\b.*|all rights reserved.*"
     r"|.*(?:关注|扫码|微信公众号|公众号|qq群|加群|更多(?:资料|试题|资源)).*"
     r"|.*(?:学科网|组卷网|菁优网|zxxk|jyeoo|21世纪教育网).*"
     r"|(?:downloaded|retrieved) from\b.*|(?:posted|submitted|uploaded) by\b.*"
     r"|for more (?:questions|resources|practice)\b.*|subscribe\b.*"
-    r")[ \t]*$"
+    r")"
 )
+_NOISE_LINE_MAX = 200  # a source note or ad is one short line; longer lines are content
 
 # --- numbering, ids, score notes before the question ----------------------------------------------
 _LEADING_INDEX = re.compile(
@@ -61,7 +63,7 @@ _HTML_TAG = re.compile(
     r"(?:\s+[^<>]*)?/?>"
 )
 _HTML_ENTITY = re.compile(r"&(?:nbsp|amp|lt|gt|quot|apos|#\d{1,6}|#x[0-9a-fA-F]{1,6});")
-_MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_MD_IMAGE = re.compile(r"!\[[^\]\n]{0,300}\]\([^)\s]{0,1000}\)")
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
@@ -75,10 +77,10 @@ class CleanedText:
 # "See <url> for more practice." is an ad as a whole: the sentence goes, not just the link.
 _URL_BODY = r"(?:https?://|ftp://|www\.)[^\s<>]*[^\s<>.,;:!?)）]"
 _URL_SENTENCE = re.compile(
-    r"(?i)(?:(?<=^)|(?<=[.!?。\n]))\s*(?:please\s+|for more \w+,?\s+)?(?:see|visit|go to|check(?: out)?|more (?:at|on)|source|via)"
+    r"(?i)(?:(?<=^)|(?<=[.!?。\n]))[ \t]{0,8}(?:please\s+|for more \w+,?\s+)?(?:see|visit|go to|check(?: out)?|more (?:at|on)|source|via)"
     r"\s*:?\s*" + _URL_BODY + r"[^.!?。\n]{0,80}[.!?。]?"
 )
-_URL_PAREN = re.compile(r"(?i)\s*[(（\[]\s*(?:(?:source|see|from|via)\s*:?\s*)?" + _URL_BODY + r"\s*[)）\]]")
+_URL_PAREN = re.compile(r"(?i)[ \t]{0,4}[(（\[]\s*(?:(?:source|see|from|via)\s*:?\s*)?" + _URL_BODY + r"\s*[)）\]]")
 _SIGNATURE = re.compile(r"(?im)^[ \t]*(?:--\s*)?(?:best regards|kind regards|regards|sincerely|cheers|thanks)[,!.]?.*$")
 
 
@@ -98,7 +100,10 @@ def remove_emails(text: str) -> str:
 
 
 def remove_noise_lines(text: str) -> str:
-    return _NOISE_LINE.sub("", text)
+    """Drop whole short lines that are source notes, ads or watermarks (checked line by line: linear)."""
+    lines = text.split("\n")
+    kept = [ln for ln in lines if len(ln) > _NOISE_LINE_MAX or not _NOISE_LINE.fullmatch(ln.strip(" \t"))]
+    return "\n".join(kept) if len(kept) != len(lines) else text
 
 
 def remove_leading_index(text: str) -> str:

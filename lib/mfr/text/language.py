@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+", re.DOTALL)
-_URLISH = re.compile(r"\S+://\S+|<image>")
+# Bounded spans keep these linear on hostile input (many unclosed "\(" or "$$").
+_MATH = re.compile(r"\$\$.{0,600}?\$\$|\$[^$]{0,400}\$|\\\(.{0,400}?\\\)|\\\[.{0,600}?\\\]|\\[A-Za-z]+", re.DOTALL)
+_URLISH = re.compile(r"(?:https?|ftp)://\S+|www\.\S+|<image>")
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 # Script ranges → language code (first matching script wins when scripts mix).

@@ -68,7 +68,7 @@ def rewrite_shallow_instructions(text: str) -> tuple[str, bool]:
     """Remove instruction sentences that only forbid reasoning; (new text, changed)."""
     new = _DIRECTLY_SUFFIX.sub(r"\1.", text)
     new = _CERTAIN_RE.sub("", new)
-    new = re.sub(r"[ \t]+\n", "\n", new)
+    new = "\n".join(line.rstrip(" \t") for line in new.split("\n"))
     new = re.sub(r"\n{3,}", "\n\n", new).strip()
     if not new.replace("<image>", "").strip():  # the instruction was all there was
         return text, False
