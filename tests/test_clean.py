@@ -169,3 +169,39 @@ def test_clean_on_the_real_sample(spark, make_cfg, real_sample):
     assert r.metrics["clean.llm_call_fraction"] < 0.25
     assert {x["reject_reason"] for x in rows if x["source"] == "MMR1"} == {"image_missing"}
     assert all(x["image_id"] == x["original_image_id"] for x in rows if x["image_id"])
+
+
+def test_hostile_dump_finishes_and_every_row_has_an_outcome(spark, make_cfg, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mfr.dump.layout import dump_arrow_schema
+    from tests.test_clean_images import claimed_png, encode, noise
+    from tests.test_clean_text import HOSTILE_TEXTS
+
+    jpeg = encode(noise((600, 400)), "JPEG")
+    images = [claimed_png(30000, 30000), b"<svg></svg>", b"", jpeg[: len(jpeg) // 2], b"\x00junk" * 50, None,
+              encode(Image.new("I;16", (50, 50)), "PNG"), jpeg]
+    questions = ([t[:30000] for t in HOSTILE_TEXTS] + [None, "<image>", "   ", "<image>直接写出答案。"])
+    rows = []
+    for i in range(max(len(images), len(questions))):
+        img = images[i % len(images)]
+        rows.append({
+            "source": "hostile", "id": i, "ori_question": None, "original_answer": "\\boxed{" * 50,
+            "question": questions[i % len(questions)], "answer": "" if i % 3 else None, "caption": None,
+            "qwen3vl_235b_thinking_response": None, "pass_rate": None, "is_consistent": None,
+            "consistency_analysis": None, "image": None if img is None else {"bytes": img, "path": None},
+        })
+    dump = tmp_path / "dump" / "hostile"
+    dump.mkdir(parents=True)
+    schema = dump_arrow_schema()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), dump / "train-00000-of-00001.parquet")
+    cfg = make_cfg(f"collection.source={dump.parent}")
+    c = run_stage(spark, cfg, "collect")
+    r = run_stage(spark, cfg, "clean")
+    assert c.rows_in == len(rows) and r.rows_in == c.rows_kept == r.rows_kept + r.rows_rejected
+    out = Lakehouse(spark, cfg).read("cleaned", r.output_version).collect()
+    known = {"image_missing", "image_corrupt", "image_unsupported", "image_too_large", "question_empty",
+             "pending_model", "duplicate_sample", None}
+    assert {x["reject_reason"] for x in out} <= known
+    assert {"image_too_large", "image_unsupported", "image_corrupt", "image_missing"} <= {x["reject_reason"] for x in out}
