@@ -67,6 +67,7 @@ def _env(warehouse: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # ~90 s: a spark-submit with two executor JVMs; `make test-slow`
 def test_spark_submit_local_cluster_then_mfr_cli(tmp_path, synthetic_dump, spark):
     """Two executor JVMs: the UDFs and writes survive real serialization; then the console script reads it."""
     warehouse = tmp_path / "lh"
