@@ -183,24 +183,29 @@ def clean(ctx: StageContext) -> StageOutput:
     staged = persist(ctx, staged, "clean-staged")  # text and image UDFs run once
 
     alive = ~blank(F.col("_text")) & F.col("_image_reject").isNull()
-    routed = staged.where(alive & (F.size("_q.routes") > 0))
-    n_routed = routed.count()
-    metrics["routed_rows"] = float(n_routed)
-    for r in LLM_ROUTES:
-        metrics[f"routed.{r}"] = float(staged.where(alive & F.array_contains("_q.routes", r)).count())
+    has_route = F.size("_q.routes") > 0
+    unanswered = alive & F.col("_need_answer") & F.col("_rule_answer").isNull()
+    # one pass over the staged rows for every count the stage needs
+    counts = staged.agg(
+        F.sum((alive & has_route).cast("int")).alias("routed_rows"),
+        # rows the model is (or would be) asked about: routed questions and answers no rule could extract
+        F.sum((alive & (has_route | unanswered)).cast("int")).alias("llm_rows"),
+        F.sum(unanswered.cast("int")).alias("unanswered"),
+        *[F.sum((alive & F.array_contains("_q.routes", r)).cast("int")).alias(f"routed.{r}") for r in LLM_ROUTES],
+    ).collect()[0].asDict()
+    counts = {k: int(v or 0) for k, v in counts.items()}
+    n_routed = counts["routed_rows"]
+    metrics.update({k: float(v) for k, v in counts.items() if k.startswith("routed")})
+    metrics["clean.llm_rows"] = float(counts["llm_rows"])
+    metrics["clean.llm_call_fraction"] = counts["llm_rows"] / max(1, rows_in)
     if settings is not None and n_routed:
-        replies = _ask_cleaning(ctx, routed, settings)
+        replies = _ask_cleaning(ctx, staged.where(alive & has_route), settings)
         staged = staged.join(replies, "sample_key", "left")
     else:
         staged = staged.withColumn("_reply", F.lit(None).cast(_REPLY_TYPE))
         if n_routed and settings is None:
             log.warning("clean: %d rows need the cleaning model; set cleaning.llm_client.api_base and .model", n_routed)
-
-    unanswered = alive & F.col("_need_answer") & F.col("_rule_answer").isNull()
-    # rows the model is (or would be) asked about: routed questions and answers no rule could extract
-    metrics["clean.llm_rows"] = float(staged.where(alive & ((F.size("_q.routes") > 0) | unanswered)).count())
-    metrics["clean.llm_call_fraction"] = metrics["clean.llm_rows"] / max(1, rows_in)
-    if settings is not None and staged.where(unanswered).limit(1).count():
+    if settings is not None and counts["unanswered"]:
         staged = staged.join(_ask_answers(ctx, staged.where(unanswered), settings), "sample_key", "left")
     else:
         staged = staged.withColumn("_model_answer", F.lit(None).cast("string"))
