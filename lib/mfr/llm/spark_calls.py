@@ -357,3 +357,15 @@ def ask(ctx, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFra
     ok = ctx.lakehouse.read("llm_calls").where((F.col("purpose") == purpose) & (F.col("status") == "ok"))
     ok = ok.select("request_key", "choices").dropDuplicates(["request_key"])
     return reqs.select("request_key", "sample_key").join(ok, "request_key").select("sample_key", "choices")
+
+
+def ask_prompt(ctx, df: DataFrame, *, purpose: str, settings: ClientSettings, prompt: str,  # noqa: ANN001
+               params: dict[str, Any], fields: list[str], with_image: bool) -> DataFrame:
+    """One request per row of ``df`` with the prompt file ``prompt`` (its ``{field}`` slots filled),
+    asked through ``ask``: (sample_key, choices) of the successes."""
+    from mfr.prompts import load_prompt
+
+    template, version = load_prompt(prompt)
+    reqs = build_requests(df, purpose=purpose, model=settings.model, template=template, prompt_version=version,
+                          params=params, fields=fields, with_image=with_image)
+    return ask(ctx, reqs, settings, purpose)

@@ -31,8 +31,7 @@ from pyspark.sql import types as T
 
 from mfr.answers.extract import parse_extraction_reply
 from mfr.llm.client import ClientSettings
-from mfr.llm.spark_calls import ask, build_requests, persist
-from mfr.prompts import load_prompt
+from mfr.llm.spark_calls import ask_prompt, persist
 from mfr.stages.collect import OUTPUT_COLUMNS as COLLECTED_COLUMNS
 from mfr.stages.common import StageContext, StageOutput, blank
 from mfr.text.clean_reply import parse_clean_reply
@@ -107,30 +106,13 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     return mapping, new_images
 
 
-def _ask_cleaning(ctx: StageContext, routed: DataFrame, settings: ClientSettings) -> DataFrame:
+def _ask(ctx: StageContext, df: DataFrame, settings: ClientSettings, purpose: str, prompt_key: str,
+         fields: list[str]) -> DataFrame:
+    """The cleaning model on ``df``'s rows (text only): (sample_key, choices) of the successes."""
     cfg = ctx.cfg
-    template, version = load_prompt(cfg.get("cleaning.prompt"))
     params = {"temperature": cfg.get("cleaning.temperature"), "max_tokens": cfg.get("cleaning.max_tokens"), "n": 1}
-    reqs = build_requests(
-        routed.select("sample_key", "image_id", F.col("_text").alias("question")), purpose="clean",
-        model=settings.model, template=template, prompt_version=version, params=params, fields=["question"],
-        with_image=False,
-    )
-    return ask(ctx, reqs, settings, "clean").select("sample_key", _parse_replies("choices").alias("_reply"))
-
-
-def _ask_answers(ctx: StageContext, todo: DataFrame, settings: ClientSettings) -> DataFrame:
-    cfg = ctx.cfg
-    template, version = load_prompt(cfg.get("cleaning.answer_prompt"))
-    params = {"temperature": cfg.get("cleaning.temperature"), "max_tokens": cfg.get("cleaning.max_tokens"), "n": 1}
-    reqs = build_requests(
-        todo.select("sample_key", "image_id", F.col("_text").alias("question"), F.col("original_answer").alias("solution")),
-        purpose="answer_extraction", model=settings.model, template=template, prompt_version=version,
-        params=params, fields=["question", "solution"], with_image=False,
-    )
-    return ask(ctx, reqs, settings, "answer_extraction").select(
-        "sample_key", _parse_extractions("choices").alias("_model_answer")
-    )
+    return ask_prompt(ctx, df, purpose=purpose, settings=settings, prompt=cfg.get(prompt_key), params=params,
+                      fields=fields, with_image=False)
 
 
 def _with_leading_tag(text: F.Column, before: F.Column) -> F.Column:
@@ -199,14 +181,19 @@ def clean(ctx: StageContext) -> StageOutput:
     metrics["clean.llm_rows"] = float(counts["llm_rows"])
     metrics["clean.llm_call_fraction"] = counts["llm_rows"] / max(1, rows_in)
     if settings is not None and n_routed:
-        replies = _ask_cleaning(ctx, staged.where(alive & has_route), settings)
-        staged = staged.join(replies, "sample_key", "left")
+        routed = staged.where(alive & has_route).select("sample_key", "image_id", F.col("_text").alias("question"))
+        replies = _ask(ctx, routed, settings, "clean", "cleaning.prompt", ["question"])
+        staged = staged.join(replies.select("sample_key", _parse_replies("choices").alias("_reply")), "sample_key", "left")
     else:
         staged = staged.withColumn("_reply", F.lit(None).cast(_REPLY_TYPE))
         if n_routed and settings is None:
             log.warning("clean: %d rows need the cleaning model; set cleaning.llm_client.api_base and .model", n_routed)
     if settings is not None and counts["unanswered"]:
-        staged = staged.join(_ask_answers(ctx, staged.where(unanswered), settings), "sample_key", "left")
+        todo = staged.where(unanswered).select("sample_key", "image_id", F.col("_text").alias("question"),
+                                               F.col("original_answer").alias("solution"))
+        answers = _ask(ctx, todo, settings, "answer_extraction", "cleaning.answer_prompt", ["question", "solution"])
+        staged = staged.join(answers.select("sample_key", _parse_extractions("choices").alias("_model_answer")),
+                             "sample_key", "left")
     else:
         staged = staged.withColumn("_model_answer", F.lit(None).cast("string"))
 

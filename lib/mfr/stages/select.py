@@ -27,8 +27,7 @@ from pyspark.sql import types as T
 from mfr.answers.verify import parse_judgment, pass_rate as graded_pass_rate, predicted_answer
 from mfr.filters import SelectionRules, check_row
 from mfr.llm.client import ClientSettings
-from mfr.llm.spark_calls import ask, build_requests, persist
-from mfr.prompts import load_prompt
+from mfr.llm.spark_calls import ask_prompt, persist
 from mfr.stages.common import StageContext, StageOutput, blank
 
 log = logging.getLogger(__name__)
@@ -65,13 +64,6 @@ def _checks_udf(rules: SelectionRules):
     return checks
 
 
-def _requests(df: DataFrame, purpose: str, settings: ClientSettings, prompt: str, params: dict,
-              fields: list[str], with_image: bool) -> DataFrame:
-    template, version = load_prompt(prompt)
-    return build_requests(df, purpose=purpose, model=settings.model, template=template, prompt_version=version,
-                          params=params, fields=fields, with_image=with_image)
-
-
 def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> DataFrame:
     """Send answers the rules could not decide to the LLM judge; its verdict fills is_consistent."""
     cfg = ctx.cfg
@@ -81,12 +73,13 @@ def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> D
     )
     pred = F.udf(predicted_answer, T.StringType())
     params = {"temperature": cfg.get("selection.verify.temperature"), "max_tokens": cfg.get("selection.verify.max_tokens"), "n": 1}
-    reqs = _requests(
-        undecided.select("sample_key", "image_id", "question", F.col("answer").alias("gold"), pred("cot_response").alias("predicted")),
-        "verify", settings, cfg.get("selection.verify.prompt"), params, ["question", "gold", "predicted"], with_image=False,
+    replies = ask_prompt(
+        ctx, undecided.select("sample_key", "image_id", "question", F.col("answer").alias("gold"), pred("cot_response").alias("predicted")),
+        purpose="verify", settings=settings, prompt=cfg.get("selection.verify.prompt"), params=params,
+        fields=["question", "gold", "predicted"], with_image=False,
     )
     judge = F.udf(lambda choices: parse_judgment(choices[0]["text"]) if choices else None, T.BooleanType())
-    verdicts = ask(ctx, reqs, settings, "verify").select(
+    verdicts = replies.select(
         "sample_key", judge("choices").alias("_j"), F.expr("try_element_at(choices, 1).text").alias("_reply")
     )
     joined = checked.join(verdicts, "sample_key", "left")
@@ -105,9 +98,9 @@ def _probe(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -
     n = int(cfg.get("selection.difficulty.num_samples"))
     params = {"temperature": cfg.get("selection.difficulty.temperature"), "top_p": cfg.get("selection.difficulty.top_p"),
               "max_tokens": cfg.get("selection.difficulty.max_tokens"), "n": n}
-    reqs = _requests(candidates.select("sample_key", "image_id", "question"), "pass_rate", settings,
-                     cfg.get("selection.difficulty.prompt"), params, ["question"], with_image=True)
-    answers = ask(ctx, reqs, settings, "pass_rate")
+    answers = ask_prompt(ctx, candidates.select("sample_key", "image_id", "question"), purpose="pass_rate",
+                         settings=settings, prompt=cfg.get("selection.difficulty.prompt"), params=params,
+                         fields=["question"], with_image=True)
 
     @F.pandas_udf(T.DoubleType())  # type: ignore[call-overload]
     def grade(question: pd.Series, gold: pd.Series, choices: pd.Series) -> pd.Series:
