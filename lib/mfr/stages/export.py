@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -89,8 +89,6 @@ def rl_split(ok: DataFrame, n: int | None, seed: int) -> tuple[DataFrame, dict[s
         return ok.withColumn("_rl", F.lit(False)), {}
     counts = {r["source"]: int(r["count"]) for r in ok.groupBy("source").count().collect()}
     q = quotas(counts, int(n))
-    from pyspark.sql import Window
-
     order = F.xxhash64(F.lit(int(seed)), F.col("sample_key"))
     ranked = ok.withColumn("_rank", F.row_number().over(Window.partitionBy("source").orderBy(order, "sample_key")))
     quota = F.coalesce(F.element_at(F.create_map(*[x for k, v in q.items() for x in (F.lit(k), F.lit(v))]), F.col("source")),
