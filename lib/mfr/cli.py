@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mfr.config import Config, ConfigError, load_config
 from mfr.session import REPO_ROOT

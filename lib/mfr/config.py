@@ -12,9 +12,10 @@ import copy
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -227,9 +228,9 @@ def _coerce(spec: Spec, value: Any) -> Any:
     """Accept what YAML reasonably means: ints where floats are wanted, scalars where strings are."""
     if "float" in spec.kinds and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if "str" in spec.kinds and not any(_check(k, value) for k in spec.kinds):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
+    if ("str" in spec.kinds and not any(_check(k, value) for k in spec.kinds)
+            and isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return str(value)
     if "list[str]" in spec.kinds and isinstance(value, str) and "str" not in spec.kinds:
         return [value]
     return value
@@ -298,7 +299,7 @@ class Config:
             node = node[part]
         return node
 
-    def with_overrides(self, items: Iterable[str]) -> "Config":
+    def with_overrides(self, items: Iterable[str]) -> Config:
         data = copy.deepcopy(self.data)
         items = tuple(items)
         for item in items:

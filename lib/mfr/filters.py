@@ -23,7 +23,7 @@ class SelectionRules:
     ngram_freq: int = 3
 
     @classmethod
-    def from_config(cls, cfg) -> "SelectionRules":  # noqa: ANN001 - mfr.config.Config
+    def from_config(cls, cfg) -> SelectionRules:
         return cls(
             min_response_words=cfg.get("selection.content.min_response_words"),
             min_caption_words=cfg.get("selection.content.min_caption_words"),

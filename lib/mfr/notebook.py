@@ -46,7 +46,7 @@ class Lake:
 
     def compare_versions(self, table: str, old: int, new: int, by: str = "reject_reason") -> pd.DataFrame:
         """Rows per ``by`` value in two versions of a table, side by side, with the change."""
-        def counts(v: int) -> pd.DataFrame:
+        def counts(v: int) -> pd.Series:
             df = self.lakehouse.read(table, v).groupBy(F.coalesce(F.col(by).cast("string"), F.lit("(kept)")).alias(by)).count()
             return df.toPandas().set_index(by)["count"]
 
@@ -63,7 +63,9 @@ class Lake:
     def restore(self, table: str, version: int) -> int:
         """RESTORE a stage table to an earlier version (a new version with the old content); returns it."""
         self.spark.sql(f"RESTORE TABLE {self.name(table)} TO VERSION AS OF {int(version)}")
-        return int(self.lakehouse.current_version(table))
+        restored = self.lakehouse.current_version(table)
+        assert restored is not None  # the table was just restored
+        return restored
 
     def samples_html(self, table: str = "selected", where: str = "reject_reason IS NULL", n: int = 4,
                      version: int | None = None, max_chars: int = 600) -> str:

@@ -80,8 +80,8 @@ def funnel_rows(spark: SparkSession, cfg: Config, r: RunResult) -> list[tuple[st
     }
     out = []
     for source in sorted(set(per_source) | set(quarantined)):
-        row = per_source.get(source)
-        n, kept = (int(row["rows"]), int(row["kept"])) if row else (0, 0)
+        found = per_source.get(source)
+        n, kept = (int(found["rows"]), int(found["kept"])) if found else (0, 0)
         q = int(quarantined.get(source, 0))
         extra = reasons.get(source, []) + ([f"quarantined={q}"] if q else [])
         out.append((source, n + q, kept, n - kept, ", ".join(extra)))

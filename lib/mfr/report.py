@@ -113,7 +113,7 @@ def gather(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Repor
 # --- rendering (pure) ------------------------------------------------------------------------------------
 
 
-def _plt():  # noqa: ANN202
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,7 +129,7 @@ def _colors(data: ReportData) -> dict[str, Any]:
     return {"kept": "#2e7d32", **{r: cmap(i % 20) for i, r in enumerate(reasons)}}
 
 
-def _stacked(ax, rows: dict[str, dict[str, int]], title: str, colors: dict[str, Any], counts: bool = True) -> None:  # noqa: ANN001
+def _stacked(ax, rows: dict[str, dict[str, int]], title: str, colors: dict[str, Any], counts: bool = True) -> None:
     labels = list(rows)
     reasons = ["kept"] + sorted({k for v in rows.values() for k in v if k != "kept"})
     left = [0] * len(labels)
@@ -144,7 +144,7 @@ def _stacked(ax, rows: dict[str, dict[str, int]], title: str, colors: dict[str, 
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
 
 
-def _empty(ax, text: str) -> None:  # noqa: ANN001
+def _empty(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, color="#555")
     ax.set_axis_off()
 
@@ -157,7 +157,8 @@ def render(data: ReportData, out: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(10, 3.5))
     if data.funnel:
-        _stacked(ax, {s: data.funnel[s] for s in STAGES if s in data.funnel}, "Rows per stage: kept and rejected by reason", colors, counts=False)
+        _stacked(ax, {s: data.funnel[s] for s in STAGES if s in data.funnel}, "Rows per stage: kept and rejected by reason", colors,
+                counts=False)
     else:
         _empty(ax, "no stage has run yet")
     fig.tight_layout()

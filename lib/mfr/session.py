@@ -78,7 +78,7 @@ def _local_confs(warehouse: Path, shuffle_partitions: int | None) -> dict[str, s
     return confs
 
 
-_OWNED: list["SparkSession"] = []
+_OWNED: list[SparkSession] = []
 
 
 def owned_sessions() -> int:
@@ -91,7 +91,7 @@ def stop_owned_since(mark: int) -> None:
         _OWNED.pop().stop()
 
 
-def get_spark(cfg: "Config | None" = None) -> "SparkSession":
+def get_spark(cfg: Config | None = None) -> SparkSession:
     """The session to run on: the active one if any, else a local Delta + Hive session from ``cfg``."""
     from pyspark.sql import SparkSession
 

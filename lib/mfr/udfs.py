@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pandas as pd
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.column import Column
+
+from mfr.vectorized import pandas_udf
 
 # Types as objects, not DDL strings: parsing DDL needs a live session at import time.
 IMAGE_INFO_TYPE = T.StructType(
@@ -15,7 +17,7 @@ IMAGE_INFO_TYPE = T.StructType(
 )
 
 
-@F.pandas_udf(IMAGE_INFO_TYPE)  # type: ignore[call-overload]
+@pandas_udf(IMAGE_INFO_TYPE)
 def image_info_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
     from mfr.image.info import image_info
 
@@ -44,7 +46,7 @@ CLEANED_TEXT_TYPE = T.StructType(
 )
 
 
-@F.pandas_udf(CLEANED_TEXT_TYPE)  # type: ignore[call-overload]
+@pandas_udf(CLEANED_TEXT_TYPE)
 def clean_question_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
     from mfr.text.routing import clean_question
 
@@ -56,7 +58,7 @@ def clean_question_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         )
 
 
-@F.pandas_udf(T.StringType())  # type: ignore[call-overload]
+@pandas_udf(T.StringType())
 def extract_answer_udf(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
     from mfr.answers.extract import extract_answer
 
@@ -77,10 +79,10 @@ CLEANED_IMAGE_TYPE = T.StructType(
 )
 
 
-def clean_image_udf(max_size: int, max_pixels: int):  # noqa: ANN201 - a pandas UDF
+def clean_image_udf(max_size: int, max_pixels: int):
     """Iterator pandas UDF: one Arrow batch of image bytes at a time, one decoded image at a time."""
 
-    @F.pandas_udf(CLEANED_IMAGE_TYPE)  # type: ignore[call-overload]
+    @pandas_udf(CLEANED_IMAGE_TYPE)
     def clean_images(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         from mfr.image.clean import clean_image
 

@@ -174,9 +174,8 @@ def _num_match(g: str, p: str) -> bool | None:
     (gv, gp), (pv, pp) = gn, pn
     if _numbers_equal(gv, pv):
         return True
-    if gp != pp and (_numbers_equal(gv / 100 if gp else gv, pv / 100 if pp else pv)):
-        return True  # 50% and 0.5 state the same value
-    return False
+    # 50% and 0.5 state the same value
+    return gp != pp and _numbers_equal(gv / 100 if gp else gv, pv / 100 if pp else pv)
 
 
 def _split_items(s: str) -> list[str] | None:
@@ -252,7 +251,7 @@ def _symbolic(g: str, p: str) -> bool | None:
         if not gold or not pred:
             return None
         return bool(verify(gold, pred, **({} if main else {"timeout_seconds": None})))
-    except Exception:  # noqa: BLE001 - an unparseable answer is undecided, never a crash
+    except Exception:
         return None
 
 
@@ -312,6 +311,7 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
         return Verdict(False, "no_answer", "the trace gives no final answer")
     options = parse_options(question)
     g_items, p_items = _split_items(gold), _split_items(pred)
+    ok: bool | None
     if normalize(gold) == normalize(pred) or normalize(rhs(gold)) == normalize(rhs(pred)):
         ok, method = True, "exact"
     elif p_items and len(p_items) > 1 and not g_items:

@@ -42,7 +42,7 @@ def hub_shards(repo_id: str, revision: str | None) -> tuple[str, dict[str, list[
 
     try:
         files = HfApi(endpoint=_endpoint()).list_repo_files(repo_id, repo_type="dataset", revision=revision)
-    except Exception as exc:  # noqa: BLE001 - the hub's errors are many; name the dataset in one message
+    except Exception as exc:
         raise DumpError(f"cannot list hub dataset {repo_id} (revision {revision or 'main'}): {exc}") from exc
     parquet = sorted(f for f in files if f.endswith(".parquet"))
     if parquet and all(f.startswith("data/") for f in parquet):  # the hub's converted layout

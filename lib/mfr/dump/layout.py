@@ -86,7 +86,7 @@ def subset_of(relative_path: str) -> str:
     return parts[0] if len(parts) > 1 else DEFAULT_SUBSET
 
 
-def arrow_kind(arrow_type) -> str:  # noqa: ANN001 - pyarrow type
+def arrow_kind(arrow_type) -> str:
     import pyarrow as pa
 
     t = arrow_type
@@ -110,7 +110,7 @@ def arrow_kind(arrow_type) -> str:  # noqa: ANN001 - pyarrow type
     return f"other:{t}"
 
 
-def spark_kind(spark_type) -> str:  # noqa: ANN001 - pyspark DataType
+def spark_kind(spark_type) -> str:
     from pyspark.sql import types as T
 
     t = spark_type
@@ -126,9 +126,9 @@ def spark_kind(spark_type) -> str:  # noqa: ANN001 - pyspark DataType
         return "bool"
     if isinstance(t, T.BinaryType):
         return "binary"
-    if isinstance(t, T.StructType) and "bytes" in t.fieldNames():
-        if isinstance(t["bytes"].dataType, (T.BinaryType, T.NullType)):
-            return "image"
+    if (isinstance(t, T.StructType) and "bytes" in t.fieldNames()
+            and isinstance(t["bytes"].dataType, (T.BinaryType, T.NullType))):
+        return "image"
     return f"other:{t.simpleString()}"
 
 
@@ -149,7 +149,7 @@ DUMP_FEATURES: dict[str, dict[str, str]] = {
 }
 
 
-def dump_arrow_schema(extra: dict[str, dict[str, str]] | None = None):  # noqa: ANN201 - pyarrow.Schema
+def dump_arrow_schema(extra: dict[str, dict[str, str]] | None = None):
     """Arrow schema of the dump's parquet files, with the ``huggingface`` metadata ``datasets`` reads
     (so ``image`` loads as an ``Image`` feature). ``extra`` appends Value columns."""
     import json

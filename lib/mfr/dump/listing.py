@@ -43,8 +43,9 @@ def list_local(root: Path) -> list[tuple[str, str]]:
     return out
 
 
-def list_remote(spark: "SparkSession", root: str) -> list[tuple[str, str]]:
+def list_remote(spark: SparkSession, root: str) -> list[tuple[str, str]]:
     jvm = spark.sparkContext._jvm
+    assert jvm is not None  # a classic session always has its gateway
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     path = jvm.org.apache.hadoop.fs.Path(root)
     fs = path.getFileSystem(conf)
@@ -66,21 +67,21 @@ def _local_schema(path: str) -> tuple[dict[str, str], int]:
 
     try:
         meta = pq.ParquetFile(path)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise DumpError(f"{path}: not a readable parquet file ({exc})") from exc
     schema = meta.schema_arrow
     return {f.name: arrow_kind(f.type) for f in schema}, meta.metadata.num_rows
 
 
-def _spark_schema(spark: "SparkSession", path: str) -> dict[str, str]:
+def _spark_schema(spark: SparkSession, path: str) -> dict[str, str]:
     try:
         schema = spark.read.parquet(path).schema
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise DumpError(f"{path}: not a readable parquet file ({exc})") from exc
     return {f.name: spark_kind(f.dataType) for f in schema.fields}
 
 
-def list_dump(source: str, spark: "SparkSession | None" = None, subsets: list[str] | None = None) -> list[DumpFile]:
+def list_dump(source: str, spark: SparkSession | None = None, subsets: list[str] | None = None) -> list[DumpFile]:
     """Every parquet file of the chosen subsets, with its column kinds. Errors name the path."""
     if is_local(source):
         root = _local_path(source)
@@ -111,6 +112,8 @@ def list_dump(source: str, spark: "SparkSession | None" = None, subsets: list[st
             if is_local(full):
                 columns, rows = _local_schema(full)
                 files.append(DumpFile(subset, full, columns, rows))
+            elif spark is None:
+                raise DumpError(f"{full}: reading an object-store dump needs a Spark session")
             else:
-                files.append(DumpFile(subset, full, _spark_schema(spark, full)))  # type: ignore[arg-type]
+                files.append(DumpFile(subset, full, _spark_schema(spark, full)))
     return files

@@ -72,9 +72,10 @@ def sharegpt_record(question: str | None, cot: str | None, image_path: str | Non
     assistant, why = assistant_turn(cot, caption, thinking, with_caption)
     if why:
         return None, why
-    record = {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
-              "images": [image_path]}
-    assert placeholder_count(record) == len(record["images"])  # noqa: S101 - the invariant LLaMA-Factory checks
+    images = [image_path]
+    record: dict[str, Any] = {
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}], "images": images}
+    assert placeholder_count(record) == len(images)
     return record, None
 
 

@@ -99,9 +99,9 @@ def clean_image(data: bytes | None, max_size: int = 2048, max_pixels: int = DEFA
         try:  # a format Pillow knows but we do not accept, or nothing recognisable at all
             with Image.open(io.BytesIO(data)) as other:
                 return CleanedImage("image_unsupported", detail=f"format {other.format}")
-        except Exception:  # noqa: BLE001
+        except Exception:
             return CleanedImage("image_corrupt", detail="not a recognisable image")
-    except Exception as exc:  # noqa: BLE001 - truncated/damaged files raise many types
+    except Exception as exc:
         return CleanedImage("image_corrupt", detail=f"{type(exc).__name__}: {exc}"[:200])
 
 

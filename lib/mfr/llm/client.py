@@ -21,8 +21,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -50,7 +51,7 @@ class ClientSettings:
     breaker_cooldown_s: float = 30.0
 
     @classmethod
-    def optional(cls, section: Mapping[str, Any], where: str) -> "ClientSettings | None":
+    def optional(cls, section: Mapping[str, Any], where: str) -> ClientSettings | None:
         """Settings, or None when the section names no endpoint at all (a half-set section is an error)."""
         try:
             return cls.from_section(section, where)
@@ -60,7 +61,7 @@ class ClientSettings:
             return None
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any], where: str = "client") -> "ClientSettings":
+    def from_section(cls, section: Mapping[str, Any], where: str = "client") -> ClientSettings:
         """Settings from a config client section; MissingEndpoint names the key to set when unset."""
         bases = section.get("api_base")
         if isinstance(bases, str):

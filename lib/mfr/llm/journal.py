@@ -14,13 +14,13 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, IO
+from typing import IO, Any
 
 
 class JournalWriter:
     def __init__(self, path: str):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = open(path, "a", encoding="utf-8")
+        self._fh: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held for the whole task, closed by close()
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")

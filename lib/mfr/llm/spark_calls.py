@@ -23,9 +23,10 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, cast
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -35,6 +36,7 @@ from pyspark.sql import types as T
 from mfr.lakehouse import LLM_CALLS_SCHEMA
 from mfr.llm.client import CallResult, ChatRequest, ClientSettings
 from mfr.llm.journal import JournalWriter, Progress, journal_path, read_records
+from mfr.vectorized import pandas_udf
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ def build_requests(
 
     index_col = F.col("sample_index") if "sample_index" in df.columns else F.lit(0)
 
-    @F.pandas_udf(_BUILT)  # type: ignore[call-overload]
+    @pandas_udf(_BUILT)
     def build(values: pd.DataFrame) -> pd.DataFrame:
         out = []
         for row in values.to_dict("records"):
@@ -109,11 +111,11 @@ def build_requests(
     )
 
 
-def staging_root(ctx) -> str:  # noqa: ANN001 - StageContext
+def staging_root(ctx) -> str:
     return ctx.cfg.get("llm.staging_dir") or str(Path(ctx.cfg.get("lakehouse.warehouse")).resolve() / "_llm")
 
 
-def persist(ctx, df: DataFrame, name: str) -> DataFrame:  # noqa: ANN001 - StageContext
+def persist(ctx, df: DataFrame, name: str) -> DataFrame:
     """Write an intermediate to staging and read it back: computed once, lineage cut."""
     path = os.path.join(staging_root(ctx), "intermediate", ctx.run_id, name)
     df.write.mode("overwrite").parquet(path)
@@ -124,7 +126,7 @@ def _is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file:")
 
 
-def _delete(spark, path: str) -> None:  # noqa: ANN001
+def _delete(spark, path: str) -> None:
     if _is_local(path):
         shutil.rmtree(path.replace("file:", ""), ignore_errors=True)
         return
@@ -192,11 +194,11 @@ def _task_fn(settings: ClientSettings, window: int, run_id: str, journal_root: s
 
         def requests() -> Iterator[ChatRequest | CallResult]:
             for batch in batches:
-                for row in batch.to_dict("records"):
+                for row in cast(list[dict[str, Any]], batch.to_dict("records")):
                     rows_by_key[row["request_key"]] = row
                     try:
                         messages = _messages(row["messages_json"], row.get("image_bytes"))
-                    except Exception as exc:  # noqa: BLE001 - an unusable image is this row's error, not the job's
+                    except Exception as exc:
                         yield CallResult(row["request_key"], "error", error_kind="bad_input", error=f"{type(exc).__name__}: {exc}")
                         continue
                     yield ChatRequest(row["request_key"], messages, json.loads(row["params_json"]))
@@ -249,7 +251,7 @@ class _ProgressPrinter(threading.Thread):
             log.info(self.line())
 
 
-def recover_journals(ctx, label: str = "llm") -> int:  # noqa: ANN001 - StageContext
+def recover_journals(ctx, label: str = "llm") -> int:
     """Store finished calls that a killed run journaled but never committed; returns how many."""
     root = staging_root(ctx)
     journal_root = os.path.join(root, "journal")
@@ -284,7 +286,7 @@ def recover_journals(ctx, label: str = "llm") -> int:  # noqa: ANN001 - StageCon
     return stored
 
 
-def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) -> CallStats:  # noqa: ANN001
+def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) -> CallStats:
     """Make sure every request has a stored result; ask only for keys without a stored success.
 
     ``label`` is the requests' purpose (cot, caption, …): it names the staging folder, the progress
@@ -346,7 +348,7 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
     return stats
 
 
-def ask(ctx, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFrame:  # noqa: ANN001
+def ask(ctx, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFrame:
     """Make sure every request has a result, then return (sample_key, choices) of the successes.
 
     Requests are staged first so the rows asked and the rows joined back are the same ones.
@@ -359,7 +361,7 @@ def ask(ctx, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFra
     return reqs.select("request_key", "sample_key").join(ok, "request_key").select("sample_key", "choices")
 
 
-def ask_prompt(ctx, df: DataFrame, *, purpose: str, settings: ClientSettings, prompt: str,  # noqa: ANN001
+def ask_prompt(ctx, df: DataFrame, *, purpose: str, settings: ClientSettings, prompt: str,
                params: dict[str, Any], fields: list[str], with_image: bool) -> DataFrame:
     """One request per row of ``df`` with the prompt file ``prompt`` (its ``{field}`` slots filled),
     asked through ``ask``: (sample_key, choices) of the successes."""

@@ -15,9 +15,10 @@ import json
 import math
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -288,7 +289,7 @@ def generate_rows(rows: int, seed: int = 0) -> list[Row]:
     return out
 
 
-def _arrow_table(rows: list[Row]):  # noqa: ANN202
+def _arrow_table(rows: list[Row]):
     import pyarrow as pa
 
     from mfr.dump.layout import DUMP_FEATURES, dump_arrow_schema

@@ -37,6 +37,7 @@ from mfr.stages.common import StageContext, StageOutput, blank
 from mfr.text.clean_reply import parse_clean_reply
 from mfr.text.clean_rules import normalized_question
 from mfr.udfs import clean_image_udf, clean_question_udf, extract_answer_udf
+from mfr.vectorized import pandas_udf
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ _REPLY_TYPE = T.StructType(
 )
 
 
-@F.pandas_udf(_REPLY_TYPE)  # type: ignore[call-overload]
+@pandas_udf(_REPLY_TYPE)
 def _parse_replies(choices: pd.Series) -> pd.DataFrame:
     out = []
     for ch in choices:
@@ -67,7 +68,7 @@ def _parse_replies(choices: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(out, columns=[f.name for f in _REPLY_TYPE.fields])
 
 
-@F.pandas_udf(T.StringType())  # type: ignore[call-overload]
+@pandas_udf(T.StringType())
 def _parse_extractions(choices: pd.Series) -> pd.Series:
     return pd.Series([parse_extraction_reply(ch[0]["text"] if ch is not None and len(ch) else None) for ch in choices],
                      dtype="object")
@@ -93,7 +94,10 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     try:
         results = persist(ctx, results, "image-results")  # each image cleaned once
     finally:
-        spark.conf.set(key, before)
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
     new_images = (
         results.where(F.col("data").isNotNull())
         .select(F.col("new_image_id").alias("image_id"), F.col("data").alias("bytes"), "width", "height", "format")
@@ -270,7 +274,7 @@ def _dedup(df: DataFrame) -> DataFrame:
     return marked.unionByName(df.where(F.col("reject_reason").isNotNull()))
 
 
-def _after_write(spark, lh, version: int) -> dict[str, float]:  # noqa: ANN001
+def _after_write(spark, lh, version: int) -> dict[str, float]:
     df = lh.read("cleaned", version)
     row = df.agg(
         F.count("*").alias("rows"),

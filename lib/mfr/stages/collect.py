@@ -114,15 +114,16 @@ def read_dump(spark: SparkSession, files: list[DumpFile], max_samples: int | Non
             df = part if df is None else df.unionByName(part)
         assert df is not None
         counts = [f.num_rows for f in files if f.subset == subset]
-        available = sum(counts) if all(c is not None for c in counts) else df.count()  # type: ignore[misc]
+        known = [c for c in counts if c is not None]
+        available = sum(known) if len(known) == len(counts) else df.count()
         if max_samples is not None and available > max_samples:
             df = df.orderBy("source_file", "source_row").limit(max_samples)
             available = max_samples
         taken[subset] = int(available)
         frames.append(df)
     out = frames[0]
-    for f in frames[1:]:
-        out = out.unionByName(f)
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
     return out, taken
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -22,8 +23,8 @@ class StageContext:
 
     spark: SparkSession
     cfg: Config
-    run: "Run"
-    lakehouse: "Lakehouse"
+    run: Run
+    lakehouse: Lakehouse
     input_versions: dict[str, int] = field(default_factory=dict)
 
     @property

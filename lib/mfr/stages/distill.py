@@ -30,6 +30,7 @@ from mfr.llm.spark_calls import build_requests, call_models, persist
 from mfr.prompts import load_prompt
 from mfr.stages.common import StageContext, StageOutput
 from mfr.text.cot import cot_problem, word_count
+from mfr.vectorized import pandas_udf
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _purpose(ctx: StageContext, name: str) -> Purpose:
 def _problem_udf(p: Purpose):
     name, min_words = p.name, p.min_words
 
-    @F.pandas_udf(T.StringType())  # type: ignore[call-overload]
+    @pandas_udf(T.StringType())
     def problem(texts: pd.Series) -> pd.Series:
         return texts.map(lambda t: result_problem(name, t if isinstance(t, str) else None, min_words))
 
@@ -150,7 +151,8 @@ def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: 
         )
         reqs = persist(ctx, reqs, f"{p.name}-req-{round_no}")
         stats = call_models(ctx, reqs, p.settings, p.name)
-        log.info("distill %s round %d: %d asked, %d ok, %d errors, %.1fs", p.name, round_no, stats.requested, stats.ok, stats.errors, stats.seconds)
+        log.info("distill %s round %d: %d asked, %d ok, %d errors, %.1fs",
+                 p.name, round_no, stats.requested, stats.ok, stats.errors, stats.seconds)
         # rows whose answer came back but is unusable get a new sample index next round
         stored = _stored(ctx, p)
         need = persist(
@@ -191,16 +193,17 @@ def distill(ctx: StageContext) -> StageOutput:
             log.warning("distill: %s — rows that need a %s are rejected pending_model", p.missing, p.name)
         rows = _distill_purpose(ctx, rows, p, overwrite)
     out_cols = []
+    owner = {c: p for p in (cot, caption) for c in (p.text_col, p.model_col, p.origin_col)}
     for c in base_columns:
-        p = cot if c in (cot.text_col, cot.model_col, cot.origin_col) else caption if c in (caption.text_col, caption.model_col, caption.origin_col) else None
-        if p is None:
+        if c not in owner:
             out_cols.append(F.col(c))
             continue
-        got = F.col(f"_{p.name}_text").isNotNull()
+        q = owner[c]
+        got = F.col(f"_{q.name}_text").isNotNull()
         value = {
-            p.text_col: F.col(f"_{p.name}_text"),
-            p.model_col: F.lit(p.settings.model if p.settings else None),
-            p.origin_col: F.lit("distilled"),
+            q.text_col: F.col(f"_{q.name}_text"),
+            q.model_col: F.lit(q.settings.model if q.settings else None),
+            q.origin_col: F.lit("distilled"),
         }[c]
         out_cols.append(F.when(got, value).otherwise(F.col(c)).alias(c))
     reason = F.coalesce(F.col("_cot_reason"), F.col("_caption_reason"))

@@ -33,6 +33,7 @@ from mfr.export.sharegpt import dataset_info_entry, image_file_name, sharegpt_re
 from mfr.llm.spark_calls import persist
 from mfr.session import REPO_ROOT
 from mfr.stages.common import StageContext, StageOutput
+from mfr.vectorized import pandas_udf
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ TRAIN_YAML = REPO_ROOT / "conf" / "llamafactory" / "mfr_8b.yaml"
 _RECORD = T.StructType([T.StructField("record", T.StringType()), T.StructField("reason", T.StringType())])
 
 
-def _record_udf(thinking: bool, with_caption: bool):  # noqa: ANN202
-    @F.pandas_udf(_RECORD)  # type: ignore[call-overload]
+def _record_udf(thinking: bool, with_caption: bool):
+    @pandas_udf(_RECORD)
     def build(question: pd.Series, cot: pd.Series, caption: pd.Series, path: pd.Series) -> pd.DataFrame:
         out = []
         for q, c, cap, p in zip(question, cot, caption, path):
@@ -142,7 +143,7 @@ def _train_yaml(dataset_dir: Path, thinking: bool) -> str:
 
 
 def export(ctx: StageContext) -> StageOutput:
-    cfg, spark = ctx.cfg, ctx.spark
+    cfg = ctx.cfg
     subset = cfg.get("export.subset")
     if subset not in SUBSETS:
         raise ValueError(f"export.subset must be one of {', '.join(SUBSETS)}, got {subset!r}")

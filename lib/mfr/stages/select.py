@@ -17,18 +17,20 @@ consistent.
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mfr.answers.verify import parse_judgment, pass_rate as graded_pass_rate, predicted_answer
+from mfr.answers.verify import parse_judgment, predicted_answer
+from mfr.answers.verify import pass_rate as graded_pass_rate
 from mfr.filters import SelectionRules, check_row
 from mfr.llm.client import ClientSettings
 from mfr.llm.spark_calls import ask_prompt, persist
 from mfr.stages.common import StageContext, StageOutput, blank
+from mfr.vectorized import pandas_udf
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ SUBSET_VIEWS = {
 
 
 def _checks_udf(rules: SelectionRules):
-    @F.pandas_udf(CHECKS_TYPE)  # type: ignore[call-overload]
+    @pandas_udf(CHECKS_TYPE)
     def checks(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.DataFrame]:
         for source, question, answer, response, caption in batches:
             out = []
@@ -102,7 +104,7 @@ def _probe(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -
                          settings=settings, prompt=cfg.get("selection.difficulty.prompt"), params=params,
                          fields=["question"], with_image=True)
 
-    @F.pandas_udf(T.DoubleType())  # type: ignore[call-overload]
+    @pandas_udf(T.DoubleType())
     def grade(question: pd.Series, gold: pd.Series, choices: pd.Series) -> pd.Series:
         return pd.Series([
             graded_pass_rate(q, g, [(c["text"], c["finish_reason"]) for c in (ch if ch is not None else [])])
@@ -180,7 +182,7 @@ def agreement(df: DataFrame) -> dict[str, float]:
     }
 
 
-def _after_write(spark: SparkSession, lakehouse, version: int) -> dict[str, float]:  # noqa: ANN001
+def _after_write(spark: SparkSession, lakehouse, version: int) -> dict[str, float]:
     """Publish the subset views and measure agreement with the dump's labels on the written version."""
     table = lakehouse.name("selected")
     for view, where in SUBSET_VIEWS.items():

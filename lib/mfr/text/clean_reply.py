@@ -77,7 +77,7 @@ def _load(obj: str) -> dict | None:
         except ValueError:
             try:
                 value = ast.literal_eval(attempt)
-            except Exception:  # noqa: BLE001 - any literal that is not a plain dict is not a reply
+            except Exception:
                 continue
         if isinstance(value, dict):
             return value

@@ -10,8 +10,8 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 IMAGE_TAG = "<image>"
 _TAG_GUARD = "\uE000"  # private-use char stands in for <image> while the rules run

@@ -36,23 +36,20 @@ _SCRIPTS: list[tuple[str, re.Pattern[str]]] = [
 _GREEK_WORD = re.compile(r"(?<![\w\\])[\u0370-\u03ff\u1f00-\u1fff]{3,}(?!\w)")
 
 _ENGLISH = frozenset(
-    "the of and is are was were what which who whom whose where when why how this that these those with "
-    "from into for by be been has have had not does do did find if then than there their its it as at "
-    "an or on in to shown figure image given following value many much each other such can will would "
-    "should must may let show calculate determine answer question choose select correct".split()
+    ["the", "of", "and", "is", "are", "was", "were", "what", "which", "who", "whom", "whose", "where", "when", "why", "how", "this", "that", "these", "those", "with", "from", "into", "for", "by", "be", "been", "has", "have", "had", "not", "does", "do", "did", "find", "if", "then", "than", "there", "their", "its", "it", "as", "at", "an", "or", "on", "in", "to", "shown", "figure", "image", "given", "following", "value", "many", "much", "each", "other", "such", "can", "will", "would", "should", "must", "may", "let", "show", "calculate", "determine", "answer", "question", "choose", "select", "correct"]
 )
 _FOREIGN: dict[str, frozenset[str]] = {
-    "fr": frozenset("le la les des est une du que dans pour sur avec quelle quel sont cette nous vous où aux".split()),
-    "de": frozenset("der das und ist nicht ein eine mit den dem welche welcher wie sind auf für zu im von".split()),
-    "es": frozenset("el los las del es una que por para con cuál cuántos cuánto está son como según".split()),
-    "pt": frozenset("os não uma do da em que qual são está pelo pela como figura".split()),
-    "it": frozenset("il gli della che è di una per sono nella quale questo come".split()),
-    "vi": frozenset("là của và có các những trong một được cho này với không".split()),
-    "id": frozenset("yang dan adalah dari ini itu untuk dengan pada tidak".split()),
-    "nl": frozenset("het een van en is niet de zijn welke hoeveel".split()),
+    "fr": frozenset(["le", "la", "les", "des", "est", "une", "du", "que", "dans", "pour", "sur", "avec", "quelle", "quel", "sont", "cette", "nous", "vous", "où", "aux"]),
+    "de": frozenset(["der", "das", "und", "ist", "nicht", "ein", "eine", "mit", "den", "dem", "welche", "welcher", "wie", "sind", "auf", "für", "zu", "im", "von"]),
+    "es": frozenset(["el", "los", "las", "del", "es", "una", "que", "por", "para", "con", "cuál", "cuántos", "cuánto", "está", "son", "como", "según"]),
+    "pt": frozenset(["os", "não", "uma", "do", "da", "em", "que", "qual", "são", "está", "pelo", "pela", "como", "figura"]),
+    "it": frozenset(["il", "gli", "della", "che", "è", "di", "una", "per", "sono", "nella", "quale", "questo", "come"]),
+    "vi": frozenset(["là", "của", "và", "có", "các", "những", "trong", "một", "được", "cho", "này", "với", "không"]),
+    "id": frozenset(["yang", "dan", "adalah", "dari", "ini", "itu", "untuk", "dengan", "pada", "tidak"]),
+    "nl": frozenset(["het", "een", "van", "en", "is", "niet", "de", "zijn", "welke", "hoeveel"]),
 }
 # Words shared with English or too short to tell anything.
-_AMBIGUOUS = frozenset("a i in is on to an as of it be do die see can is".split())
+_AMBIGUOUS = frozenset(["a", "i", "in", "is", "on", "to", "an", "as", "of", "it", "be", "do", "die", "see", "can", "is"])
 
 
 def detect_language(text: str | None) -> str:
@@ -86,9 +83,8 @@ def _has_foreign_letters(text: str) -> bool:
     for ch in text:
         if ch in "ßđĐøØłŁ":
             return True
-        if "\u00c0" <= ch <= "\u024f" or "\u1e00" <= ch <= "\u1eff":
-            if unicodedata.decomposition(ch):
-                return True
+        if ("\u00c0" <= ch <= "\u024f" or "\u1e00" <= ch <= "\u1eff") and unicodedata.decomposition(ch):
+            return True
     return False
 
 

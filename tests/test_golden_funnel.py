@@ -1,0 +1,69 @@
+"""Golden funnel: every row's stage and reject reason, end to end, must not change through refactors.
+
+The pipeline (collect → clean → distill → select → export, default config, no endpoints) runs on the
+synthetic dump and on the real sample; each row of every stage table (and of the quarantine) becomes one
+line ``stage <tab> sample_key <tab> reason``. The synthetic funnel is stored whole in
+``tests/golden/funnel_synthetic.json``; for the real sample only counts per (stage, reason) and a digest of
+the lines are stored (its rows stay in ../shared). ``MFR_GOLDEN_WRITE=1`` rewrites the files: do that only
+for a change whose new funnel you have checked row by row and explain in the commit.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from mfr.lakehouse import Lakehouse
+from mfr.runner import run_stage
+
+GOLDEN = Path(__file__).parent / "golden"
+STAGES = ("collect", "clean", "distill", "select", "export")
+
+
+def _funnel(spark, cfg, tmp_path: Path) -> list[str]:
+    lh = Lakehouse(spark, cfg)
+    lines = []
+    for stage in STAGES:
+        extra = [f"export.out={tmp_path / 'export'}"] if stage == "export" else []
+        result = run_stage(spark, cfg.with_overrides(extra), stage)
+        table = result.output_table.split(".")[-1]
+        rows = lh.read(table, result.output_version).select("sample_key", "reject_reason").collect()
+        lines += [f"{stage}\t{r['sample_key']}\t{r['reject_reason'] or 'kept'}" for r in rows]
+        quarantined = lh.read("quarantine").where(F.col("run_id") == result.run_id).select("sample_key", "reason").collect()
+        lines += [f"{stage}:quarantine\t{r['sample_key']}\t{r['reason']}" for r in quarantined]
+    return sorted(lines)
+
+
+def _counts(lines: list[str]) -> dict[str, int]:
+    counter = collections.Counter("\t".join((ln.split("\t")[0], ln.split("\t")[2])) for ln in lines)
+    return dict(sorted(counter.items()))
+
+
+def _check(name: str, actual: dict) -> None:
+    path = GOLDEN / name
+    if os.environ.get("MFR_GOLDEN_WRITE") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(actual, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        pytest.skip(f"rewrote {path}")
+    expected = json.loads(path.read_text(encoding="utf-8"))
+    assert actual == expected
+
+
+@pytest.mark.slow
+def test_golden_funnel_synthetic(spark, make_cfg, synthetic_dump, tmp_path) -> None:
+    lines = _funnel(spark, make_cfg(f"collection.source={synthetic_dump}"), tmp_path)
+    assert len({ln.split("\t")[0] for ln in lines} & set(STAGES)) == len(STAGES)
+    _check("funnel_synthetic.json", {"counts": _counts(lines), "lines": lines})
+
+
+@pytest.mark.slow
+def test_golden_funnel_real_sample(spark, make_cfg, real_sample, tmp_path) -> None:
+    lines = _funnel(spark, make_cfg(f"collection.source={real_sample}"), tmp_path)
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    _check("funnel_real_sample.json", {"counts": _counts(lines), "sha256": digest})
