@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from mfr.lakehouse import Lakehouse
+from mfr.runlog import RunLog
 from mfr.llm.client import ChatRequest, ClientSettings, OpenAIClient
 from mfr.llm.spark_calls import call_models
 from mfr.llm.window import sliding_window
@@ -73,7 +74,7 @@ def _spark_calls(spark, make_cfg, url: str, n: int, settings: ClientSettings, pr
     cfg = make_cfg("llm.progress_interval_s=5")
     lh = Lakehouse(spark, cfg)
     lh.ensure_schema()
-    run = lh.start_run("distill", cfg, {}, None)
+    run = RunLog(lh).start("distill", cfg, {}, None)
     ctx = StageContext(spark, cfg, run, lh, {})
     msgs = json.dumps(_messages())
     rows = [(f"{prefix}{i}", f"s:{i}", "cot", "m", "p@1", 0, msgs, '{"max_tokens": 64}', None) for i in range(n)]

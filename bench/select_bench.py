@@ -119,14 +119,15 @@ def _synthetic_distilled(spark, rows: int):  # noqa: ANN001, ANN202
 
 def run_stage_bench(spark, make_cfg, workdir: Path, rows: int = 100000) -> dict[str, float]:  # noqa: ARG001
     from mfr.lakehouse import Lakehouse
+    from mfr.runlog import RunLog
     from mfr.runner import run_stage
 
     cfg = make_cfg("spark.shuffle_partitions=4")
     lh = Lakehouse(spark, cfg)
     lh.ensure_schema()
-    run = lh.start_run("distill", cfg, {}, None)
+    run = RunLog(lh).start("distill", cfg, {}, None)
     version = lh.write_stage_output(_synthetic_distilled(spark, rows).repartition(16), "distilled", run)
-    lh.finish_run(run, output_version=version, rows_in=rows, rows_kept=rows, rows_rejected=0, rows_quarantined=0, metrics={})
+    RunLog(lh).finish(run, output_version=version, rows_in=rows, rows_kept=rows, rows_rejected=0, rows_quarantined=0, metrics={})
     start = time.perf_counter()
     result = run_stage(spark, cfg, "select")
     elapsed = time.perf_counter() - start

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from mfr.dump.layout import DumpError
 from mfr.keys import sample_key
 from mfr.lakehouse import Lakehouse
+from mfr.runlog import RunLog
 from mfr.runner import run_stage
 from mfr.stages.collect import OUTPUT_COLUMNS
 
@@ -59,7 +60,7 @@ def test_collect_synthetic_dump(spark, make_cfg, synthetic_dump):
     raw = json.loads(q[0]["raw_record"])
     assert raw["sample_key"] == q[0]["sample_key"] and "image_bytes" not in raw and raw["image_id"]
     # the run is recorded with its counts, and the commit names it
-    run = lh.get_run(r.run_id)
+    run = RunLog(lh).get(r.run_id)
     assert run["status"] == "succeeded" and run["output_version"] == r.output_version
     assert (run["rows_in"], run["rows_kept"], run["rows_rejected"], run["rows_quarantined"]) == (90, 88, 1, 1)
     assert run["metrics"]["rejected.question_missing"] == 1.0
@@ -81,12 +82,12 @@ def test_rerun_time_travel_and_images_stored_once(spark, make_cfg, synthetic_dum
     assert lh.read("collected", 1).count() == 89
     n = spark.sql(f"SELECT count(*) AS n FROM {lh.name('collected')} VERSION AS OF 0").collect()[0]["n"]
     assert n == 12
-    runs = lh.runs("collect").collect()
+    runs = RunLog(lh).list("collect").collect()
     assert [x["output_version"] for x in runs] == [0, 1, 2]
     # --from-run replays the earlier run's dump choice
     again = run_stage(spark, cfg2, "collect", from_run=first.run_id)
     assert lh.read("collected", again.output_version).count() == 12
-    assert lh.get_run(again.run_id)["from_run"] == first.run_id
+    assert RunLog(lh).get(again.run_id)["from_run"] == first.run_id
 
 
 def test_cap_takes_first_rows_in_dump_order_and_subset_choice(spark, make_cfg, synthetic_dump):
@@ -137,7 +138,7 @@ def test_bad_dumps_fail_before_any_stage_write(spark, make_cfg, tmp_path, case, 
     lh = Lakehouse(spark, cfg)
     assert not lh.exists("collected")
     assert lh.read("images").count() == 0 and lh.read("quarantine").count() == 0
-    failed = lh.runs("collect").collect()
+    failed = RunLog(lh).list("collect").collect()
     assert [x["status"] for x in failed] == ["failed"] and "DumpError" in failed[0]["error"]
 
 

@@ -8,6 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from mfr.lakehouse import Lakehouse
+from mfr.runlog import RunLog
 from mfr.runner import run_stage
 from mfr.stages.distill import result_problem
 from tests.openai_server import OpenAIServer, ServerSettings
@@ -117,7 +118,7 @@ def test_api_key_reaches_the_server_and_nothing_else(spark, collected, monkeypat
         assert secret not in dumped, table
     history = json.dumps([x.asDict(recursive=True) for x in lh.history("distilled").collect()], default=str)
     assert secret not in history
-    assert "MFR_TEST_TEACHER_KEY" in lh.get_run(r.run_id)["config_json"]
+    assert "MFR_TEST_TEACHER_KEY" in RunLog(lh).get(r.run_id)["config_json"]
     redaction = spark.conf.get("spark.redaction.regex")
     import re
 

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from mfr.export.card import quotas
 from mfr.export.sharegpt import placeholder_count, sharegpt_record, split_cot
 from mfr.lakehouse import Lakehouse
+from mfr.runlog import RunLog
 from mfr.runner import run_stage
 
 COT = "<think>I look at the figure and count carefully.</think>\n<answer>42</answer>"
@@ -123,10 +124,10 @@ def test_export_subsets_versions_and_stray_tags(spark, pipeline_cfg, tmp_path):
     n_hardest = lh.read("selected", v0).where("reject_reason IS NULL AND pass_rate = 0").count()
     assert hard.rows_in == n_hardest and not (tmp_path / "hard" / "hf").exists()
     # by select run: the version that run wrote, whatever came after
-    select_run = lh.last_successful_run("select")
+    select_run = RunLog(lh).last_succeeded("select")
     by_run = run_stage(spark, pipeline_cfg.with_overrides([f"export.out={tmp_path / 'byrun'}", f"export.select_run={select_run['run_id']}",
                                                            "export.formats=[llamafactory]", "export.thinking=false"]), "export")
-    assert Lakehouse(spark, pipeline_cfg).get_run(by_run.run_id)["input_versions"] == {"selected": select_run["output_version"]}
+    assert RunLog(Lakehouse(spark, pipeline_cfg)).get(by_run.run_id)["input_versions"] == {"selected": select_run["output_version"]}
     first = json.loads(next((tmp_path / "byrun" / "llamafactory" / "mfr_sft").glob("*.jsonl")).read_text().splitlines()[0])
     assert "<think>" not in first["messages"][1]["content"]
     assert "template: qwen3_vl_nothink" in (tmp_path / "byrun" / "llamafactory" / "mfr_8b.yaml").read_text()
@@ -154,4 +155,4 @@ def test_push_to_hub_stand_in(spark, pipeline_cfg, tmp_path, monkeypatch):
     assert hub.created and hub.created[0]["type"] == "dataset" and hub.created[0]["private"] is True
     assert all(t == "Bearer hf_secret_test_token" for t in hub.tokens) and hub.validated
     assert r.metrics["export.pushed"] == 1.0
-    assert "hf_secret" not in json.dumps(Lakehouse(spark, cfg).get_run(r.run_id), default=str)
+    assert "hf_secret" not in json.dumps(RunLog(Lakehouse(spark, cfg)).get(r.run_id), default=str)

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime as dt
-import decimal
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from mfr.config import Config, ConfigError, load_config
+from mfr.printing import format_table, rows_as_json
 from mfr.session import REPO_ROOT
+from mfr.stages.registry import NAMES
 
-STAGE_CHOICES = ["collect", "clean", "distill", "select", "export", "all"]
+STAGE_CHOICES = [*NAMES, "all"]
 
 
 def default_config_path() -> str | None:
@@ -73,41 +70,6 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(args.config or default_config_path(), args.overrides)
 
 
-def json_value(value: Any) -> Any:
-    """A Spark value as JSON: binary → base64, timestamps → ISO 8601, decimals → float."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_value(v) for v in value]
-    return value
-
-
-def rows_as_json(rows: list[Any]) -> str:
-    return json.dumps([json_value(r.asDict(recursive=True)) for r in rows], ensure_ascii=False, indent=1)
-
-
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 48) -> str:
-    def cell(v: Any) -> str:
-        v = json_value(v)
-        s = "NULL" if v is None else (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v))
-        s = s.replace("\n", "\\n")
-        return s if len(s) <= width else s[: width - 1] + "…"
-
-    body = [[cell(v) for v in r] for r in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
-    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [line, "| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |", line]
-    out += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in body]
-    out.append(line)
-    return "\n".join(out)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from mfr.pipeline import run_pipeline
 
@@ -118,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from mfr.lakehouse import Lakehouse
+    from mfr.runlog import RunLog
     from mfr.session import get_spark
 
     cfg = load(args)
@@ -126,7 +89,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         "run_id", "stage", "status", "started_at", "input_versions", "output_table", "output_version",
         "rows_in", "rows_kept", "rows_rejected", "rows_quarantined", "config_hash", "error",
     ]
-    rows = lh.runs(args.stage).select(*cols).collect()
+    rows = RunLog(lh).list(args.stage).select(*cols).collect()
     if args.json:
         print(rows_as_json(rows))
     elif not rows:

@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from mfr.cli import default_config_path, format_table
+from mfr.cli import default_config_path
 from mfr.config import load_config
 from mfr.pipeline import run_pipeline
+from mfr.printing import format_table
 from mfr.sample.synthetic import write_sample
 from mfr.session import get_spark
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mfr.answers.verify import Verdict, verify
-from mfr.text.cot import ANSWER_TAG, THINK_CLOSE, THINK_OPEN, word_count
+from mfr.text.cot import parse_trace, word_count
 from mfr.text.repetition import repetition_problem
 
 
@@ -46,16 +46,12 @@ def content_problem(response: str | None, caption: str | None, rules: SelectionR
 
 def structure_problem(response: str | None, source: str | None, rules: SelectionRules) -> str | None:
     """Exactly one <think> and one </think>, in order; an <answer> pair outside the think block."""
-    text = response or ""
-    if text.count(THINK_OPEN) != 1 or text.count(THINK_CLOSE) != 1:
-        return "think_structure"
-    start, end = text.index(THINK_OPEN), text.index(THINK_CLOSE)
-    if start > end:
+    trace = parse_trace(response)
+    if trace.problem:
         return "think_structure"
     if source in rules.no_answer_check_sources:
         return None
-    outside = text[:start] + text[end + len(THINK_CLOSE):]
-    return None if ANSWER_TAG.search(outside) else "answer_missing"
+    return None if trace.has_outside_answer else "answer_missing"
 
 
 @dataclass(frozen=True)

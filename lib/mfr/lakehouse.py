@@ -1,4 +1,4 @@
-"""The only module that reads and writes tables: stage tables, images, runs, quarantine.
+"""The only module that reads and writes tables: stage tables, images, quarantine, views, RESTORE.
 
 Every stage run writes its output as one new Delta version whose commit ``userMetadata`` names the run,
 and records itself in ``<schema>.runs`` with the versions it read and wrote. Time travel to a run is
@@ -15,21 +15,15 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.config import Config
+from mfr.stages.registry import TABLES
 
-STAGE_TABLES = {
-    "collect": "collected",
-    "clean": "cleaned",
-    "distill": "distilled",
-    "select": "selected",
-    "export": "exported",
-}
+STAGE_TABLES = TABLES  # kept for notebooks and callers of earlier versions
 
 RUNS_SCHEMA = T.StructType(
     [
@@ -110,7 +104,7 @@ LLM_CALLS_SCHEMA = T.StructType(
 _USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
@@ -138,7 +132,7 @@ class Run:
     config: Config
     input_versions: dict[str, int] = field(default_factory=dict)
     from_run: str | None = None
-    started_at: dt.datetime = field(default_factory=_now)
+    started_at: dt.datetime = field(default_factory=utc_now)
 
     @property
     def commit_metadata(self) -> str:
@@ -154,11 +148,12 @@ def _shape(schema: T.StructType) -> list[tuple[str, str]]:
 
 
 def new_run_id(stage: str) -> str:
-    return f"{_now():%Y%m%dT%H%M%S}-{stage}-{secrets.token_hex(3)}"
+    return f"{utc_now():%Y%m%dT%H%M%S}-{stage}-{secrets.token_hex(3)}"
 
 
 class Lakehouse:
-    """Table I/O for one ``catalog.schema``."""
+    """Table I/O for one ``catalog.schema``: names, DDL, reads, writes, the images MERGE, quarantine,
+    views and RESTORE. The run log (``mfr.runlog.RunLog``) writes its table through it."""
 
     def __init__(self, spark: SparkSession, cfg: Config):
         self.spark = spark
@@ -210,8 +205,14 @@ class Lakehouse:
         return self.spark.sql(f"DESCRIBE HISTORY {self.name(table)}")
 
     # ---- writes ------------------------------------------------------------------------------
+    def _writer(self, df: DataFrame, mode: str, run: Run) -> DataFrameWriter:
+        """A Delta writer whose commit carries the run (``userMetadata``): no session state is touched."""
+        return df.write.format("delta").mode(mode).option("userMetadata", run.commit_metadata)
+
     @contextlib.contextmanager
-    def _commit_metadata(self, run: Run) -> Iterator[None]:
+    def commit_metadata(self, run: Run) -> Iterator[None]:
+        """For MERGE and UPDATE, which take no writer options: the session's userMetadata, set only while
+        the command runs and restored after."""
         conf = self.spark.conf
         previous = conf.get(_USER_METADATA_CONF, None)
         conf.set(_USER_METADATA_CONF, run.commit_metadata)
@@ -234,30 +235,21 @@ class Lakehouse:
     def write_stage_output(self, df: DataFrame, table: str, run: Run) -> int:
         """Replace ``table`` with ``df`` as one new Delta version; returns that version."""
         self.ensure_schema()
-        writer = df.write.format("delta").mode("overwrite")
+        writer = self._writer(df, "overwrite", run)
         if not self.exists(table) or _shape(self.spark.table(self.name(table)).schema) != _shape(df.schema):
             writer = writer.option("overwriteSchema", "true")  # only when columns really change
-        with self._commit_metadata(run):
-            writer.saveAsTable(self.name(table))
+        writer.saveAsTable(self.name(table))
         return self._version_written_by(table, run)
 
     def append(self, df: DataFrame, table: str, run: Run) -> None:
         self.ensure_schema()
-        with self._commit_metadata(run):
-            df.write.format("delta").mode("append").saveAsTable(self.name(table))
+        self._writer(df, "append", run).saveAsTable(self.name(table))
 
     def append_once(self, df: DataFrame, table: str, run: Run, app_id: str, version: int) -> None:
         """Append as an idempotent Delta commit: a second write with the same (app_id, version) is skipped,
         so a retried driver step never stores the same results twice."""
         self.ensure_schema()
-        with self._commit_metadata(run):
-            (
-                df.write.format("delta")
-                .mode("append")
-                .option("txnAppId", app_id)
-                .option("txnVersion", int(version))
-                .saveAsTable(self.name(table))
-            )
+        self._writer(df, "append", run).option("txnAppId", app_id).option("txnVersion", int(version)).saveAsTable(self.name(table))
 
     def quarantine(self, df: DataFrame, run: Run) -> None:
         """Append records that cannot be rows of the stage (columns as QUARANTINE_SCHEMA, less run data)."""
@@ -268,6 +260,17 @@ class Lakehouse:
             F.current_timestamp().alias("recorded_at"),
         )
         self.append(out, "quarantine", run)
+
+    def create_view(self, view: str, table: str, where: str) -> None:
+        """``<schema>.<view>`` = the rows of ``table`` that satisfy ``where`` (always the table's latest version)."""
+        self.spark.sql(f"CREATE OR REPLACE VIEW {self.name(view)} AS SELECT * FROM {self.name(table)} WHERE {where}")
+
+    def restore(self, table: str, version: int) -> int:
+        """RESTORE ``table`` to ``version`` (a new version with the old content); returns the new version."""
+        self.spark.sql(f"RESTORE TABLE {self.name(table)} TO VERSION AS OF {int(version)}")
+        restored = self.current_version(table)
+        assert restored is not None  # the table was just restored
+        return restored
 
     def quarantined_count(self, run: Run) -> int:
         return self.read("quarantine").where(F.col("run_id") == run.run_id).count()
@@ -288,7 +291,7 @@ class Lakehouse:
             F.lit(run.run_id).alias("run_id"),
         )
         target = DeltaTable.forName(self.spark, self.name("images"))
-        with self._commit_metadata(run):
+        with self.commit_metadata(run):
             (
                 target.alias("t")
                 .merge(source.alias("s"), "t.image_id = s.image_id")
@@ -296,88 +299,3 @@ class Lakehouse:
                 .execute()
             )
         return int(self.current_version("images") or 0)
-
-    # ---- runs ----------------------------------------------------------------------------------
-    def start_run(self, stage: str, cfg: Config, input_versions: dict[str, int], from_run: str | None) -> Run:
-        self.ensure_schema()
-        run = Run(new_run_id(stage), stage, cfg, dict(input_versions), from_run)
-        row = {
-            "run_id": run.run_id,
-            "stage": stage,
-            "status": "running",
-            "started_at": run.started_at,
-            "config_hash": cfg.hash,
-            "config_json": json.dumps(cfg.redacted(), sort_keys=True),
-            "code_version": code_version(),
-            "from_run": from_run,
-            "input_versions": {k: int(v) for k, v in input_versions.items()},
-            "output_table": self.name(STAGE_TABLES[stage]) if stage in STAGE_TABLES else None,
-        }
-        df = self.spark.createDataFrame([tuple(row.get(f.name) for f in RUNS_SCHEMA.fields)], RUNS_SCHEMA)
-        self.append(df, "runs", run)
-        return run
-
-    def _update_run(self, run: Run, values: dict[str, Any]) -> None:
-        from delta.tables import DeltaTable
-
-        table = DeltaTable.forName(self.spark, self.name("runs"))
-        with self._commit_metadata(run):
-            table.update(F.col("run_id") == F.lit(run.run_id), values)
-
-    def finish_run(
-        self,
-        run: Run,
-        *,
-        output_version: int | None,
-        rows_in: int,
-        rows_kept: int,
-        rows_rejected: int,
-        rows_quarantined: int,
-        metrics: dict[str, float],
-    ) -> None:
-        metric_map = F.create_map(
-            *[x for k, v in sorted(metrics.items()) for x in (F.lit(k), F.lit(float(v)).cast("double"))]
-        ) if metrics else F.lit(None).cast(RUNS_SCHEMA["metrics"].dataType)
-        self._update_run(
-            run,
-            {
-                "status": F.lit("succeeded"),
-                "finished_at": F.lit(_now()).cast("timestamp"),
-                "output_version": F.lit(output_version).cast("long"),
-                "rows_in": F.lit(int(rows_in)).cast("long"),
-                "rows_kept": F.lit(int(rows_kept)).cast("long"),
-                "rows_rejected": F.lit(int(rows_rejected)).cast("long"),
-                "rows_quarantined": F.lit(int(rows_quarantined)).cast("long"),
-                "metrics": metric_map,
-            },
-        )
-
-    def fail_run(self, run: Run, error: str) -> None:
-        self._update_run(
-            run,
-            {
-                "status": F.lit("failed"),
-                "finished_at": F.lit(_now()).cast("timestamp"),
-                "error": F.lit(error[:4000]),
-            },
-        )
-
-    def runs(self, stage: str | None = None) -> DataFrame:
-        self.ensure_schema()
-        df = self.read("runs")
-        if stage:
-            df = df.where(F.col("stage") == stage)
-        return df.orderBy("started_at")
-
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        self.ensure_schema()
-        rows = self.read("runs").where(F.col("run_id") == run_id).collect()
-        if not rows:
-            raise KeyError(f"no run {run_id!r} in {self.name('runs')}")
-        return rows[0].asDict(recursive=True)
-
-    def last_successful_run(self, stage: str) -> dict[str, Any] | None:
-        rows = (
-            self.runs(stage).where(F.col("status") == "succeeded").orderBy(F.col("started_at").desc()).limit(1).collect()
-        )
-        return rows[0].asDict(recursive=True) if rows else None

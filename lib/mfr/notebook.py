@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from mfr.config import Config, load_config
 from mfr.lakehouse import STAGE_TABLES, Lakehouse
+from mfr.runlog import RunLog
 from mfr.session import REPO_ROOT, get_spark
 
 
@@ -39,7 +40,7 @@ class Lake:
 
     def runs(self, stage: str | None = None) -> pd.DataFrame:
         cols = ["run_id", "stage", "status", "output_version", "rows_in", "rows_kept", "rows_rejected", "input_versions"]
-        return self.lakehouse.runs(stage).select(*cols).toPandas()
+        return RunLog(self.lakehouse).list(stage).select(*cols).toPandas()
 
     def history(self, table: str) -> pd.DataFrame:
         return self.lakehouse.history(table).select("version", "timestamp", "operation", "userMetadata").toPandas()
@@ -62,10 +63,7 @@ class Lake:
 
     def restore(self, table: str, version: int) -> int:
         """RESTORE a stage table to an earlier version (a new version with the old content); returns it."""
-        self.spark.sql(f"RESTORE TABLE {self.name(table)} TO VERSION AS OF {int(version)}")
-        restored = self.lakehouse.current_version(table)
-        assert restored is not None  # the table was just restored
-        return restored
+        return self.lakehouse.restore(table, version)
 
     def samples_html(self, table: str = "selected", where: str = "reject_reason IS NULL", n: int = 4,
                      version: int | None = None, max_chars: int = 600) -> str:

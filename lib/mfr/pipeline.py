@@ -9,8 +9,10 @@ from pyspark.sql import functions as F
 
 from mfr.config import Config
 from mfr.lakehouse import Lakehouse
-from mfr.runner import PIPELINE, RunResult, built_stages, run_stage
+from mfr.printing import format_table
+from mfr.runner import RunResult, run_stage
 from mfr.session import get_spark
+from mfr.stages.registry import NAMES
 
 
 def run_pipeline(
@@ -20,9 +22,9 @@ def run_pipeline(
     out: TextIO | None = None,
     spark: SparkSession | None = None,
 ) -> list[RunResult]:
-    """Run ``stages`` (None = every built stage, naming the ones not built yet) and print funnels."""
+    """Run ``stages`` (None = every stage in pipeline order) and print funnels."""
     spark = spark or get_spark(cfg)
-    todo = stages or built_stages()
+    todo = stages or list(NAMES)
     results = []
     for stage in todo:
         result = run_stage(spark, cfg, stage, from_run=from_run)
@@ -32,10 +34,6 @@ def run_pipeline(
             print(format_funnel(spark, cfg, result), file=out)
             for hint in pending_hints(spark, cfg, result):
                 print(f"   pending_model: {hint}", file=out)
-    if out and stages is None:
-        missing = [s for s in PIPELINE if s not in built_stages()]
-        if missing:
-            print(f"\nnot built yet: {', '.join(missing)}", file=out)
     return results
 
 
@@ -98,7 +96,5 @@ def pending_hints(spark: SparkSession, cfg: Config, r: RunResult) -> list[str]:
 
 
 def format_funnel(spark: SparkSession, cfg: Config, r: RunResult) -> str:
-    from mfr.cli import format_table
-
     rows = funnel_rows(spark, cfg, r)
     return format_table(["source", "in", "kept", "rejected", "reasons"], rows, width=90)

@@ -19,9 +19,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from mfr.config import Config
-from mfr.lakehouse import STAGE_TABLES, Lakehouse
+from mfr.lakehouse import Lakehouse
+from mfr.runlog import RunLog
+from mfr.stages.registry import NAMES as STAGES
+from mfr.stages.registry import TABLES as STAGE_TABLES
 
-STAGES = ["collect", "clean", "distill", "select", "export"]
 LENGTH_BINS = [0, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200, 4800, 6400, 9600, 12800, 10**9]
 FIGURES = ["funnel.png", "funnel_by_source.png", "pass_rate.png", "lengths.png", "llm_calls.png"]
 
@@ -40,7 +42,7 @@ class ReportData:
 
 def lineage(lh: Lakehouse, run_id: str | None) -> dict[str, dict[str, Any]]:
     """stage → {run_id, version} of the tables a run's results rest on (latest versions without a run)."""
-    runs = {r["run_id"]: r.asDict() for r in lh.runs().collect()}
+    runs = {r["run_id"]: r.asDict() for r in RunLog(lh).list().collect()}
     by_output = {(r["stage"], r["output_version"]): r for r in runs.values() if r["status"] == "succeeded"}
     out: dict[str, dict[str, Any]] = {}
     if run_id is None:

@@ -4,42 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
+from mfr import reasons
 from mfr.config import Config
-from mfr.lakehouse import STAGE_TABLES, Lakehouse
-from mfr.stages.common import StageContext, StageOutput
+from mfr.lakehouse import Lakehouse, Run
+from mfr.runlog import RunLog
+from mfr.stages import registry
+from mfr.stages.common import StageContext
 
 log = logging.getLogger(__name__)
-
-StageFn = Callable[[StageContext], StageOutput]
-
-# Tables each stage reads (pinned to a version for the whole run).
-STAGE_INPUTS: dict[str, list[str]] = {
-    "collect": [],
-    "clean": ["collected"],
-    "distill": ["cleaned"],
-    "select": ["distilled"],
-    "export": ["selected"],
-}
-
-
-def _stage_fns() -> dict[str, StageFn]:
-    from mfr.stages.clean import clean
-    from mfr.stages.collect import collect
-    from mfr.stages.distill import distill
-    from mfr.stages.export import export
-    from mfr.stages.select import select
-
-    return {"collect": collect, "clean": clean, "distill": distill, "select": select, "export": export}
-
-
-# Stages of the pipeline in order; those without a function here are not built yet.
-PIPELINE = ["collect", "clean", "distill", "select", "export"]
 
 
 class AccountingError(RuntimeError):
@@ -66,21 +44,16 @@ def input_tables(stage: str, cfg: Config, lh: Lakehouse) -> list[str]:
         if chosen:
             return [chosen]
         return ["cleaned"] if lh.exists("cleaned") else ["collected"]
-    return STAGE_INPUTS.get(stage, [])
-
-
-def built_stages() -> list[str]:
-    return [s for s in PIPELINE if s in _stage_fns()]
+    return list(registry.stage(stage).inputs)
 
 
 def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None = None) -> RunResult:
-    fns = _stage_fns()
-    if stage not in fns:
-        raise ValueError(f"stage '{stage}' is not built yet; built: {', '.join(built_stages())}")
+    spec = registry.stage(stage)
     lh = Lakehouse(spark, cfg)
     lh.ensure_schema()
+    log_ = RunLog(lh)
     if from_run:
-        earlier = lh.get_run(from_run)
+        earlier = log_.get(from_run)
         if earlier["stage"] != stage:
             raise ValueError(f"run {from_run} is a {earlier['stage']} run, not {stage}")
         cfg = _replay_inputs(cfg, earlier)
@@ -93,7 +66,7 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
         if version is None:
             raise ValueError(f"stage '{stage}' reads {lh.name(table)}, which does not exist yet: run its stage first")
         inputs[table] = int(version)
-    run = lh.start_run(stage, cfg, inputs, from_run)
+    run = log_.start(stage, cfg, inputs, from_run)
     timings: dict[str, float] = {}
 
     @contextmanager
@@ -104,8 +77,8 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
 
     try:
         with timed("compute"):
-            out = fns[stage](StageContext(spark, cfg, run, lh, inputs))
-        table = STAGE_TABLES[stage]
+            out = spec.fn(StageContext(spark, cfg, run, lh, inputs))
+        table = spec.table
         if out.images is not None:
             with timed("images"):
                 lh.add_images(out.images, run, out.image_origin)
@@ -116,6 +89,7 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
                 lh.quarantine(out.quarantine, run)
         written = lh.read(table, version)
         by_reason = {r["reject_reason"]: int(r["count"]) for r in written.groupBy("reject_reason").count().collect()}
+        _check_reasons(stage, set(by_reason), lh, run if out.quarantine is not None else None)
         kept = by_reason.pop(None, 0)
         rejected = sum(by_reason.values())
         quarantined = lh.quarantined_count(run) if out.quarantine is not None else 0
@@ -126,7 +100,7 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
             raise AccountingError(
                 f"{stage}: rows_in {out.rows_in} != kept {kept} + rejected {rejected} + quarantined {quarantined}"
             )
-        lh.finish_run(
+        log_.finish(
             run,
             output_version=version,
             rows_in=out.rows_in,
@@ -136,9 +110,22 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
             metrics=metrics,
         )
     except BaseException as exc:
-        lh.fail_run(run, f"{type(exc).__name__}: {exc}")
+        log_.fail(run, f"{type(exc).__name__}: {exc}")
         raise
     return RunResult(run.run_id, stage, lh.name(table), version, out.rows_in, kept, rejected, quarantined, metrics)
+
+
+class UnregisteredReason(RuntimeError):
+    """A stage wrote a reason code that mfr.reasons does not list for it."""
+
+
+def _check_reasons(stage: str, found: set[str | None], lh: Lakehouse, run: Run | None) -> None:
+    bad = reasons.unregistered(stage, found)
+    if run is not None:
+        q = {r["reason"] for r in lh.read("quarantine").where(F.col("run_id") == run.run_id).select("reason").distinct().collect()}
+        bad += [f"{c} (quarantine)" for c in reasons.unregistered(stage, q, quarantine=True)]
+    if bad:
+        raise UnregisteredReason(f"{stage} wrote reason codes not registered in mfr.reasons: {', '.join(bad)}")
 
 
 def _chosen_versions(stage: str, cfg: Config, lh: Lakehouse) -> dict[str, int]:
@@ -147,7 +134,7 @@ def _chosen_versions(stage: str, cfg: Config, lh: Lakehouse) -> dict[str, int]:
         return {}
     run_id = cfg.get("export.select_run")
     if run_id:
-        earlier = lh.get_run(run_id)
+        earlier = RunLog(lh).get(run_id)
         if earlier["stage"] != "select" or earlier["output_version"] is None:
             raise ValueError(f"export.select_run {run_id} is not a finished select run")
         return {"selected": int(earlier["output_version"])}

@@ -14,6 +14,7 @@ from pyspark import TaskContext
 def main(warehouse: str, server_url: str) -> None:
     from mfr.config import load_config
     from mfr.lakehouse import Lakehouse
+    from mfr.runlog import RunLog
     from mfr.llm import spark_calls
     from mfr.llm.client import ClientSettings
     from mfr.session import get_spark
@@ -23,7 +24,7 @@ def main(warehouse: str, server_url: str) -> None:
     spark = get_spark(cfg)
     lh = Lakehouse(spark, cfg)
     lh.ensure_schema()
-    run = lh.start_run("distill", cfg, {}, None)
+    run = RunLog(lh).start("distill", cfg, {}, None)
     ctx = StageContext(spark, cfg, run, lh, {})
     original = spark_calls._task_fn
 

@@ -13,7 +13,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 
-from mfr.text.cot import final_answer
+from mfr.text.cot import ANSWER_TAG, final_answer
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,6 @@ class Verdict:
 
 
 _BOXED = re.compile(r"\\boxed\s*\{")
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 _LETTER = re.compile(r"^\(?([A-Za-z])\)?[.:：)]?$")
 _OPTION_LETTER = re.compile(r"^(?:option|choice|answer)?\s*[:：]?\s*\(?([A-Ha-h])\)?(?:[.:：)]\s*(.*))?$", re.I)
 _OPTIONS = re.compile(r"(?:^|\n|\s)\(?([A-Ha-h])[.)：:]\s*(.+?)(?=(?:\s+\(?[A-Ha-h][.)：:]\s)|\n|$)")
@@ -67,7 +66,7 @@ def predicted_answer(response: str | None) -> str | None:
     boxed = last_boxed(response)
     if boxed:
         return boxed
-    tags = _ANSWER_TAG.findall(response)
+    tags = ANSWER_TAG.findall(response)
     return tags[-1].strip() if tags else None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mfr.text.cot import ANSWER_TAG, THINK_CLOSE, THINK_OPEN
+from mfr.text.cot import ANSWER_TAG, THINK_CLOSE, THINK_OPEN, parse_trace
 
 IMAGE_TAG = "<image>"
 NEUTRAL_TAG = "[image]"  # what a stray tag becomes in model text: readable, not a placeholder
@@ -18,15 +18,12 @@ NEUTRAL_TAG = "[image]"  # what a stray tag becomes in model text: readable, not
 def split_cot(cot: str | None) -> tuple[str, str] | None:
     """(think, answer) of a ``<think>…</think>`` trace; the answer is the last answer tag after the
     think block, else the plain text after it. None when there is no usable structure."""
-    if not cot or cot.count(THINK_OPEN) != 1 or cot.count(THINK_CLOSE) != 1:
+    trace = parse_trace(cot)
+    if trace.problem or trace.think is None:
         return None
-    start, end = cot.index(THINK_OPEN), cot.index(THINK_CLOSE)
-    if start > end:
-        return None
-    think = cot[start + len(THINK_OPEN):end].strip()
-    tail = cot[end + len(THINK_CLOSE):]
-    tags = ANSWER_TAG.findall(tail)
-    answer = (tags[-1] if tags else tail).strip()
+    think = trace.think.strip()
+    tags = ANSWER_TAG.findall(trace.solution)
+    answer = (tags[-1] if tags else trace.solution).strip()
     if not think or not answer:
         return None
     return think, answer

@@ -33,7 +33,7 @@ from mfr.answers.extract import parse_extraction_reply
 from mfr.llm.client import ClientSettings
 from mfr.llm.spark_calls import ask_prompt, persist
 from mfr.stages.collect import OUTPUT_COLUMNS as COLLECTED_COLUMNS
-from mfr.stages.common import StageContext, StageOutput, blank
+from mfr.stages.common import StageContext, StageOutput, blank, reason
 from mfr.text.clean_reply import parse_clean_reply
 from mfr.text.clean_rules import normalized_question
 from mfr.udfs import clean_image_udf, clean_question_udf, extract_answer_udf
@@ -42,7 +42,7 @@ from mfr.vectorized import pandas_udf
 log = logging.getLogger(__name__)
 
 NEW_COLUMNS = ["original_image_id", "language", "clean_actions", "clean_routes", "reject_detail"]
-OUTPUT_COLUMNS = [c for c in COLLECTED_COLUMNS if c not in ("reject_reason", "run_id")] + NEW_COLUMNS + [
+OUTPUT_COLUMNS = [c for c in COLLECTED_COLUMNS if c not in ("reject_reason", "reject_detail", "run_id")] + NEW_COLUMNS + [
     "reject_reason", "run_id",
 ]
 INPUT_COLUMNS = ("question", "original_question")
@@ -133,7 +133,7 @@ def clean(ctx: StageContext) -> StageOutput:
         raise ValueError(f"cleaning.input_column must be one of {', '.join(INPUT_COLUMNS)}, got {input_col!r}")
     settings = ClientSettings.optional(cfg.get("cleaning.llm_client"), "cleaning.llm_client")
     source = ctx.read_input("collected")
-    rows = source.where(F.col("reject_reason").isNull()).drop("reject_reason", "run_id")
+    rows = source.where(F.col("reject_reason").isNull()).drop("reject_reason", "reject_detail", "run_id")
     rows_in = rows.count()
     text_in = F.when(~blank(F.col(input_col)), F.col(input_col)).otherwise(F.col("question"))
     before = F.when(~blank(F.col("original_question")), F.col("original_question")).otherwise(F.col("question"))
@@ -152,8 +152,8 @@ def clean(ctx: StageContext) -> StageOutput:
         mapping, new_images = _clean_images(ctx, staged)
         staged = staged.join(mapping, staged["image_id"] == mapping["_orig_image_id"], "left")
         image_reject = (
-            F.when(F.col("image_id").isNull(), F.lit("image_missing"))
-            .when(F.col("_orig_image_id").isNull(), F.lit("image_missing"))  # id with no stored bytes
+            F.when(F.col("image_id").isNull(), reason("clean", "image_missing"))
+            .when(F.col("_orig_image_id").isNull(), reason("clean", "image_missing"))  # id with no stored bytes
             .otherwise(F.col("_image_reject"))
         )
         staged = staged.withColumn("_image_reject", image_reject).withColumn(
@@ -207,11 +207,11 @@ def clean(ctx: StageContext) -> StageOutput:
     unparsed = has_reply & ~F.col("_reply.parsed")
     llm_reason = (
         F.when(F.size(routes) == 0, F.lit(None))
-        .when(F.lit(settings is None) & translation, F.lit("pending_model"))
+        .when(F.lit(settings is None) & translation, reason("clean", "pending_model"))
         .when(F.lit(settings is None), F.lit(None))
-        .when(~has_reply & translation, F.lit("llm_error"))
-        .when(has_reply & F.col("_reply.unsuitable"), F.lit("unsuitable_task"))
-        .when(unparsed & translation, F.lit("translation_failed"))
+        .when(~has_reply & translation, reason("clean", "llm_error"))
+        .when(has_reply & F.col("_reply.unsuitable"), reason("clean", "unsuitable_task"))
+        .when(unparsed & translation, reason("clean", "translation_failed"))
     )
     corrected = has_reply & F.col("_reply.parsed") & F.col("_reply.corrected_text").isNotNull() & ~blank(F.col("_reply.corrected_text"))
     question = F.when(corrected, _with_leading_tag(F.col("_reply.corrected_text"), F.col("_text"))).otherwise(F.col("_text"))
@@ -230,14 +230,14 @@ def clean(ctx: StageContext) -> StageOutput:
         .when(F.col("_need_answer"), F.array(F.lit("answer_unextracted")))
         .otherwise(F.array())
     )
-    reason = F.coalesce(
-        F.when(blank(F.col("_text")), F.lit("question_empty")),
+    why = F.coalesce(
+        F.when(blank(F.col("_text")), reason("clean", "question_empty")),
         F.col("_image_reject"),
         llm_reason,
     )
     detail = (
         F.when(F.col("_image_reject").isNotNull(), F.col("_image_detail"))
-        .when(reason == "pending_model", F.lit("needs translation: set cleaning.llm_client.api_base and cleaning.llm_client.model"))
+        .when(why == "pending_model", F.lit("needs translation: set cleaning.llm_client.api_base and cleaning.llm_client.model"))
     )
     out = staged.select(
         *[c for c in rows.columns if c not in ("question", "original_question", "answer", "image_id")],
@@ -250,16 +250,16 @@ def clean(ctx: StageContext) -> StageOutput:
         F.concat(F.col("_q.actions"), F.coalesce(F.col("_image_actions"), F.array()), llm_actions, answer_actions).alias("clean_actions"),
         routes.alias("clean_routes"),
         detail.cast("string").alias("reject_detail"),
-        reason.cast("string").alias("reject_reason"),
+        why.cast("string").alias("reject_reason"),
     )
     if cfg.get("cleaning.dedup"):
-        out = _dedup(out)
+        out = mark_duplicates(out)
     out = out.withColumn("run_id", F.lit(ctx.run_id)).select(*OUTPUT_COLUMNS)
     return StageOutput(rows=out, rows_in=rows_in, images=new_images, image_origin="clean", metrics=metrics,
                        after_write=_after_write)
 
 
-def _dedup(df: DataFrame) -> DataFrame:
+def mark_duplicates(df: DataFrame) -> DataFrame:
     """Exact duplicates across sources among kept rows: the smallest sample_key stays."""
     key = F.concat_ws("\u0001", F.coalesce(F.col("image_id"), F.lit("")), _dedup_key("question"))
     kept = df.where(F.col("reject_reason").isNull()).withColumn("_k", key)
@@ -269,7 +269,7 @@ def _dedup(df: DataFrame) -> DataFrame:
     marked = ranked.select(
         *[c for c in df.columns if c not in ("reject_reason", "reject_detail")],
         F.when(dup, F.concat(F.lit("duplicate of "), F.col("_first"))).otherwise(F.col("reject_detail")).alias("reject_detail"),
-        F.when(dup, F.lit("duplicate_sample")).alias("reject_reason"),
+        F.when(dup, reason("clean", "duplicate_sample")).alias("reject_reason"),
     )
     return marked.unionByName(df.where(F.col("reject_reason").isNotNull()))
 

@@ -28,7 +28,7 @@ from mfr.dump.layout import (
     validate_files,
 )
 from mfr.dump.listing import list_dump
-from mfr.stages.common import StageContext, StageOutput, blank, sample_key_col
+from mfr.stages.common import StageContext, StageOutput, blank, reason, sample_key_col
 from mfr.udfs import image_info_col
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ OUTPUT_COLUMNS = [
     "image_id", "caption", "caption_model", "caption_origin",
     "cot_response", "cot_model", "cot_origin",
     "source_pass_rate", "source_is_consistent", "source_consistency_analysis",
-    "source_file", "source_row", "reject_reason", "run_id",
+    "source_file", "source_row", "reject_reason", "reject_detail", "run_id",
 ]
 
 
@@ -154,9 +154,10 @@ def canonical_rows(dump: DataFrame, cfg: Config, run_id: str) -> DataFrame:
         F.col("consistency_analysis").alias("source_consistency_analysis"),
         "source_file",
         "source_row",
-        F.when(blank(F.col("question")) & blank(F.col("ori_question")), F.lit("question_missing"))
+        F.when(blank(F.col("question")) & blank(F.col("ori_question")), reason("collect", "question_missing"))
         .cast("string")
         .alias("reject_reason"),
+        F.lit(None).cast("string").alias("reject_detail"),  # the code says it all at collect
         F.lit(run_id).alias("run_id"),
         "image_bytes",
     )
@@ -195,8 +196,8 @@ def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame | None, int]
         is_dup = F.col("_rank") > 1
     else:
         ranked, is_dup = rows, F.lit(False)
-    reason = F.when(missing_id, F.lit("missing_id")).when(is_dup, F.lit("duplicate_key"))
-    tagged = ranked.withColumn("_q", reason)
+    why = F.when(missing_id, reason("collect", "missing_id")).when(is_dup, reason("collect", "duplicate_key"))
+    tagged = ranked.withColumn("_q", why)
     quarantine = tagged.where(F.col("_q").isNotNull()).select(
         F.when(~missing_id, F.col("sample_key")).alias("sample_key"),
         "source",

@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.column import Column
 
+from mfr import reasons
 from mfr.config import Config
 from mfr.keys import KEY_SEPARATOR
 
@@ -54,6 +55,11 @@ class StageOutput:
     # (spark, lakehouse, written version) -> extra metrics; runs after the output version is written
     after_write: Callable[..., dict[str, float]] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+def reason(stage: str, name: str) -> Column:
+    """A registered reject code as a literal; UnknownReason (when the step is built) if it is not registered."""
+    return F.lit(reasons.code(stage, name))
 
 
 def sample_key_col(source: Column, sample_id: Column) -> Column:

@@ -25,10 +25,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from mfr import reasons
 from mfr.llm.client import ClientSettings, MissingEndpoint
 from mfr.llm.spark_calls import build_requests, call_models, persist
 from mfr.prompts import load_prompt
-from mfr.stages.common import StageContext, StageOutput
+from mfr.stages.common import StageContext, StageOutput, reason
 from mfr.text.cot import cot_problem, word_count
 from mfr.vectorized import pandas_udf
 
@@ -95,7 +96,7 @@ def _problem_udf(p: Purpose):
     return problem
 
 
-def _stored(ctx: StageContext, p: Purpose) -> DataFrame:
+def stored_results(ctx: StageContext, p: Purpose) -> DataFrame:
     """Per sample_key: the earliest valid stored text, the next sample index, the last outcome."""
     assert p.settings is not None
     calls = ctx.lakehouse.read("llm_calls").where(
@@ -104,21 +105,28 @@ def _stored(ctx: StageContext, p: Purpose) -> DataFrame:
     text = F.expr("try_element_at(choices, 1)")["text"]  # error rows have no choices
     calls = calls.withColumn("_text", text).withColumn("_problem", _problem_udf(p)(text))
     ok = F.col("status") == "ok"
-    valid = ok & F.col("_problem").isNull() & (F.coalesce(F.col("finish_reason"), F.lit("")) != "length")
+    truncated = F.col("finish_reason") == "length"
+    valid = ok & F.col("_problem").isNull() & ~F.coalesce(truncated, F.lit(False))
     outcome = (
-        F.when(~ok, F.lit("llm_error"))
-        .when(F.col("finish_reason") == "length", F.lit(f"{p.name}_truncated"))
-        .when(F.col("_problem").isNotNull(), F.lit(f"{p.name}_invalid"))
+        F.when(~ok, reason("distill", "llm_error"))
+        .when(truncated, reason("distill", f"{p.name}_truncated"))
+        .when(F.col("_problem").isNotNull(), reason("distill", f"{p.name}_invalid"))
+    )
+    # the detail: the error of a failed call, else the sub-code of an unusable answer
+    detail = (
+        F.when(~ok, F.col("error"))
+        .when(truncated, F.concat(F.lit("finish_reason length after "), F.col("completion_tokens").cast("string"), F.lit(" tokens")))
+        .otherwise(F.col("_problem"))
     )
     order = F.struct(F.col("sample_index"), ok.cast("int"), F.col("created_at"))
     return calls.groupBy("sample_key").agg(
         F.min_by(F.when(valid, F.struct("sample_index", "_text", "request_key")), F.when(valid, F.col("sample_index"))).alias("_best"),
         (F.coalesce(F.max(F.when(ok, F.col("sample_index"))), F.lit(-1)) + 1).alias("_next_index"),
-        F.max_by(F.struct(outcome.alias("reason"), F.col("error").alias("error")), order).alias("_last"),
+        F.max_by(F.struct(outcome.alias("reason"), detail.alias("error")), order).alias("_last"),
     )
 
 
-def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: bool) -> DataFrame:
+def distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: bool) -> DataFrame:
     """Ask the model for rows lacking a valid result; returns rows + _<name>_text/_reason/_detail/_key."""
     problem = _problem_udf(p)(F.col(p.text_col))
     needs = F.lit(True) if overwrite else problem.isNotNull()
@@ -129,14 +137,14 @@ def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: 
         return rows.select(
             "*",
             F.lit(None).cast("string").alias(f"_{p.name}_text"),
-            F.when(F.col(f"_{p.name}_needs"), F.lit("pending_model")).alias(f"_{p.name}_reason"),
+            F.when(F.col(f"_{p.name}_needs"), reason("distill", "pending_model")).alias(f"_{p.name}_reason"),
             F.when(F.col(f"_{p.name}_needs"), F.lit(p.missing)).alias(f"_{p.name}_detail"),
             F.lit(None).cast("string").alias(f"_{p.name}_key"),
         )
     need = (
         rows.where(F.col(f"_{p.name}_needs"))
         .select("sample_key", "question", "image_id")
-        .join(_stored(ctx, p), "sample_key", "left")
+        .join(stored_results(ctx, p), "sample_key", "left")
         .where(F.col("_best").isNull())
         .select("sample_key", "question", "image_id", F.coalesce(F.col("_next_index"), F.lit(0)).alias("sample_index"))
     )
@@ -154,22 +162,23 @@ def _distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: 
         log.info("distill %s round %d: %d asked, %d ok, %d errors, %.1fs",
                  p.name, round_no, stats.requested, stats.ok, stats.errors, stats.seconds)
         # rows whose answer came back but is unusable get a new sample index next round
-        stored = _stored(ctx, p)
+        stored = stored_results(ctx, p)
         need = persist(
             ctx,
             need.join(stored, "sample_key", "left")
-            .where(F.col("_best").isNull() & (F.col("_last.reason") != "llm_error"))
+            .where(F.col("_best").isNull() & (F.col("_last.reason") != reasons.code("distill", "llm_error")))
             .select("sample_key", "question", "image_id", F.col("_next_index").alias("sample_index")),
             f"{p.name}-{round_no + 1}",
         )
-    stored = _stored(ctx, p)
+    stored = stored_results(ctx, p)
     joined = rows.join(stored, "sample_key", "left")
     needs_col = F.col(f"_{p.name}_needs")
+    failed = needs_col & F.col("_best").isNull()
     return joined.select(
         *rows.columns,
         F.when(needs_col, F.col("_best._text")).alias(f"_{p.name}_text"),
-        F.when(needs_col & F.col("_best").isNull(), F.coalesce(F.col("_last.reason"), F.lit("llm_error"))).alias(f"_{p.name}_reason"),
-        F.when(needs_col & F.col("_best").isNull(), F.col("_last.error")).alias(f"_{p.name}_detail"),
+        F.when(failed, F.coalesce(F.col("_last.reason"), reason("distill", "llm_error"))).alias(f"_{p.name}_reason"),
+        F.when(failed, F.col("_last.error")).alias(f"_{p.name}_detail"),
         F.when(needs_col, F.col("_best.request_key")).alias(f"_{p.name}_key"),
     )
 
@@ -191,7 +200,7 @@ def distill(ctx: StageContext) -> StageOutput:
     for p in (cot, caption):
         if p.settings is None:
             log.warning("distill: %s — rows that need a %s are rejected pending_model", p.missing, p.name)
-        rows = _distill_purpose(ctx, rows, p, overwrite)
+        rows = distill_purpose(ctx, rows, p, overwrite)
     out_cols = []
     owner = {c: p for p in (cot, caption) for c in (p.text_col, p.model_col, p.origin_col)}
     for c in base_columns:
@@ -206,7 +215,7 @@ def distill(ctx: StageContext) -> StageOutput:
             q.origin_col: F.lit("distilled"),
         }[c]
         out_cols.append(F.when(got, value).otherwise(F.col(c)).alias(c))
-    reason = F.coalesce(F.col("_cot_reason"), F.col("_caption_reason"))
+    why = F.coalesce(F.col("_cot_reason"), F.col("_caption_reason"))
     detail = F.when(F.col("_cot_reason").isNotNull(), F.col("_cot_detail")).otherwise(F.col("_caption_detail"))
     out = rows.select(
         *out_cols,
@@ -214,8 +223,8 @@ def distill(ctx: StageContext) -> StageOutput:
         F.col("_cot_key").alias("cot_request_key"),
         F.when(F.col("_caption_text").isNotNull(), F.lit(caption.prompt_version)).alias("caption_prompt_version"),
         F.col("_caption_key").alias("caption_request_key"),
-        reason.cast("string").alias("reject_reason"),
-        F.when(reason.isNotNull(), detail).cast("string").alias("reject_detail"),
+        why.cast("string").alias("reject_reason"),
+        F.when(why.isNotNull(), detail).cast("string").alias("reject_detail"),
         F.lit(ctx.run_id).alias("run_id"),
     )
     for p in (cot, caption):

@@ -224,6 +224,7 @@ def export(ctx: StageContext) -> StageOutput:
         F.lit(subset).alias("subset"),
         F.lit(str(out)).alias("out"),
         F.col("reason").alias("reject_reason"),
+        F.lit(None).cast("string").alias("reject_detail"),  # export's codes are exact (mfr.export.sharegpt)
         F.lit(ctx.run_id).alias("run_id"),
     )
     return StageOutput(rows=manifest, rows_in=rows_in, metrics=metrics)

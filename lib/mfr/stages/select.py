@@ -29,7 +29,7 @@ from mfr.answers.verify import pass_rate as graded_pass_rate
 from mfr.filters import SelectionRules, check_row
 from mfr.llm.client import ClientSettings
 from mfr.llm.spark_calls import ask_prompt, persist
-from mfr.stages.common import StageContext, StageOutput, blank
+from mfr.stages.common import StageContext, StageOutput, blank, reason
 from mfr.vectorized import pandas_udf
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ def select(ctx: StageContext) -> StageOutput:
     rows = source.where(F.col("reject_reason").isNull())
     rows_in = rows.count()
     base = [c for c in source.columns if c not in ("reject_reason", "reject_detail", "run_id", *DECISION_COLUMNS, "pass_rate")]
+    # rows kept by distill have no detail of their own: select's column says why select rejected a row
     rules = SelectionRules.from_config(cfg)
     checked = rows.select(
         *base,
@@ -136,10 +137,6 @@ def select(ctx: StageContext) -> StageOutput:
     if judge_client is not None:
         checked = persist(ctx, _judge(ctx, checked, judge_client), "judged")
     gate_col = F.col("is_consistent") if gate == "computed" else F.col("source_is_consistent")
-    correctness = (
-        F.when(~F.coalesce(gate_col, F.lit(False)), F.lit("answer_mismatch"))
-        if cfg.get("selection.quality.consistency") else F.lit(None).cast("string")
-    )
     if probe_client is not None:
         quality = (F.col("content_reason").isNull() & F.col("structure_reason").isNull()
                    & F.col("repetition_reason").isNull())
@@ -150,20 +147,37 @@ def select(ctx: StageContext) -> StageOutput:
         pass_rate = F.col("_probe_pass_rate")
     else:
         pass_rate = F.col("source_pass_rate")
-    threshold = cfg.get("selection.difficulty.threshold")
-    difficulty = (
-        F.when(F.col("pass_rate").isNull(), F.lit("pass_rate_missing")).when(F.col("pass_rate") > threshold, F.lit("too_easy"))
-        if threshold is not None else F.lit(None).cast("string")
-    )
-    out = checked.withColumn("pass_rate", pass_rate).select(
-        *base,
-        *DECISION_COLUMNS,
-        "pass_rate",
-        F.coalesce(F.col("content_reason"), F.col("structure_reason"), F.col("repetition_reason"), correctness, difficulty)
-        .cast("string").alias("reject_reason"),
-        F.lit(ctx.run_id).alias("run_id"),
-    )
+    decided = decide(checked.withColumn("pass_rate", pass_rate), gate=gate,
+                     consistency=bool(cfg.get("selection.quality.consistency")), threshold=cfg.get("selection.difficulty.threshold"))
+    out = decided.select(*base, *DECISION_COLUMNS, "pass_rate", "reject_reason", "reject_detail", F.lit(ctx.run_id).alias("run_id"))
     return StageOutput(rows=out, rows_in=rows_in, after_write=_after_write)
+
+
+def decide(checked: DataFrame, *, gate: str, consistency: bool, threshold: float | None) -> DataFrame:
+    """``reject_reason``: the first failing filter in the seed's order (content, structure, repetition,
+    correctness, difficulty); ``reject_detail``: the verdict's analysis for a mismatch, the pass rate for
+    a row too easy. Needs the decision columns and ``pass_rate``."""
+    gate_col, analysis = (
+        (F.col("is_consistent"), F.col("consistency_analysis")) if gate == "computed"
+        else (F.col("source_is_consistent"), F.col("source_consistency_analysis"))
+    )
+    mismatch = ~F.coalesce(gate_col, F.lit(False)) if consistency else F.lit(False)
+    rate = F.col("pass_rate")
+    no_rate = rate.isNull() if threshold is not None else F.lit(False)
+    easy = rate > F.lit(threshold) if threshold is not None else F.lit(False)
+    why = (
+        F.when(F.col("content_reason").isNotNull(), F.col("content_reason"))
+        .when(F.col("structure_reason").isNotNull(), F.col("structure_reason"))
+        .when(F.col("repetition_reason").isNotNull(), F.col("repetition_reason"))
+        .when(mismatch, reason("select", "answer_mismatch"))
+        .when(no_rate, reason("select", "pass_rate_missing"))
+        .when(easy, reason("select", "too_easy"))
+    )
+    detail = (
+        F.when(why == "answer_mismatch", analysis)
+        .when(why == "too_easy", F.format_string("pass_rate %s > threshold %s", rate.cast("string"), F.lit(str(threshold))))
+    )
+    return checked.withColumn("reject_reason", why.cast("string")).withColumn("reject_detail", detail.cast("string"))
 
 
 def agreement(df: DataFrame) -> dict[str, float]:
@@ -184,9 +198,8 @@ def agreement(df: DataFrame) -> dict[str, float]:
 
 def _after_write(spark: SparkSession, lakehouse, version: int) -> dict[str, float]:
     """Publish the subset views and measure agreement with the dump's labels on the written version."""
-    table = lakehouse.name("selected")
     for view, where in SUBSET_VIEWS.items():
-        spark.sql(f"CREATE OR REPLACE VIEW {lakehouse.name(view)} AS SELECT * FROM {table} WHERE {where}")
+        lakehouse.create_view(view, "selected", where)
     written = lakehouse.read("selected", version)
     metrics = agreement(written)
     for view, where in SUBSET_VIEWS.items():

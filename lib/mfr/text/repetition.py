@@ -14,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 
-from mfr.text.cot import THINK_CLOSE, THINK_OPEN
+from mfr.text.cot import think_part
 
 try:  # the C kernel (built by `pip install`, optional); the numpy path below gives the same decisions
     from mfr.text._ngram import has_repeat as _native_has_repeat
@@ -38,17 +38,6 @@ def _powers(base: np.uint64, length: int) -> tuple[np.ndarray, np.ndarray]:
             inv = np.concatenate([[np.uint64(1)], np.cumprod(np.full(size - 1, inverse, dtype=np.uint64))])
         have = _TABLES[int(base)] = (pw, inv)
     return have[0][:length], have[1][:length]
-
-
-def think_part(text: str | None) -> str:
-    """The text inside the think block; the whole text when there is no block."""
-    if not text:
-        return ""
-    start = text.find(THINK_OPEN)
-    if start < 0:
-        return text
-    end = text.find(THINK_CLOSE, start)
-    return text[start + len(THINK_OPEN): end if end >= 0 else len(text)]
 
 
 def max_ngram_count_plain(tokens: list[str], n: int) -> int:
