@@ -240,9 +240,14 @@ def test_hostile_text_never_backtracks_for_ever(text: str) -> None:
     old = signal.signal(signal.SIGALRM, too_slow)
     signal.alarm(20)
     try:
-        clean_question(text)
-        extract_answer(text)
-        parse_clean_reply(text)
+        cleaned = clean_question(text)
+        answer = extract_answer(text)
+        reply = parse_clean_reply(text)
+        # and the outcomes are sane: cleaning only removes, no answer is invented from noise, and noise is
+        # neither a clean verdict nor a correction
+        assert len(cleaned.text) <= len(text)
+        assert answer is None
+        assert not reply.parsed and not reply.no_problem
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)

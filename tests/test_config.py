@@ -90,3 +90,18 @@ def test_redaction_masks_secret_looking_values_only():
     assert red["spark"]["conf"]["x"] == 1
     assert red["distillation"]["cot"]["max_tokens"] == 16384  # not a secret
     assert cfg.get("spark.conf")["fs.s3a.secret.key"] == "abc"  # the live config keeps it
+
+
+def test_typed_settings_mirror_the_schema_and_carry_the_values() -> None:
+    from mfr.config import SCHEMA, Spec
+    from mfr.settings import Settings, section_keys
+
+    def keys(node):
+        return {k: None if isinstance(v, Spec) else keys(v) for k, v in node.items()}
+
+    assert section_keys(Settings) == keys(SCHEMA)  # no key without a typed field, no field without a key
+    cfg = load_config(overrides=["selection.difficulty.threshold=0.5", "distillation.cot.client.api_base=[http://a/v1, http://b/v1]"])
+    s = cfg.settings
+    assert s.selection.difficulty.threshold == 0.5 and s.distillation.cot.client.api_base == ["http://a/v1", "http://b/v1"]
+    assert s.cleaning.max_image_size == 2048 and s.distillation.cot.client.max_concurrency == 64
+    assert cfg.settings is s  # built once per Config

@@ -9,15 +9,19 @@ environment variable that holds its key (``api_key_env``).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mfr.settings import Settings
 
 
 class ConfigError(ValueError):
@@ -184,6 +188,11 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
+def client_defaults() -> dict[str, Any]:
+    """Default values of a client section (the same for every client)."""
+    return defaults(SCHEMA["cleaning"]["llm_client"])
+
+
 # Names of values that must never be stored: "max_tokens" is not a secret, "hf_token" is.
 _SECRET_NAME = re.compile(r"(secret|passw(or)?d|credential|(^|_)token$|api_?key$|access_?key)", re.I)
 
@@ -298,6 +307,13 @@ class Config:
         for part in dotted.split("."):
             node = node[part]
         return node
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        """The validated values as typed sections (built once per Config)."""
+        from mfr.settings import Settings, build
+
+        return build(Settings, self.data)
 
     def with_overrides(self, items: Iterable[str]) -> Config:
         data = copy.deepcopy(self.data)

@@ -21,22 +21,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cfg = load_config(default_config_path(), args.overrides)
-    dump = Path(cfg.get("lakehouse.warehouse")) / "sample-dump"
+    dump = Path(cfg.settings.lakehouse.warehouse) / "sample-dump"
     counts = write_sample(dump, args.rows)
     print(f"synthetic dump: {sum(counts.values())} rows in {dump}")
     # the demo owns its export folder (rewritten on every run) and shows an RL split of 20 rows
-    warehouse = Path(cfg.get("lakehouse.warehouse"))
-    cfg = cfg.with_overrides([f"collection.source={dump}", f"export.out={warehouse / 'export'}",
+    warehouse = Path(cfg.settings.lakehouse.warehouse)
+    export_dir = (warehouse / "export").resolve()
+    cfg = cfg.with_overrides([f"collection.source={dump}", f"export.out={export_dir}",
                               "export.overwrite=true", "export.rl.rows=20"])
     spark = get_spark(cfg)
     results = run_pipeline(cfg, None, out=sys.stdout, spark=spark)
     print("\nTable versions written by this demo:")
     print(format_table(["stage", "run_id", "table", "version"], [(r.stage, r.run_id, r.output_table, r.output_version) for r in results]))
-    schema = cfg.get("lakehouse.schema")
+    schema = cfg.settings.lakehouse.schema
     from mfr.report import write_report
 
     page = write_report(spark, cfg)
-    export_dir = Path(cfg.get("export.out")).resolve()
     print(
         f"\nLLaMA-Factory export: {export_dir / 'llamafactory'} (dataset mfr_sft; recipe mfr_8b.yaml)"
         f"\nHF dataset export:    {export_dir / 'hf'}"

@@ -25,12 +25,12 @@ class SelectionRules:
     @classmethod
     def from_config(cls, cfg) -> SelectionRules:
         return cls(
-            min_response_words=cfg.get("selection.content.min_response_words"),
-            min_caption_words=cfg.get("selection.content.min_caption_words"),
-            error_keyword=cfg.get("selection.content.error_keyword"),
-            no_answer_check_sources=frozenset(cfg.get("selection.structure.no_answer_check_sources")),
-            ngram_n=cfg.get("selection.quality.ngram_n"),
-            ngram_freq=cfg.get("selection.quality.ngram_freq"),
+            min_response_words=cfg.settings.selection.content.min_response_words,
+            min_caption_words=cfg.settings.selection.content.min_caption_words,
+            error_keyword=cfg.settings.selection.content.error_keyword,
+            no_answer_check_sources=frozenset(cfg.settings.selection.structure.no_answer_check_sources),
+            ngram_n=cfg.settings.selection.quality.ngram_n,
+            ngram_freq=cfg.settings.selection.quality.ngram_freq,
         )
 
 

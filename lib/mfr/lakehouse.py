@@ -158,8 +158,8 @@ class Lakehouse:
     def __init__(self, spark: SparkSession, cfg: Config):
         self.spark = spark
         self.cfg = cfg
-        catalog = cfg.get("lakehouse.catalog")
-        schema = cfg.get("lakehouse.schema")
+        catalog = cfg.settings.lakehouse.catalog
+        schema = cfg.settings.lakehouse.schema
         self.namespace = f"{catalog}.{schema}" if catalog else schema
         self._ready = False
 

@@ -94,7 +94,7 @@ def open_lakehouse(config: str | None = None, overrides: list[str] | None = None
 
     path = config or os.environ.get("MFR_CONFIG") or str(REPO_ROOT / "conf" / "local.yaml")
     cfg = load_config(path, overrides or [])
-    warehouse = Path(cfg.get("lakehouse.warehouse"))
+    warehouse = Path(cfg.settings.lakehouse.warehouse)
     if not warehouse.is_absolute():
         cfg = cfg.with_overrides([f"lakehouse.warehouse={REPO_ROOT / warehouse}"])
     spark = get_spark(cfg)

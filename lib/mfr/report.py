@@ -70,7 +70,7 @@ def lineage(lh: Lakehouse, run_id: str | None) -> dict[str, dict[str, Any]]:
 
 def gather(spark: SparkSession, cfg: Config, run_id: str | None = None) -> ReportData:
     lh = Lakehouse(spark, cfg)
-    data = ReportData(title=f"mfr run report — {cfg.get('lakehouse.schema')}" + (f" — run {run_id}" if run_id else ""))
+    data = ReportData(title=f"mfr run report — {cfg.settings.lakehouse.schema}" + (f" — run {run_id}" if run_id else ""))
     data.versions = lineage(lh, run_id)
     run_ids = [v["run_id"] for v in data.versions.values() if v["run_id"]]
     for stage in STAGES:
@@ -156,27 +156,47 @@ def render(data: ReportData, out: Path) -> Path:
     plt = _plt()
     out.mkdir(parents=True, exist_ok=True)
     colors = _colors(data)
+    figures = {
+        "funnel": _plot_funnel(plt, data, colors),
+        "funnel_by_source": _plot_by_source(plt, data, colors),
+        "pass_rate": _plot_pass_rate(plt, data),
+        "lengths": _plot_lengths(plt, data),
+        "llm_calls": _plot_llm_calls(plt, data),
+    }
+    for name, fig in figures.items():
+        fig.tight_layout()
+        fig.savefig(out / f"{name}.png", dpi=110)
+        plt.close(fig)
+    page = out / "index.html"
+    page.write_text(_html(data))
+    (out / "report.json").write_text(json.dumps(_jsonable(data), indent=1, default=str) + "\n")
+    return page
 
+
+def _plot_funnel(plt: Any, data: ReportData, colors: dict[str, Any]) -> Any:
+    """Rows per stage, stacked by reject reason."""
     fig, ax = plt.subplots(figsize=(10, 3.5))
     if data.funnel:
         _stacked(ax, {s: data.funnel[s] for s in STAGES if s in data.funnel}, "Rows per stage: kept and rejected by reason", colors,
                 counts=False)
     else:
         _empty(ax, "no stage has run yet")
-    fig.tight_layout()
-    fig.savefig(out / "funnel.png", dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def _plot_by_source(plt: Any, data: ReportData, colors: dict[str, Any]) -> Any:
+    """Rows per source for each stage."""
     stages = [s for s in STAGES if s in data.by_source]
     fig, axes = plt.subplots(max(1, len(stages)), 1, figsize=(10, 2.2 + 1.6 * max(1, len(stages))), squeeze=False)
     for ax, stage in zip(axes[:, 0], stages):
         _stacked(ax, dict(sorted(data.by_source[stage].items())), f"{stage}: per source", colors)
     if not stages:
         _empty(axes[0, 0], "no stage has run yet")
-    fig.tight_layout()
-    fig.savefig(out / "funnel_by_source.png", dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def _plot_pass_rate(plt: Any, data: ReportData) -> Any:
+    """Pass-rate bubbles per source."""
     fig, ax = plt.subplots(figsize=(10, 3.8))
     if data.pass_rate:
         sources = sorted(data.pass_rate)
@@ -193,10 +213,11 @@ def render(data: ReportData, out: Path) -> Path:
         ax.set_title("Difficulty per source (bubble area = rows; 0 = hardest subset, < 1 = hard subset)")
     else:
         _empty(ax, "no pass rates yet (select has not run)")
-    fig.tight_layout()
-    fig.savefig(out / "pass_rate.png", dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def _plot_lengths(plt: Any, data: ReportData) -> Any:
+    """CoT and caption length histograms."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for ax, name in zip(axes, ("cot", "caption")):
         hist = data.lengths.get(name, {})
@@ -209,10 +230,11 @@ def render(data: ReportData, out: Path) -> Path:
             ax.set_ylabel("rows")
         else:
             _empty(ax, f"no {name} lengths")
-    fig.tight_layout()
-    fig.savefig(out / "lengths.png", dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def _plot_llm_calls(plt: Any, data: ReportData) -> Any:
+    """Tokens, latency and failures of the model calls."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     if data.llm:
         purposes = [r["purpose"] for r in data.llm]
@@ -238,14 +260,7 @@ def render(data: ReportData, out: Path) -> Path:
         for ax in axes:
             ax.set_axis_off()
         _empty(axes[1], "no model calls in these runs (no endpoint was configured)")
-    fig.tight_layout()
-    fig.savefig(out / "llm_calls.png", dpi=110)
-    plt.close(fig)
-
-    page = out / "index.html"
-    page.write_text(_html(data))
-    (out / "report.json").write_text(json.dumps(_jsonable(data), indent=1, default=str) + "\n")
-    return page
+    return fig
 
 
 def _jsonable(data: ReportData) -> dict[str, Any]:
@@ -286,5 +301,5 @@ def _html(data: ReportData) -> str:
 
 def write_report(spark: SparkSession, cfg: Config, run_id: str | None = None, out: str | Path | None = None) -> Path:
     data = gather(spark, cfg, run_id)
-    folder = Path(out) if out else Path(cfg.get("lakehouse.warehouse")) / "reports" / (run_id or "latest")
+    folder = Path(out) if out else Path(cfg.settings.lakehouse.warehouse) / "reports" / (run_id or "latest")
     return render(data, folder)

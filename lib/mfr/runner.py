@@ -40,7 +40,7 @@ class RunResult:
 def input_tables(stage: str, cfg: Config, lh: Lakehouse) -> list[str]:
     """Tables a stage reads. Distill reads cleaned when it exists (else collected) unless configured."""
     if stage == "distill":
-        chosen = cfg.get("distillation.input_table")
+        chosen = cfg.settings.distillation.input_table
         if chosen:
             return [chosen]
         return ["cleaned"] if lh.exists("cleaned") else ["collected"]
@@ -132,13 +132,13 @@ def _chosen_versions(stage: str, cfg: Config, lh: Lakehouse) -> dict[str, int]:
     """Input versions a user asked for by config (export: a selected version or a select run)."""
     if stage != "export":
         return {}
-    run_id = cfg.get("export.select_run")
+    run_id = cfg.settings.export.select_run
     if run_id:
         earlier = RunLog(lh).get(run_id)
         if earlier["stage"] != "select" or earlier["output_version"] is None:
             raise ValueError(f"export.select_run {run_id} is not a finished select run")
         return {"selected": int(earlier["output_version"])}
-    version = cfg.get("export.table_version")
+    version = cfg.settings.export.table_version
     return {"selected": int(version)} if version is not None else {}
 
 

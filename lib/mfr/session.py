@@ -104,8 +104,8 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
     cfg = cfg or load_config()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(cfg.get("spark.app_name"))
-    master = cfg.get("spark.master")
+    builder = SparkSession.builder.appName(cfg.settings.spark.app_name)
+    master = cfg.settings.spark.master
     if _submitted():
         from pyspark import SparkConf
 
@@ -113,17 +113,17 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
     elif master:
         builder = builder.master(master)
     if not master or master.startswith("local"):
-        warehouse = Path(cfg.get("lakehouse.warehouse"))
+        warehouse = Path(cfg.settings.lakehouse.warehouse)
         warehouse.mkdir(parents=True, exist_ok=True)
         if not delta_jars() and not _submitted():
             from delta import configure_spark_with_delta_pip
 
             builder = configure_spark_with_delta_pip(builder)  # fetches the jars with Ivy (needs network)
-        for key, value in _local_confs(warehouse, cfg.get("spark.shuffle_partitions")).items():
+        for key, value in _local_confs(warehouse, cfg.settings.spark.shuffle_partitions).items():
             builder = builder.config(key, value)
     else:
         builder = builder.config("spark.redaction.regex", REDACTION_REGEX).enableHiveSupport()
-    for key, value in (cfg.get("spark.conf") or {}).items():
+    for key, value in (cfg.settings.spark.conf or {}).items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

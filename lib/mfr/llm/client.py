@@ -28,6 +28,9 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from mfr.config import client_defaults
+from mfr.settings import ClientConfig, build
+
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -35,57 +38,66 @@ class MissingEndpoint(ValueError):
     """A stage needs a model but its client section has no api_base/model."""
 
 
+_DEFAULTS = client_defaults()
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     api_bases: tuple[str, ...]
     model: str
     api_key: str | None = field(default=None, repr=False)
-    max_concurrency: int = 64
-    timeout_s: float = 600.0
-    connect_timeout_s: float = 10.0
-    max_attempts: int = 6
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+    # defaults from the config schema (one place); the breaker's window and rate are not configurable
+    max_concurrency: int = _DEFAULTS["max_concurrency"]
+    timeout_s: float = _DEFAULTS["timeout_s"]
+    connect_timeout_s: float = _DEFAULTS["connect_timeout_s"]
+    max_attempts: int = _DEFAULTS["max_attempts"]
+    backoff_base_s: float = _DEFAULTS["backoff_base_s"]
+    backoff_max_s: float = _DEFAULTS["backoff_max_s"]
     breaker_window: int = 20
     breaker_failure_rate: float = 0.9
-    breaker_cooldown_s: float = 30.0
+    breaker_cooldown_s: float = _DEFAULTS["breaker_cooldown_s"]
 
     @classmethod
-    def optional(cls, section: Mapping[str, Any], where: str) -> ClientSettings | None:
+    def optional(cls, section: ClientConfig | Mapping[str, Any], where: str) -> ClientSettings | None:
         """Settings, or None when the section names no endpoint at all (a half-set section is an error)."""
         try:
             return cls.from_section(section, where)
         except MissingEndpoint:
-            if section.get("api_base"):
+            if _typed(section).api_base:
                 raise
             return None
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any], where: str = "client") -> ClientSettings:
+    def from_section(cls, section: ClientConfig | Mapping[str, Any], where: str = "client") -> ClientSettings:
         """Settings from a config client section; MissingEndpoint names the key to set when unset."""
-        bases = section.get("api_base")
-        if isinstance(bases, str):
-            bases = [bases]
+        sec = _typed(section)
+        bases = [sec.api_base] if isinstance(sec.api_base, str) else sec.api_base
         if not bases:
             raise MissingEndpoint(f"no endpoint configured: set {where}.api_base (and {where}.model)")
-        if not section.get("model"):
+        if not sec.model:
             raise MissingEndpoint(f"no model configured: set {where}.model")
-        key_env = section.get("api_key_env")
-        api_key = os.environ.get(key_env) if key_env else None
-        if key_env and api_key is None:
-            raise MissingEndpoint(f"{where}.api_key_env names {key_env}, which is not set in the environment")
+        api_key = os.environ.get(sec.api_key_env) if sec.api_key_env else None
+        if sec.api_key_env and api_key is None:
+            raise MissingEndpoint(f"{where}.api_key_env names {sec.api_key_env}, which is not set in the environment")
         return cls(
             api_bases=tuple(b.rstrip("/") for b in bases),
-            model=section["model"],
+            model=sec.model,
             api_key=api_key,
-            max_concurrency=int(section.get("max_concurrency", 64)),
-            timeout_s=float(section.get("timeout_s", 600.0)),
-            connect_timeout_s=float(section.get("connect_timeout_s", 10.0)),
-            max_attempts=int(section.get("max_attempts", 6)),
-            backoff_base_s=float(section.get("backoff_base_s", 0.5)),
-            backoff_max_s=float(section.get("backoff_max_s", 30.0)),
-            breaker_cooldown_s=float(section.get("breaker_cooldown_s", 30.0)),
+            max_concurrency=sec.max_concurrency,
+            timeout_s=sec.timeout_s,
+            connect_timeout_s=sec.connect_timeout_s,
+            max_attempts=sec.max_attempts,
+            backoff_base_s=sec.backoff_base_s,
+            backoff_max_s=sec.backoff_max_s,
+            breaker_cooldown_s=sec.breaker_cooldown_s,
         )
+
+
+def _typed(section: ClientConfig | Mapping[str, Any]) -> ClientConfig:
+    """A client section as typed settings; a plain mapping (tests, notebooks) is completed with the defaults."""
+    if isinstance(section, ClientConfig):
+        return section
+    return build(ClientConfig, {**_DEFAULTS, **section})
 
 
 @dataclass

@@ -112,7 +112,7 @@ def build_requests(
 
 
 def staging_root(ctx) -> str:
-    return ctx.cfg.get("llm.staging_dir") or str(Path(ctx.cfg.get("lakehouse.warehouse")).resolve() / "_llm")
+    return ctx.cfg.settings.llm.staging_dir or str(Path(ctx.cfg.settings.lakehouse.warehouse).resolve() / "_llm")
 
 
 def persist(ctx, df: DataFrame, name: str) -> DataFrame:
@@ -302,7 +302,7 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
     root = staging_root(ctx)
     call_id = f"{label.replace('/', '_')}-{uuid.uuid4().hex[:8]}"  # one per call: rounds never share commits
     staged = os.path.join(root, "requests", ctx.run_id, call_id)
-    shard_size = max(1, int(cfg.get("llm.shard_size")))
+    shard_size = max(1, int(cfg.settings.llm.shard_size))
     images = lh.read("images").select("image_id", F.col("bytes").alias("image_bytes"))
     with_images = pending.join(images, "image_id", "left")
     # Stage the pending requests once (with their image bytes) so shards never recompute the plan.
@@ -315,9 +315,9 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
         stats.seconds = time.monotonic() - start
         return stats
     shards = math.ceil(n / shard_size)
-    tasks = int(cfg.get("llm.tasks") or spark.sparkContext.defaultParallelism)
+    tasks = int(cfg.settings.llm.tasks or spark.sparkContext.defaultParallelism)
     journal_root = os.path.join(root, "journal")
-    progress = _ProgressPrinter(Path(journal_root) / ctx.run_id, n, label, float(cfg.get("llm.progress_interval_s")))
+    progress = _ProgressPrinter(Path(journal_root) / ctx.run_id, n, label, float(cfg.settings.llm.progress_interval_s))
     progress.start()
     try:
         keyed = staged_df.withColumn("_shard", F.abs(F.xxhash64("request_key")) % shards)

@@ -170,103 +170,89 @@ def _base_row(i: int, rng: random.Random, subset: str) -> Row:
     return Row(data, image)
 
 
+_LOOP = (
+    "Wait, let me reconsider the measurement of the side again because the figure might be "
+    "drawn to scale and the label could refer to a different segment than the one I assumed, "
+    "so I should look at the vertex labels carefully and recompute the length from the given "
+    "values before I commit to any final answer for this problem right now."
+)
+_ZH = "<image>如图，直角三角形的两条直角边分别为3和4，求斜边的长度。"
+
+# Image scenarios: the row's image re-encoded (None = left as it is when the row has no image).
+_IMAGE_EDITS: dict[str, Callable[[Image.Image], bytes]] = {
+    "rgba": lambda im: _png(_with_alpha(im)),
+    "cmyk": lambda im: _jpeg(im.convert("CMYK")),
+    "palette": lambda im: _png(im.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)),
+    "grey": lambda im: _png(im.convert("L")),
+    "grey16": lambda im: _png(im.convert("I").point(lambda v: v * 256).convert("I;16")),
+    "large_png": lambda im: _png(im.resize((3000, 1000))),
+    "large_jpeg": lambda im: _jpeg(im.resize((2600, 1900))),
+}
+
+# Text scenarios: fields replaced, computed from the row's fields (d) and the sample's rng.
+_FIELD_EDITS: dict[str, Callable[[dict[str, Any], random.Random], dict[str, Any]]] = {
+    "zh": lambda d, rng: {"ori_question": _ZH, "question": _ZH, "answer": "5",
+                          "qwen3vl_235b_thinking_response": _cot(rng, "The legs are 3 and 4.", "5", 3, 4)},
+    "zh_just_answer": lambda d, rng: dict.fromkeys(("ori_question", "question"), "<image>图中共有几个黑色格子？直接写出答案。"),
+    "mixed_language": lambda d, rng: dict.fromkeys(("ori_question", "question"), f"<image>{d['ori_question']} 请给出详细的推理过程。"),
+    "link": lambda d, rng: {"question": f"<image>{d['ori_question']} See https://www.example-tutor.com/q/8812 for more practice problems."},
+    "score_note": lambda d, rng: dict.fromkeys(("ori_question", "question"), f"<image>第3题（5分）{d['ori_question']}"),
+    "qnum": lambda d, rng: {"question": f"<image>Q12. {d['ori_question']} (5 points)"},
+    "just_answer": lambda d, rng: {"question": f"<image>{d['ori_question']} Just give the answer."},
+    "email_signature": lambda d, rng: {
+        "question": f"<image>{d['ori_question']}\n\nContact: tutor@example.org -- Best regards, The Math Team"},
+    "coding": lambda d, rng: {
+        **dict.fromkeys(("ori_question", "question"),
+                        "<image>Write a Python function that reads the values shown in the chart and returns them as a list."),
+        "answer": "def read_values(): return [12, 7, 30, 18]"},
+    "drawing": lambda d, rng: {
+        **dict.fromkeys(("ori_question", "question"), "<image>Draw the reflection of the triangle in the figure across its longest side."),
+        "answer": "(drawing)"},
+    "no_cot_no_caption": lambda d, rng: {"qwen3vl_235b_thinking_response": None, "caption": None},
+    "no_cot": lambda d, rng: {"qwen3vl_235b_thinking_response": None},
+    "no_caption": lambda d, rng: {"caption": None},
+    "wrong_answer": lambda d, rng: {
+        "qwen3vl_235b_thinking_response": _cot(rng, f"The question asks: {d['ori_question']}", "999", 1, 2),
+        "is_consistent": False, "pass_rate": 0.0,
+        "consistency_analysis": f"The trace answers 999 but the ground truth is {d['answer']}."},
+    "looping_cot": lambda d, rng: {
+        "qwen3vl_235b_thinking_response": f"<think>Start. {' '.join([_LOOP] * 4)} Done.</think>\n<answer>{d['answer']}</answer>"},
+    "unclosed_think": lambda d, rng: {
+        "qwen3vl_235b_thinking_response": d["qwen3vl_235b_thinking_response"].replace("</think>", "")},
+    "reversed_tags": lambda d, rng: {
+        "qwen3vl_235b_thinking_response": d["qwen3vl_235b_thinking_response"].replace("<think>", "#T#")
+        .replace("</think>", "<think>").replace("#T#", "</think>")},
+    "answer_in_think": lambda d, rng: {
+        "qwen3vl_235b_thinking_response": f"{d['qwen3vl_235b_thinking_response'].split('</think>')[0]} "
+                                          f"<answer>{d['answer']}</answer></think>"},
+    "short_cot": lambda d, rng: {"qwen3vl_235b_thinking_response": f"<think>It is {d['answer']}.</think><answer>{d['answer']}</answer>"},
+    "empty_question": lambda d, rng: {"ori_question": None, "question": "   "},
+    "empty_answer_boxed": lambda d, rng: {
+        "original_answer": f"Reading the figure step by step gives the result.\nTherefore the answer is \\boxed{{{d['answer']}}}.",
+        "answer": ""},
+}
+
+
 def _apply(name: str, row: Row, rng: random.Random, rows_so_far: list[Row]) -> None:
-    d = row.data
-    q = d["ori_question"]
+    """Turn one generated row into the scenario ``name`` (a hostile or special case the pipeline must handle)."""
     img_bytes = row.image[0]
-    modes: dict[str, Callable[[Image.Image], bytes]] = {
-        "rgba": lambda im: _png(_with_alpha(im)),
-        "cmyk": lambda im: _jpeg(im.convert("CMYK")),
-        "palette": lambda im: _png(im.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)),
-        "grey": lambda im: _png(im.convert("L")),
-        "grey16": lambda im: _png(im.convert("I").point(lambda v: v * 256).convert("I;16")),
-        "large_png": lambda im: _png(im.resize((3000, 1000))),
-    }
-    if name in modes and img_bytes is not None:
-        with Image.open(io.BytesIO(img_bytes)) as im:
-            row.image = (modes[name](im.convert("RGB")), None)
-    elif name == "large_jpeg" and img_bytes is not None:
-        with Image.open(io.BytesIO(img_bytes)) as im:
-            row.image = (_jpeg(im.convert("RGB").resize((2600, 1900))), None)
+    if name in _IMAGE_EDITS:
+        if img_bytes is not None:
+            with Image.open(io.BytesIO(img_bytes)) as im:
+                row.image = (_IMAGE_EDITS[name](im.convert("RGB")), None)
+    elif name in _FIELD_EDITS:
+        row.data.update(_FIELD_EDITS[name](row.data, rng))
     elif name == "corrupt_image":
         row.image = (img_bytes[: len(img_bytes) // 3] if img_bytes else b"\x89PNG\r\n", None)
     elif name == "no_image":
         row.image = (None, None)
-    elif name == "zh":
-        d["ori_question"] = d["question"] = "<image>如图，直角三角形的两条直角边分别为3和4，求斜边的长度。"
-        d["answer"] = "5"
-        d["qwen3vl_235b_thinking_response"] = _cot(rng, "The legs are 3 and 4.", "5", 3, 4)
-    elif name == "zh_just_answer":
-        d["ori_question"] = d["question"] = "<image>图中共有几个黑色格子？直接写出答案。"
-    elif name == "mixed_language":
-        d["ori_question"] = d["question"] = f"<image>{q} 请给出详细的推理过程。"
-    elif name == "link":
-        d["question"] = f"<image>{q} See https://www.example-tutor.com/q/8812 for more practice problems."
-    elif name == "score_note":
-        d["ori_question"] = d["question"] = f"<image>第3题（5分）{q}"
-    elif name == "qnum":
-        d["question"] = f"<image>Q12. {q} (5 points)"
-    elif name == "just_answer":
-        d["question"] = f"<image>{q} Just give the answer."
-    elif name == "email_signature":
-        d["question"] = f"<image>{q}\n\nContact: tutor@example.org -- Best regards, The Math Team"
-    elif name == "coding":
-        d["ori_question"] = d["question"] = (
-            "<image>Write a Python function that reads the values shown in the chart and returns them as a list."
-        )
-        d["answer"] = "def read_values(): return [12, 7, 30, 18]"
-    elif name == "drawing":
-        d["ori_question"] = d["question"] = "<image>Draw the reflection of the triangle in the figure across its longest side."
-        d["answer"] = "(drawing)"
-    elif name == "no_cot_no_caption":
-        d["qwen3vl_235b_thinking_response"] = None
-        d["caption"] = None
-    elif name == "no_cot":
-        d["qwen3vl_235b_thinking_response"] = None
-    elif name == "no_caption":
-        d["caption"] = None
-    elif name == "wrong_answer":
-        wrong = "999"
-        d["qwen3vl_235b_thinking_response"] = _cot(rng, f"The question asks: {q}", wrong, 1, 2)
-        d["is_consistent"] = False
-        d["consistency_analysis"] = f"The trace answers {wrong} but the ground truth is {d['answer']}."
-        d["pass_rate"] = 0.0
-    elif name == "looping_cot":
-        passage = (
-            "Wait, let me reconsider the measurement of the side again because the figure might be "
-            "drawn to scale and the label could refer to a different segment than the one I assumed, "
-            "so I should look at the vertex labels carefully and recompute the length from the given "
-            "values before I commit to any final answer for this problem right now."
-        )
-        assert len(passage.split()) >= 50
-        d["qwen3vl_235b_thinking_response"] = (
-            f"<think>Start. {' '.join([passage] * 4)} Done.</think>\n<answer>{d['answer']}</answer>"
-        )
-    elif name == "unclosed_think":
-        d["qwen3vl_235b_thinking_response"] = d["qwen3vl_235b_thinking_response"].replace("</think>", "")
-    elif name == "reversed_tags":
-        d["qwen3vl_235b_thinking_response"] = (
-            d["qwen3vl_235b_thinking_response"].replace("<think>", "#T#").replace("</think>", "<think>").replace("#T#", "</think>")
-        )
-    elif name == "answer_in_think":
-        cot = d["qwen3vl_235b_thinking_response"]
-        body = cot.split("</think>")[0]
-        d["qwen3vl_235b_thinking_response"] = f"{body} <answer>{d['answer']}</answer></think>"
-    elif name == "short_cot":
-        d["qwen3vl_235b_thinking_response"] = f"<think>It is {d['answer']}.</think><answer>{d['answer']}</answer>"
-    elif name == "empty_question":
-        d["ori_question"] = None
-        d["question"] = "   "
-    elif name == "empty_answer_boxed":
-        d["original_answer"] = f"Reading the figure step by step gives the result.\nTherefore the answer is \\boxed{{{d['answer']}}}."
-        d["answer"] = ""
     elif name == "cross_source_duplicate":
         other = rows_so_far[SCENARIOS.index("no_caption")]
-        d["question"], d["ori_question"] = other.data["question"], other.data["ori_question"]
+        row.data["question"], row.data["ori_question"] = other.data["question"], other.data["ori_question"]
         row.image = other.image
     elif name == "duplicate_key":
         first = rows_so_far[0].data
-        d["source"], d["id"] = first["source"], first["id"]
+        row.data["source"], row.data["id"] = first["source"], first["id"]
 
 
 def _with_alpha(im: Image.Image) -> Image.Image:

@@ -82,7 +82,7 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     cfg, spark = ctx.cfg, ctx.spark
     ids = rows.where(F.col("image_id").isNotNull()).select("image_id").distinct()
     stored = ctx.lakehouse.read("images").select("image_id", "bytes").join(ids, "image_id", "left_semi")
-    udf = clean_image_udf(int(cfg.get("cleaning.max_image_size")), int(cfg.get("cleaning.max_image_pixels")))
+    udf = clean_image_udf(int(cfg.settings.cleaning.max_image_size), int(cfg.settings.cleaning.max_image_pixels))
     results = stored.select("image_id", udf("bytes").alias("r")).select(
         "image_id",
         F.when(F.col("r.data").isNotNull(), F.sha2("r.data", 256)).otherwise(F.col("image_id")).alias("new_image_id"),
@@ -90,7 +90,7 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     )
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     before = spark.conf.get(key)
-    spark.conf.set(key, str(int(cfg.get("cleaning.image_batch_rows"))))  # images decoded per batch, at most
+    spark.conf.set(key, str(int(cfg.settings.cleaning.image_batch_rows)))  # images decoded per batch, at most
     try:
         results = persist(ctx, results, "image-results")  # each image cleaned once
     finally:
@@ -110,12 +110,12 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     return mapping, new_images
 
 
-def _ask(ctx: StageContext, df: DataFrame, settings: ClientSettings, purpose: str, prompt_key: str,
+def _ask(ctx: StageContext, df: DataFrame, settings: ClientSettings, purpose: str, prompt: str,
          fields: list[str]) -> DataFrame:
     """The cleaning model on ``df``'s rows (text only): (sample_key, choices) of the successes."""
-    cfg = ctx.cfg
-    params = {"temperature": cfg.get("cleaning.temperature"), "max_tokens": cfg.get("cleaning.max_tokens"), "n": 1}
-    return ask_prompt(ctx, df, purpose=purpose, settings=settings, prompt=cfg.get(prompt_key), params=params,
+    sec = ctx.cfg.settings.cleaning
+    params = {"temperature": sec.temperature, "max_tokens": sec.max_tokens, "n": 1}
+    return ask_prompt(ctx, df, purpose=purpose, settings=settings, prompt=prompt, params=params,
                       fields=fields, with_image=False)
 
 
@@ -128,17 +128,36 @@ def _with_leading_tag(text: F.Column, before: F.Column) -> F.Column:
 
 def clean(ctx: StageContext) -> StageOutput:
     cfg = ctx.cfg
-    input_col = cfg.get("cleaning.input_column")
+    input_col = cfg.settings.cleaning.input_column
     if input_col not in INPUT_COLUMNS:
         raise ValueError(f"cleaning.input_column must be one of {', '.join(INPUT_COLUMNS)}, got {input_col!r}")
-    settings = ClientSettings.optional(cfg.get("cleaning.llm_client"), "cleaning.llm_client")
+    settings = ClientSettings.optional(cfg.settings.cleaning.llm_client, "cleaning.llm_client")
     source = ctx.read_input("collected")
     rows = source.where(F.col("reject_reason").isNull()).drop("reject_reason", "reject_detail", "run_id")
     rows_in = rows.count()
+    staged = apply_text_rules(rows, input_col)
+    staged, new_images = _with_images(ctx, staged)
+    staged = persist(ctx, staged, "clean-staged")  # text and image UDFs run once
+    counts = _count_model_work(staged)
+    metrics = {k: float(v) for k, v in counts.items() if k.startswith("routed")}
+    metrics["clean.llm_rows"] = float(counts["llm_rows"])
+    metrics["clean.llm_call_fraction"] = counts["llm_rows"] / max(1, rows_in)
+    staged = _ask_cleaning_model(ctx, staged, settings, counts)
+    out = decide_rows(staged, rows.columns, model_configured=settings is not None)
+    if cfg.settings.cleaning.dedup:
+        out = mark_duplicates(out)
+    out = out.withColumn("run_id", F.lit(ctx.run_id)).select(*OUTPUT_COLUMNS)
+    return StageOutput(rows=out, rows_in=rows_in, images=new_images, image_origin="clean", metrics=metrics,
+                       after_write=_after_write)
+
+
+def apply_text_rules(rows: DataFrame, input_col: str) -> DataFrame:
+    """The text rules on the chosen column (``_q``: text, actions, routes, language) and the answer rules
+    where the answer is empty but a worked solution exists (``_rule_answer``)."""
     text_in = F.when(~blank(F.col(input_col)), F.col(input_col)).otherwise(F.col("question"))
     before = F.when(~blank(F.col("original_question")), F.col("original_question")).otherwise(F.col("question"))
     need_answer = blank(F.col("answer")) & ~blank(F.col("original_answer"))
-    staged = rows.select(
+    return rows.select(
         *rows.columns,
         text_in.alias("_text_in"),
         before.alias("_before"),
@@ -147,68 +166,80 @@ def clean(ctx: StageContext) -> StageOutput:
         need_answer.alias("_need_answer"),
     ).select("*", F.col("_q.text").alias("_text"))
 
-    metrics: dict[str, float] = {}
-    if cfg.get("cleaning.clean_images"):
-        mapping, new_images = _clean_images(ctx, staged)
-        staged = staged.join(mapping, staged["image_id"] == mapping["_orig_image_id"], "left")
-        image_reject = (
-            F.when(F.col("image_id").isNull(), reason("clean", "image_missing"))
-            .when(F.col("_orig_image_id").isNull(), reason("clean", "image_missing"))  # id with no stored bytes
-            .otherwise(F.col("_image_reject"))
-        )
-        staged = staged.withColumn("_image_reject", image_reject).withColumn(
-            "_image_detail",
-            F.when(F.col("image_id").isNotNull() & F.col("_orig_image_id").isNull(), F.lit("image_id not in images table"))
-            .otherwise(F.col("_image_detail")),
-        )
-    else:
-        new_images = None
-        staged = staged.select("*", F.col("image_id").alias("new_image_id"), F.lit(None).cast("string").alias("_image_reject"),
-                               F.lit(None).cast("array<string>").alias("_image_actions"),
-                               F.lit(None).cast("string").alias("_image_detail"))
-    staged = persist(ctx, staged, "clean-staged")  # text and image UDFs run once
 
-    alive = ~blank(F.col("_text")) & F.col("_image_reject").isNull()
-    has_route = F.size("_q.routes") > 0
-    unanswered = alive & F.col("_need_answer") & F.col("_rule_answer").isNull()
-    # one pass over the staged rows for every count the stage needs
+def _with_images(ctx: StageContext, staged: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+    """Image outcome per row (``new_image_id``, ``_image_reject``, ``_image_actions``, ``_image_detail``)
+    and the new images to store; images untouched when ``cleaning.clean_images`` is off."""
+    if not ctx.cfg.settings.cleaning.clean_images:
+        return staged.select("*", F.col("image_id").alias("new_image_id"), F.lit(None).cast("string").alias("_image_reject"),
+                             F.lit(None).cast("array<string>").alias("_image_actions"),
+                             F.lit(None).cast("string").alias("_image_detail")), None
+    mapping, new_images = _clean_images(ctx, staged)
+    staged = staged.join(mapping, staged["image_id"] == mapping["_orig_image_id"], "left")
+    image_reject = (
+        F.when(F.col("image_id").isNull(), reason("clean", "image_missing"))
+        .when(F.col("_orig_image_id").isNull(), reason("clean", "image_missing"))  # id with no stored bytes
+        .otherwise(F.col("_image_reject"))
+    )
+    return staged.withColumn("_image_reject", image_reject).withColumn(
+        "_image_detail",
+        F.when(F.col("image_id").isNotNull() & F.col("_orig_image_id").isNull(), F.lit("image_id not in images table"))
+        .otherwise(F.col("_image_detail")),
+    ), new_images
+
+
+_ALIVE = ~blank(F.col("_text")) & F.col("_image_reject").isNull()
+_HAS_ROUTE = F.size("_q.routes") > 0
+_UNANSWERED = _ALIVE & F.col("_need_answer") & F.col("_rule_answer").isNull()
+
+
+def _count_model_work(staged: DataFrame) -> dict[str, int]:
+    """One pass over the staged rows for every count the stage needs: routed rows (by route) and rows the
+    model is (or would be) asked about (routed questions and answers no rule could extract)."""
     counts = staged.agg(
-        F.sum((alive & has_route).cast("int")).alias("routed_rows"),
-        # rows the model is (or would be) asked about: routed questions and answers no rule could extract
-        F.sum((alive & (has_route | unanswered)).cast("int")).alias("llm_rows"),
-        F.sum(unanswered.cast("int")).alias("unanswered"),
-        *[F.sum((alive & F.array_contains("_q.routes", r)).cast("int")).alias(f"routed.{r}") for r in LLM_ROUTES],
+        F.sum((_ALIVE & _HAS_ROUTE).cast("int")).alias("routed_rows"),
+        F.sum((_ALIVE & (_HAS_ROUTE | _UNANSWERED)).cast("int")).alias("llm_rows"),
+        F.sum(_UNANSWERED.cast("int")).alias("unanswered"),
+        *[F.sum((_ALIVE & F.array_contains("_q.routes", r)).cast("int")).alias(f"routed.{r}") for r in LLM_ROUTES],
     ).collect()[0].asDict()
-    counts = {k: int(v or 0) for k, v in counts.items()}
+    return {k: int(v or 0) for k, v in counts.items()}
+
+
+def _ask_cleaning_model(ctx: StageContext, staged: DataFrame, settings: ClientSettings | None,
+                        counts: dict[str, int]) -> DataFrame:
+    """``_reply`` (the parsed cleaning reply of routed rows) and ``_model_answer`` (answers extracted by
+    the model); null where no model is configured or nothing needed it."""
     n_routed = counts["routed_rows"]
-    metrics.update({k: float(v) for k, v in counts.items() if k.startswith("routed")})
-    metrics["clean.llm_rows"] = float(counts["llm_rows"])
-    metrics["clean.llm_call_fraction"] = counts["llm_rows"] / max(1, rows_in)
     if settings is not None and n_routed:
-        routed = staged.where(alive & has_route).select("sample_key", "image_id", F.col("_text").alias("question"))
-        replies = _ask(ctx, routed, settings, "clean", "cleaning.prompt", ["question"])
+        routed = staged.where(_ALIVE & _HAS_ROUTE).select("sample_key", "image_id", F.col("_text").alias("question"))
+        replies = _ask(ctx, routed, settings, "clean", ctx.cfg.settings.cleaning.prompt, ["question"])
         staged = staged.join(replies.select("sample_key", _parse_replies("choices").alias("_reply")), "sample_key", "left")
     else:
         staged = staged.withColumn("_reply", F.lit(None).cast(_REPLY_TYPE))
         if n_routed and settings is None:
             log.warning("clean: %d rows need the cleaning model; set cleaning.llm_client.api_base and .model", n_routed)
     if settings is not None and counts["unanswered"]:
-        todo = staged.where(unanswered).select("sample_key", "image_id", F.col("_text").alias("question"),
-                                               F.col("original_answer").alias("solution"))
-        answers = _ask(ctx, todo, settings, "answer_extraction", "cleaning.answer_prompt", ["question", "solution"])
-        staged = staged.join(answers.select("sample_key", _parse_extractions("choices").alias("_model_answer")),
-                             "sample_key", "left")
-    else:
-        staged = staged.withColumn("_model_answer", F.lit(None).cast("string"))
+        todo = staged.where(_UNANSWERED).select("sample_key", "image_id", F.col("_text").alias("question"),
+                                                F.col("original_answer").alias("solution"))
+        answers = _ask(ctx, todo, settings, "answer_extraction", ctx.cfg.settings.cleaning.answer_prompt,
+                       ["question", "solution"])
+        return staged.join(answers.select("sample_key", _parse_extractions("choices").alias("_model_answer")),
+                           "sample_key", "left")
+    return staged.withColumn("_model_answer", F.lit(None).cast("string"))
 
+
+def decide_rows(staged: DataFrame, columns: list[str], model_configured: bool) -> DataFrame:
+    """The cleaned rows: question, answer and image after rules and model, the actions taken, and
+    ``reject_reason`` (empty question, then the image, then the model's verdict) with its detail."""
     routes = F.col("_q.routes")
     has_reply = F.col("_reply").isNotNull()
     translation = F.array_contains(routes, "translation")
     unparsed = has_reply & ~F.col("_reply.parsed")
+    no_model = F.lit(not model_configured)
     llm_reason = (
         F.when(F.size(routes) == 0, F.lit(None))
-        .when(F.lit(settings is None) & translation, reason("clean", "pending_model"))
-        .when(F.lit(settings is None), F.lit(None))
+        .when(no_model & translation, reason("clean", "pending_model"))
+        .when(no_model, F.lit(None))
         .when(~has_reply & translation, reason("clean", "llm_error"))
         .when(has_reply & F.col("_reply.unsuitable"), reason("clean", "unsuitable_task"))
         .when(unparsed & translation, reason("clean", "translation_failed"))
@@ -217,7 +248,7 @@ def clean(ctx: StageContext) -> StageOutput:
     question = F.when(corrected, _with_leading_tag(F.col("_reply.corrected_text"), F.col("_text"))).otherwise(F.col("_text"))
     llm_actions = (
         F.when(F.size(routes) == 0, F.array())
-        .when(F.lit(settings is None), F.transform(routes, lambda r: F.concat(F.lit("unconfirmed_"), r)))
+        .when(no_model, F.transform(routes, lambda r: F.concat(F.lit("unconfirmed_"), r)))
         .when(~has_reply, F.array(F.lit("llm_error")))
         .when(unparsed, F.array(F.lit("llm_unparseable")))
         .when(F.col("_reply.no_problem"), F.array(F.lit("llm_no_problem")))
@@ -239,8 +270,8 @@ def clean(ctx: StageContext) -> StageOutput:
         F.when(F.col("_image_reject").isNotNull(), F.col("_image_detail"))
         .when(why == "pending_model", F.lit("needs translation: set cleaning.llm_client.api_base and cleaning.llm_client.model"))
     )
-    out = staged.select(
-        *[c for c in rows.columns if c not in ("question", "original_question", "answer", "image_id")],
+    return staged.select(
+        *[c for c in columns if c not in ("question", "original_question", "answer", "image_id")],
         question.alias("question"),
         F.col("_before").alias("original_question"),
         answer.alias("answer"),
@@ -252,11 +283,6 @@ def clean(ctx: StageContext) -> StageOutput:
         detail.cast("string").alias("reject_detail"),
         why.cast("string").alias("reject_reason"),
     )
-    if cfg.get("cleaning.dedup"):
-        out = mark_duplicates(out)
-    out = out.withColumn("run_id", F.lit(ctx.run_id)).select(*OUTPUT_COLUMNS)
-    return StageOutput(rows=out, rows_in=rows_in, images=new_images, image_origin="clean", metrics=metrics,
-                       after_write=_after_write)
 
 
 def mark_duplicates(df: DataFrame) -> DataFrame:

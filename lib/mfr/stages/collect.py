@@ -61,17 +61,17 @@ OUTPUT_COLUMNS = [
 
 def resolve_source(cfg: Config) -> str:
     """A local or object-store dump root; hub datasets are downloaded first."""
-    source = cfg.get("collection.source")
+    source = cfg.settings.collection.source
     if not is_hub_uri(source):
         return source
-    cache = cfg.get("collection.cache_dir") or str(Path(cfg.get("lakehouse.warehouse")) / "hf-cache")
+    cache = cfg.settings.collection.cache_dir or str(Path(cfg.settings.lakehouse.warehouse) / "hf-cache")
     root = download_dump(
         source,
         cache,
-        subsets=cfg.get("collection.subsets"),
-        max_samples=cfg.get("collection.max_samples"),
-        workers=cfg.get("collection.download_workers"),
-        revision=cfg.get("collection.revision"),
+        subsets=cfg.settings.collection.subsets,
+        max_samples=cfg.settings.collection.max_samples,
+        workers=cfg.settings.collection.download_workers,
+        revision=cfg.settings.collection.revision,
     )
     return str(root)
 
@@ -144,10 +144,10 @@ def canonical_rows(dump: DataFrame, cfg: Config, run_id: str) -> DataFrame:
         "original_answer",
         F.when(F.col("image_bytes").isNotNull(), F.sha2("image_bytes", 256)).alias("image_id"),
         "caption",
-        F.when(has_caption, F.lit(cfg.get("collection.caption_model"))).alias("caption_model"),
+        F.when(has_caption, F.lit(cfg.settings.collection.caption_model)).alias("caption_model"),
         F.when(has_caption, F.lit("dump")).alias("caption_origin"),
         F.col("qwen3vl_235b_thinking_response").alias("cot_response"),
-        F.when(has_cot, F.lit(cfg.get("collection.cot_model"))).alias("cot_model"),
+        F.when(has_cot, F.lit(cfg.settings.collection.cot_model)).alias("cot_model"),
         F.when(has_cot, F.lit("dump")).alias("cot_origin"),
         pass_rate.alias("source_pass_rate"),
         F.col("is_consistent").alias("source_is_consistent"),
@@ -223,12 +223,12 @@ def distinct_images(rows: DataFrame) -> DataFrame:
 def collect(ctx: StageContext) -> StageOutput:
     spark, cfg, run_id = ctx.spark, ctx.cfg, ctx.run_id
     source = resolve_source(cfg)
-    files = list_dump(source, spark, cfg.get("collection.subsets"))
+    files = list_dump(source, spark, cfg.settings.collection.subsets)
     validate_files(files)
     extra = sorted({c for f in files for c in unknown_columns(f.columns)})
     if extra:
         log.warning("collect: ignoring columns the pipeline does not use: %s", ", ".join(extra))
-    dump, taken = read_dump(spark, files, cfg.get("collection.max_samples"))
+    dump, taken = read_dump(spark, files, cfg.settings.collection.max_samples)
     rows = canonical_rows(dump, cfg, run_id)
     kept, quarantine, n_dup_keys = split_quarantine(rows)
     metrics: dict[str, float] = {f"rows_taken.{s}": float(n) for s, n in taken.items()}

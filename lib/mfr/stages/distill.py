@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -29,6 +30,7 @@ from mfr import reasons
 from mfr.llm.client import ClientSettings, MissingEndpoint
 from mfr.llm.spark_calls import build_requests, call_models, persist
 from mfr.prompts import load_prompt
+from mfr.settings import CaptionConfig, CotConfig
 from mfr.stages.common import StageContext, StageOutput, reason
 from mfr.text.cot import cot_problem, word_count
 from mfr.vectorized import pandas_udf
@@ -67,28 +69,25 @@ class Purpose:
 
 
 def _purpose(ctx: StageContext, name: str) -> Purpose:
-    cfg = ctx.cfg
     section = f"distillation.{name}"
-    sec = cfg.get(section)
+    sec: CotConfig | CaptionConfig = getattr(ctx.cfg.settings.distillation, name)
     try:
-        settings: ClientSettings | None = ClientSettings.from_section(sec["client"], f"{section}.client")
+        settings: ClientSettings | None = ClientSettings.from_section(sec.client, f"{section}.client")
         missing = None
     except MissingEndpoint as exc:
         settings, missing = None, str(exc)
-    template, version = load_prompt(sec["prompt"])
-    params = {"temperature": sec["temperature"], "top_p": sec["top_p"], "max_tokens": sec["max_tokens"], "n": 1}
-    if name == "cot":
-        params["chat_template_kwargs"] = {"enable_thinking": bool(sec["thinking"])}
+    template, version = load_prompt(sec.prompt)
+    params: dict[str, Any] = {"temperature": sec.temperature, "top_p": sec.top_p, "max_tokens": sec.max_tokens, "n": 1}
+    if isinstance(sec, CotConfig):
+        params["chat_template_kwargs"] = {"enable_thinking": sec.thinking}
     text_col = "cot_response" if name == "cot" else "caption"
     return Purpose(
         name, text_col, f"{name}_model", f"{name}_origin", section, settings, missing, template, version, params,
-        int(sec["min_words"]), int(sec["max_resamples"]), int(sec["seed"]),
+        sec.min_words, sec.max_resamples, sec.seed,
     )
 
 
-def _problem_udf(p: Purpose):
-    name, min_words = p.name, p.min_words
-
+def _problem_udf(name: str, min_words: int):
     @pandas_udf(T.StringType())
     def problem(texts: pd.Series) -> pd.Series:
         return texts.map(lambda t: result_problem(name, t if isinstance(t, str) else None, min_words))
@@ -97,20 +96,27 @@ def _problem_udf(p: Purpose):
 
 
 def stored_results(ctx: StageContext, p: Purpose) -> DataFrame:
-    """Per sample_key: the earliest valid stored text, the next sample index, the last outcome."""
+    """The stored-result state of this purpose's model and prompt version (see ``stored_state``)."""
     assert p.settings is not None
     calls = ctx.lakehouse.read("llm_calls").where(
         (F.col("purpose") == p.name) & (F.col("model") == p.settings.model) & (F.col("prompt_version") == p.prompt_version)
     )
+    return stored_state(calls, p.name, p.min_words)
+
+
+def stored_state(calls: DataFrame, purpose: str, min_words: int) -> DataFrame:
+    """Per sample_key of ``calls`` (rows of llm_calls): ``_best`` = the valid answer of the lowest sample
+    index (index, text, request_key), ``_next_index`` = one past the highest answered index, ``_last`` =
+    the outcome of the latest call (reason code and detail; null reason when it was valid)."""
     text = F.expr("try_element_at(choices, 1)")["text"]  # error rows have no choices
-    calls = calls.withColumn("_text", text).withColumn("_problem", _problem_udf(p)(text))
+    calls = calls.withColumn("_text", text).withColumn("_problem", _problem_udf(purpose, min_words)(text))
     ok = F.col("status") == "ok"
     truncated = F.col("finish_reason") == "length"
     valid = ok & F.col("_problem").isNull() & ~F.coalesce(truncated, F.lit(False))
     outcome = (
         F.when(~ok, reason("distill", "llm_error"))
-        .when(truncated, reason("distill", f"{p.name}_truncated"))
-        .when(F.col("_problem").isNotNull(), reason("distill", f"{p.name}_invalid"))
+        .when(truncated, reason("distill", f"{purpose}_truncated"))
+        .when(F.col("_problem").isNotNull(), reason("distill", f"{purpose}_invalid"))
     )
     # the detail: the error of a failed call, else the sub-code of an unusable answer
     detail = (
@@ -128,7 +134,7 @@ def stored_results(ctx: StageContext, p: Purpose) -> DataFrame:
 
 def distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: bool) -> DataFrame:
     """Ask the model for rows lacking a valid result; returns rows + _<name>_text/_reason/_detail/_key."""
-    problem = _problem_udf(p)(F.col(p.text_col))
+    problem = _problem_udf(p.name, p.min_words)(F.col(p.text_col))
     needs = F.lit(True) if overwrite else problem.isNotNull()
     if p.name == "caption":
         needs = needs & F.col("image_id").isNotNull()  # no image, nothing to describe
@@ -194,7 +200,7 @@ def distill(ctx: StageContext) -> StageOutput:
     rows_in = rows.count()
     base_columns = [c for c in source.columns if c not in ("reject_reason", "run_id", *NEW_COLUMNS)]
     rows = rows.select(*base_columns)
-    overwrite = bool(cfg.get("distillation.overwrite"))
+    overwrite = bool(cfg.settings.distillation.overwrite)
     cot, caption = _purpose(ctx, "cot"), _purpose(ctx, "caption")
     metrics: dict[str, float] = {}
     for p in (cot, caption):

@@ -144,78 +144,96 @@ def _train_yaml(dataset_dir: Path, thinking: bool) -> str:
 
 def export(ctx: StageContext) -> StageOutput:
     cfg = ctx.cfg
-    subset = cfg.get("export.subset")
+    subset = cfg.settings.export.subset
     if subset not in SUBSETS:
         raise ValueError(f"export.subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
-    formats = list(cfg.get("export.formats"))
+    formats = list(cfg.settings.export.formats)
     unknown = set(formats) - {"llamafactory", "hf"}
     if unknown:
         raise ValueError(f"export.formats: unknown {sorted(unknown)}; use llamafactory and/or hf")
-    out = prepare_out(cfg.get("export.out"), bool(cfg.get("export.overwrite")))
-    thinking, with_caption = bool(cfg.get("export.thinking")), bool(cfg.get("export.caption_in_answer"))
-    shard_rows = int(cfg.get("export.shard_rows"))
+    out = prepare_out(cfg.settings.export.out, bool(cfg.settings.export.overwrite))
+    thinking = bool(cfg.settings.export.thinking)
 
     rows = ctx.read_input("selected").where(SUBSETS[subset])
     rows_in = rows.count()
+    built = persist(ctx, build_records(ctx, rows, thinking, bool(cfg.settings.export.caption_in_answer)), "export-records")
+    ok, rl_quotas = rl_split(built.where(F.col("reason").isNull()), cfg.settings.export.rl.rows, int(cfg.settings.export.rl.seed))
+    ok = persist(ctx, ok, "export-ok")
+    exclude = bool(cfg.settings.export.rl.exclude_from_sft)
+    sft = ok.where(~F.col("_rl")) if exclude else ok
+    rl = ok.where(F.col("_rl")) if rl_quotas else None
+    n_rl = rl.count() if rl is not None else 0
+    rl = rl if n_rl else None
+
+    images = ctx.lakehouse.read("images").join(ok.select("image_id").distinct(), "image_id", "left_semi")
+    metrics: dict[str, float] = {"export.rl_rows": float(n_rl)}
+    if "llamafactory" in formats:
+        metrics.update(_write_llamafactory(out / "llamafactory", sft, rl, ok, images, thinking, int(cfg.settings.export.shard_rows)))
+    if "hf" in formats:
+        metrics.update(_write_hf_dataset(ctx, out / "hf", sft, rl, images, subset))
+    write_json(out / "EXPORT.json", {"run_id": ctx.run_id, "selected_version": ctx.input_versions["selected"],
+                                     "subset": subset, "formats": formats, "rl_quotas": rl_quotas})
+    return StageOutput(rows=_manifest(ctx, built, ok, subset, out, exclude), rows_in=rows_in, metrics=metrics)
+
+
+def build_records(ctx: StageContext, rows: DataFrame, thinking: bool, with_caption: bool) -> DataFrame:
+    """Every row with its sharegpt ``record`` (JSON) or the ``reason`` it cannot be one, and its image file."""
     images_meta = ctx.lakehouse.read("images").select("image_id", "format").dropDuplicates(["image_id"])
     rows = rows.drop("run_id").withColumnRenamed("reject_reason", "selection_reject_reason")
     with_meta = rows.join(images_meta, "image_id", "left").withColumn(
         "_image_file", F.when(F.col("format").isNotNull(), _image_path(F.col("image_id"), F.col("format")))
     )
-    built = with_meta.withColumn(
+    return with_meta.withColumn(
         "_r", _record_udf(thinking, with_caption)(F.col("question"), F.col("cot_response"), F.col("caption"), F.col("_image_file"))
     ).select("*", F.col("_r.record").alias("record"), F.col("_r.reason").alias("reason")).drop("_r")
-    built = persist(ctx, built, "export-records")  # records built once
-    ok = built.where(F.col("reason").isNull())
-    ok, rl_quotas = rl_split(ok, cfg.get("export.rl.rows"), int(cfg.get("export.rl.seed")))
-    ok = persist(ctx, ok, "export-ok")
-    exclude = bool(cfg.get("export.rl.exclude_from_sft"))
-    sft = ok.where(~F.col("_rl")) if exclude else ok
-    rl = ok.where(F.col("_rl"))
-    n_rl = rl.count() if rl_quotas else 0
 
-    images = ctx.lakehouse.read("images").join(ok.select("image_id").distinct(), "image_id", "left_semi")
-    metrics: dict[str, float] = {}
-    lf = out / "llamafactory"
-    if "llamafactory" in formats:
-        metrics["export.sft_rows"] = float(_write_jsonl(sft, lf / "mfr_sft", shard_rows))
-        info = {"mfr_sft": dataset_info_entry("mfr_sft")}
-        if n_rl:
-            _write_jsonl(rl, lf / "mfr_rl", shard_rows)
-            info["mfr_rl"] = dataset_info_entry("mfr_rl")
-        files = images.join(ok.select("image_id", F.col("_image_file").alias("file")).distinct(), "image_id")
-        target = str(lf)
-        written = files.select("file", "bytes").rdd.mapPartitions(lambda rs: [write_images(rs, target)]).collect()
-        metrics["export.images_written"] = float(sum(written))
-        write_json(lf / "dataset_info.json", info)
-        (lf / "mfr_8b.yaml").write_text(_train_yaml(lf, thinking))
+
+def _write_llamafactory(lf: Path, sft: DataFrame, rl: DataFrame | None, ok: DataFrame, images: DataFrame,
+                        thinking: bool, shard_rows: int) -> dict[str, float]:
+    """sharegpt JSONL parts, every image once, dataset_info.json and the training recipe."""
+    metrics = {"export.sft_rows": float(_write_jsonl(sft, lf / "mfr_sft", shard_rows))}
+    info = {"mfr_sft": dataset_info_entry("mfr_sft")}
+    if rl is not None:
+        _write_jsonl(rl, lf / "mfr_rl", shard_rows)
+        info["mfr_rl"] = dataset_info_entry("mfr_rl")
+    files = images.join(ok.select("image_id", F.col("_image_file").alias("file")).distinct(), "image_id")
+    target = str(lf)
+    written = files.select("file", "bytes").rdd.mapPartitions(lambda rs: [write_images(rs, target)]).collect()
+    metrics["export.images_written"] = float(sum(written))
+    write_json(lf / "dataset_info.json", info)
+    (lf / "mfr_8b.yaml").write_text(_train_yaml(lf, thinking))
+    return metrics
+
+
+def _write_hf_dataset(ctx: StageContext, hf: Path, sft: DataFrame, rl: DataFrame | None, images: DataFrame,
+                      subset: str) -> dict[str, float]:
+    """Parquet shards in the dump's names, the dataset card, and the hub push when a repo is named."""
+    cfg = ctx.cfg
+    shard_rows = int(cfg.settings.export.shard_rows)
+    splits = {"train": sft, **({"rl": rl} if rl is not None else {})}
     per_source: dict[str, dict[str, int]] = {}
-    if "hf" in formats:
-        hf = out / "hf"
-        splits = ["train"] + (["rl"] if n_rl else [])
-        _write_hf(_hf_rows(sft, images), hf / "data", "train", shard_rows)
-        if n_rl:
-            _write_hf(_hf_rows(rl, images), hf / "data", "rl", shard_rows)
-        for split, df in (("train", sft), ("rl", rl if n_rl else None)):
-            if df is not None:
-                for r in df.groupBy("source").count().collect():
-                    per_source.setdefault(r["source"], {})[split] = int(r["count"])
-        # no run id or time here: the same version exported twice gives the same card (EXPORT.json has the run)
-        build = {"table": ctx.lakehouse.name("selected"), "version": ctx.input_versions["selected"], "subset": subset,
-                 "thinking": thinking, "caption_in_answer": with_caption, "rl_rows": n_rl, "rl_seed": cfg.get("export.rl.seed")}
-        name = cfg.get("export.hf.repo_id") or "mmfr-export"
-        (hf / "README.md").write_text(dataset_card(name, per_source, build, splits))
-        if cfg.get("export.hf.repo_id"):
-            from mfr.export.hub_push import push_folder
+    for split, df in splits.items():
+        _write_hf(_hf_rows(df, images), hf / "data", split, shard_rows)
+        for r in df.groupBy("source").count().collect():
+            per_source.setdefault(r["source"], {})[split] = int(r["count"])
+    # no run id or time here: the same version exported twice gives the same card (EXPORT.json has the run)
+    build = {"table": ctx.lakehouse.name("selected"), "version": ctx.input_versions["selected"], "subset": subset,
+             "thinking": bool(cfg.settings.export.thinking), "caption_in_answer": bool(cfg.settings.export.caption_in_answer),
+             "rl_rows": sum(c.get("rl", 0) for c in per_source.values()), "rl_seed": cfg.settings.export.rl.seed}
+    name = cfg.settings.export.hf.repo_id or "mmfr-export"
+    (hf / "README.md").write_text(dataset_card(name, per_source, build, list(splits)))
+    if not cfg.settings.export.hf.repo_id:
+        return {}
+    from mfr.export.hub_push import push_folder
 
-            push_folder(hf, cfg.get("export.hf.repo_id"), cfg.get("export.hf.token_env"),
-                        private=bool(cfg.get("export.hf.private")), endpoint=cfg.get("export.hf.endpoint"))
-            metrics["export.pushed"] = 1.0
-    write_json(out / "EXPORT.json", {"run_id": ctx.run_id, "selected_version": ctx.input_versions["selected"],
-                                     "subset": subset, "formats": formats, "rl_quotas": rl_quotas})
-    metrics["export.rl_rows"] = float(n_rl)
+    push_folder(hf, cfg.settings.export.hf.repo_id, cfg.settings.export.hf.token_env,
+                private=bool(cfg.settings.export.hf.private), endpoint=cfg.settings.export.hf.endpoint)
+    return {"export.pushed": 1.0}
 
-    manifest = built.join(ok.select("sample_key", "_rl"), "sample_key", "left").select(
+
+def _manifest(ctx: StageContext, built: DataFrame, ok: DataFrame, subset: str, out: Path, exclude: bool) -> DataFrame:
+    """One row per input row: its image file and split when exported, else the reason."""
+    return built.join(ok.select("sample_key", "_rl"), "sample_key", "left").select(
         "sample_key", "source", "image_id",
         F.when(F.col("reason").isNull(), F.col("_image_file")).alias("image_file"),
         F.when(F.col("reason").isNotNull(), F.lit(None).cast("string"))
@@ -227,4 +245,3 @@ def export(ctx: StageContext) -> StageOutput:
         F.lit(None).cast("string").alias("reject_detail"),  # export's codes are exact (mfr.export.sharegpt)
         F.lit(ctx.run_id).alias("run_id"),
     )
-    return StageOutput(rows=manifest, rows_in=rows_in, metrics=metrics)

@@ -74,10 +74,10 @@ def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> D
         & F.col("repetition_reason").isNull() & ~blank(F.col("answer"))  # no gold: nothing to judge
     )
     pred = F.udf(predicted_answer, T.StringType())
-    params = {"temperature": cfg.get("selection.verify.temperature"), "max_tokens": cfg.get("selection.verify.max_tokens"), "n": 1}
+    params = {"temperature": cfg.settings.selection.verify.temperature, "max_tokens": cfg.settings.selection.verify.max_tokens, "n": 1}
     replies = ask_prompt(
         ctx, undecided.select("sample_key", "image_id", "question", F.col("answer").alias("gold"), pred("cot_response").alias("predicted")),
-        purpose="verify", settings=settings, prompt=cfg.get("selection.verify.prompt"), params=params,
+        purpose="verify", settings=settings, prompt=cfg.settings.selection.verify.prompt, params=params,
         fields=["question", "gold", "predicted"], with_image=False,
     )
     judge = F.udf(lambda choices: parse_judgment(choices[0]["text"]) if choices else None, T.BooleanType())
@@ -97,11 +97,11 @@ def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> D
 def _probe(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -> DataFrame:
     """pass_rate of the small model: n samples in one request (shared prefill), graded by the verifier."""
     cfg = ctx.cfg
-    n = int(cfg.get("selection.difficulty.num_samples"))
-    params = {"temperature": cfg.get("selection.difficulty.temperature"), "top_p": cfg.get("selection.difficulty.top_p"),
-              "max_tokens": cfg.get("selection.difficulty.max_tokens"), "n": n}
+    n = int(cfg.settings.selection.difficulty.num_samples)
+    params = {"temperature": cfg.settings.selection.difficulty.temperature, "top_p": cfg.settings.selection.difficulty.top_p,
+              "max_tokens": cfg.settings.selection.difficulty.max_tokens, "n": n}
     answers = ask_prompt(ctx, candidates.select("sample_key", "image_id", "question"), purpose="pass_rate",
-                         settings=settings, prompt=cfg.get("selection.difficulty.prompt"), params=params,
+                         settings=settings, prompt=cfg.settings.selection.difficulty.prompt, params=params,
                          fields=["question"], with_image=True)
 
     @pandas_udf(T.DoubleType())
@@ -118,9 +118,9 @@ def _probe(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -
 
 def select(ctx: StageContext) -> StageOutput:
     cfg = ctx.cfg
-    judge_client = ClientSettings.optional(cfg.get("selection.verify.client"), "selection.verify.client")
-    probe_client = ClientSettings.optional(cfg.get("selection.difficulty.client"), "selection.difficulty.client")
-    gate = cfg.get("selection.consistency.gate")
+    judge_client = ClientSettings.optional(cfg.settings.selection.verify.client, "selection.verify.client")
+    probe_client = ClientSettings.optional(cfg.settings.selection.difficulty.client, "selection.difficulty.client")
+    gate = cfg.settings.selection.consistency.gate
     if gate not in ("computed", "source"):
         raise ValueError(f"selection.consistency.gate must be computed or source, got {gate!r}")
     source = ctx.read_input("distilled")
@@ -140,7 +140,7 @@ def select(ctx: StageContext) -> StageOutput:
     if probe_client is not None:
         quality = (F.col("content_reason").isNull() & F.col("structure_reason").isNull()
                    & F.col("repetition_reason").isNull())
-        if cfg.get("selection.quality.consistency"):
+        if cfg.settings.selection.quality.consistency:
             quality = quality & F.coalesce(gate_col, F.lit(False))
         probed = _probe(ctx, checked.where(quality), probe_client)
         checked = checked.join(probed, "sample_key", "left")
@@ -148,7 +148,7 @@ def select(ctx: StageContext) -> StageOutput:
     else:
         pass_rate = F.col("source_pass_rate")
     decided = decide(checked.withColumn("pass_rate", pass_rate), gate=gate,
-                     consistency=bool(cfg.get("selection.quality.consistency")), threshold=cfg.get("selection.difficulty.threshold"))
+                     consistency=bool(cfg.settings.selection.quality.consistency), threshold=cfg.settings.selection.difficulty.threshold)
     out = decided.select(*base, *DECISION_COLUMNS, "pass_rate", "reject_reason", "reject_detail", F.lit(ctx.run_id).alias("run_id"))
     return StageOutput(rows=out, rows_in=rows_in, after_write=_after_write)
 

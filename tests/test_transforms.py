@@ -1,0 +1,162 @@
+"""Each named Spark step on small literal DataFrames: input rows in, expected rows out (chispa-style)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame
+
+from mfr.lakehouse import LLM_CALLS_SCHEMA
+from mfr.stages.clean import mark_duplicates
+from mfr.stages.collect import split_quarantine
+from mfr.stages.distill import stored_state
+from mfr.stages.export import rl_split
+from mfr.stages.select import decide
+
+
+def rows(df: DataFrame, *cols: str) -> list[tuple[Any, ...]]:
+    """The rows of ``df`` as sorted tuples of ``cols`` (order-free equality; None sorts first)."""
+    return sorted((tuple(r[c] for c in cols) for r in df.select(*cols).collect()),
+                  key=lambda t: tuple((v is not None, v) for v in t))
+
+
+def test_mark_duplicates_keeps_the_smallest_key_and_names_it(spark) -> None:
+    df = spark.createDataFrame(
+        [
+            ("b:1", "img1", "<image>What is  the Area?", None, None),
+            ("a:9", "img1", "what is the area?", None, None),        # same after folding: a:9 < b:1 stays
+            ("c:1", "img1", "What is the area?", "image_corrupt", "bad"),  # rejected already: untouched
+            ("d:1", "img2", "What is the area?", None, None),        # another image: not a duplicate
+            ("e:1", None, "Count.", None, None),
+            ("e:2", None, "count.", None, None),                     # no image on both: the text decides
+        ],
+        "sample_key string, image_id string, question string, reject_reason string, reject_detail string",
+    )
+    out = mark_duplicates(df)
+    assert rows(out, "sample_key", "reject_reason", "reject_detail") == [
+        ("a:9", None, None),
+        ("b:1", "duplicate_sample", "duplicate of a:9"),
+        ("c:1", "image_corrupt", "bad"),
+        ("d:1", None, None),
+        ("e:1", None, None),
+        ("e:2", "duplicate_sample", "duplicate of e:1"),
+    ]
+
+
+def test_split_quarantine_sends_missing_ids_and_later_duplicates_away(spark) -> None:
+    df = spark.createDataFrame(
+        [
+            ("s:1", "s", 1, "f1", 0, "first"),
+            ("s:1", "s", 1, "f1", 5, "second"),   # same key later in the dump: quarantined
+            ("s:1", "s", 1, "f0", 9, "zeroth"),   # an earlier file wins over row position
+            ("s:", "s", None, "f1", 1, "no id"),
+            ("s:2", "s", 2, "f1", 2, "fine"),
+        ],
+        "sample_key string, source string, id long, source_file string, source_row long, question string",
+    )
+    kept, quarantine, dup_keys = split_quarantine(df)
+    assert dup_keys == 1
+    assert rows(kept, "sample_key", "question") == [("s:1", "zeroth"), ("s:2", "fine")]
+    assert quarantine is not None
+    assert rows(quarantine, "sample_key", "reason") == [(None, "missing_id"), ("s:1", "duplicate_key"), ("s:1", "duplicate_key")]
+    assert all('"question"' in r["raw_record"] for r in quarantine.collect())
+
+
+def test_split_quarantine_without_problems_returns_no_quarantine(spark) -> None:
+    df = spark.createDataFrame([("s:1", "s", 1, "f", 0)], "sample_key string, source string, id long, source_file string, "
+                                                          "source_row long")
+    kept, quarantine, dup_keys = split_quarantine(df)
+    assert quarantine is None and dup_keys == 0 and kept.count() == 1
+
+
+def test_rl_split_is_seeded_and_keeps_source_proportions(spark) -> None:
+    df = spark.createDataFrame([(f"a:{i}", "a") for i in range(10)] + [(f"b:{i}", "b") for i in range(5)],
+                               "sample_key string, source string")
+    marked, quotas = rl_split(df, 3, seed=7)
+    assert quotas == {"a": 2, "b": 1}
+    chosen = [r for r in rows(marked, "sample_key", "source", "_rl") if r[2]]
+    assert sorted(r[1] for r in chosen) == ["a", "a", "b"]
+    again, _ = rl_split(df, 3, seed=7)
+    assert rows(again, "sample_key", "_rl") == rows(marked, "sample_key", "_rl")
+    other_seeds = {tuple(rows(rl_split(df, 3, seed=s)[0].where("_rl"), "sample_key")) for s in range(5)}
+    assert len(other_seeds) > 1  # the seed matters
+    none, q = rl_split(df, None, seed=7)
+    assert q == {} and none.where("_rl").count() == 0
+
+
+def _call(key: str, index: int, status: str, text: str | None = None, finish: str | None = "stop",
+          error: str | None = None, minute: int = 0) -> tuple:
+    choices = [(text, finish)] if text is not None else None
+    values = {"request_key": f"{key}#{index}#{minute}", "sample_key": key, "purpose": "caption", "model": "m",
+              "prompt_version": "p@1", "sample_index": index, "status": status, "attempts": 1, "finish_reason": finish,
+              "choices": choices, "prompt_tokens": 1, "completion_tokens": 9, "latency_s": 0.1, "endpoint": "e",
+              "error_kind": None, "error": error, "run_id": "r", "created_at": dt.datetime(2026, 1, 1, 0, minute)}
+    return tuple(values[f.name] for f in LLM_CALLS_SCHEMA.fields)
+
+
+def test_stored_state_picks_the_first_valid_answer_and_the_last_outcome(spark) -> None:
+    calls = spark.createDataFrame(
+        [
+            _call("ok", 0, "ok", "too short"),                         # invalid (3 words < 4)
+            _call("ok", 1, "ok", "a caption of enough words"),          # the valid one
+            _call("ok", 2, "ok", "another caption of enough words"),   # valid too, but a later index
+            _call("err", 0, "error", error="HTTP 500", finish=None),
+            _call("cut", 0, "ok", "a caption cut at the limit", finish="length"),
+            _call("bad", 0, "ok", "short", minute=1),
+            _call("bad", 1, "error", error="timeout", finish=None, minute=2),
+        ],
+        LLM_CALLS_SCHEMA,
+    )
+    state = stored_state(calls, "caption", 4).select(
+        "sample_key", "_best.sample_index", "_best._text", "_next_index", "_last.reason", "_last.error")
+    assert rows(state, *state.columns) == [
+        ("bad", None, None, 1, "llm_error", "timeout"),
+        ("cut", None, None, 1, "caption_truncated", "finish_reason length after 9 tokens"),
+        ("err", None, None, 0, "llm_error", "HTTP 500"),
+        ("ok", 1, "a caption of enough words", 3, None, None),
+    ]
+
+
+@pytest.fixture
+def checked(spark) -> DataFrame:
+    schema = ("sample_key string, content_reason string, structure_reason string, repetition_reason string, "
+              "is_consistent boolean, consistency_analysis string, source_is_consistent boolean, "
+              "source_consistency_analysis string, pass_rate double")
+    return spark.createDataFrame(
+        [
+            ("content", "cot_too_short", "think_structure", None, False, "x", False, "y", 1.0),
+            ("structure", None, "answer_missing", "ngram_repetition", False, "x", False, "y", 1.0),
+            ("repeats", None, None, "ngram_repetition", False, "x", True, "y", 0.0),
+            ("mismatch", None, None, None, False, "gold 1 vs predicted 2", True, "dump says yes", 0.0),
+            ("undecided", None, None, None, None, None, True, "dump says yes", 0.0),
+            ("easy", None, None, None, True, "ok", True, "ok", 1.0),
+            ("no_rate", None, None, None, True, "ok", True, "ok", None),
+            ("hard", None, None, None, True, "ok", False, "dump says no", 0.25),
+        ],
+        schema,
+    )
+
+
+def test_decide_follows_the_seeds_order(checked) -> None:
+    out = decide(checked, gate="computed", consistency=True, threshold=0.5)
+    assert rows(out, "sample_key", "reject_reason", "reject_detail") == [
+        ("content", "cot_too_short", None),
+        ("easy", "too_easy", "pass_rate 1.0 > threshold 0.5"),
+        ("hard", None, None),
+        ("mismatch", "answer_mismatch", "gold 1 vs predicted 2"),
+        ("no_rate", "pass_rate_missing", None),
+        ("repeats", "ngram_repetition", None),
+        ("structure", "answer_missing", None),
+        ("undecided", "answer_mismatch", None),  # undecided by rules and no judge: not consistent
+    ]
+
+
+def test_decide_with_the_dumps_labels_and_no_difficulty(checked) -> None:
+    out = decide(checked, gate="source", consistency=True, threshold=None)
+    got = dict(rows(out, "sample_key", "reject_reason"))
+    assert got["mismatch"] is None and got["undecided"] is None and got["easy"] is None and got["no_rate"] is None
+    assert rows(out.where("sample_key = 'hard'"), "reject_reason", "reject_detail") == [("answer_mismatch", "dump says no")]
+    off = dict(rows(decide(checked, gate="computed", consistency=False, threshold=None), "sample_key", "reject_reason"))
+    assert off["mismatch"] is None and off["content"] == "cot_too_short"
