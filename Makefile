@@ -10,7 +10,7 @@ DELTA_JARS := $(JARS)/delta-spark_$(SCALA_VERSION)-$(DELTA_VERSION).jar $(JARS)/
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: prereqs setup demo test lint test-slow bench clean-lakehouse clean
+.PHONY: prereqs setup demo test lint wheel test-slow bench clean-lakehouse clean
 
 setup: $(VENV)/.installed $(DELTA_JARS) $(VENV)/.spark-defaults
 
@@ -21,10 +21,12 @@ prereqs:
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "mfr setup: Python's venv module is missing (Debian/Ubuntu: apt-get install python3-venv)"; exit 2; }
 	@command -v java >/dev/null || { echo "mfr setup: java not found: install a JDK 17 (Spark 3.5 and 4.x run on it) and put it on PATH"; exit 2; }
 
-$(VENV)/.installed: pyproject.toml setup.py lib/mfr/text/_ngram.c | prereqs
+CONSTRAINTS ?= conf/constraints/spark-4.0.txt
+
+$(VENV)/.installed: pyproject.toml setup.py lib/mfr/text/_ngram.c $(CONSTRAINTS) | prereqs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[local,dev]' -c $(CONSTRAINTS)
 	@touch $@
 
 # Delta's jars are not in the delta-spark wheel: fetch them once (Spark's own resolver, checksums checked,
@@ -44,6 +46,12 @@ test: setup
 	$(PY) -m pytest -q
 
 # ruff (style, bugs, imports) and mypy (types) on the package; every remaining suppression says why.
+# A pure wheel (py3-none-any, prompts, default config and recipe inside) for clusters and other venvs.
+wheel: $(VENV)/.installed
+	rm -rf dist build
+	MFR_PURE_WHEEL=1 $(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	@ls dist/*.whl
+
 lint: setup
 	$(VENV)/bin/ruff check lib/
 	$(VENV)/bin/mypy

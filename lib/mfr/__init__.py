@@ -1,3 +1,8 @@
 """MMFineReason-style multimodal reasoning data pipeline on Spark + Delta Lake."""
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("mfr")
+except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mfr.config import Config, ConfigError, load_config
 from mfr.printing import format_table, rows_as_json
-from mfr.session import REPO_ROOT
+from mfr.resources import default_config
 from mfr.stages.registry import NAMES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mfr.runner import RunResult
 
 STAGE_CHOICES = [*NAMES, "all"]
 
@@ -21,8 +27,8 @@ def default_config_path() -> str | None:
     """``--config``, else ``$MFR_CONFIG``, else the repo's ``conf/local.yaml`` (the embedded default)."""
     if os.environ.get("MFR_CONFIG"):
         return os.environ["MFR_CONFIG"]
-    local = REPO_ROOT / "conf" / "local.yaml"
-    return str(local) if local.is_file() else None
+    local = default_config()
+    return str(local) if local else None
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -34,12 +40,18 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mfr import __version__
+
     parser = argparse.ArgumentParser(prog="mfr", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mfr {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a stage (or all built stages) and record it in <schema>.runs")
     run.add_argument("--stage", required=True, choices=STAGE_CHOICES)
     run.add_argument("--from-run", help="re-run on the inputs an earlier run of this stage used")
+    run.add_argument("--json", action="store_true", help="print the run summary as one JSON object (funnels go to stderr)")
+    run.add_argument("--strict", action="store_true", help=f"exit {EXIT_PENDING} when any row ends pending_model")
     _add_config_args(run)
 
     hist = sub.add_parser("history", help="list stage runs with their table versions and counts")
@@ -74,8 +86,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mfr.pipeline import run_pipeline
 
     cfg = load(args)
-    run_pipeline(cfg, [args.stage] if args.stage != "all" else None, from_run=args.from_run, out=sys.stdout)
+    results = run_pipeline(cfg, [args.stage] if args.stage != "all" else None, from_run=args.from_run,
+                           out=sys.stderr if args.json else sys.stdout)
+    pending = sum(int(r.metrics.get("rejected.pending_model", 0)) for r in results)
+    if args.json:
+        print(json.dumps({"runs": [run_summary(r) for r in results], "pending_model": pending}, indent=1))
+    if args.strict and pending:
+        print(f"mfr: {pending} rows wait for a model (pending_model); set the endpoints the funnel names", file=sys.stderr)
+        return EXIT_PENDING
     return 0
+
+
+def run_summary(r: RunResult) -> dict[str, Any]:
+    rejects = {k.split(".", 1)[1]: int(v) for k, v in r.metrics.items() if k.startswith("rejected.")}
+    return {"run_id": r.run_id, "stage": r.stage, "output_table": r.output_table, "output_version": r.output_version,
+            "rows_in": r.rows_in, "rows_kept": r.rows_kept, "rows_rejected": r.rows_rejected,
+            "rows_quarantined": r.rows_quarantined, "rejected_by_reason": rejects}
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -138,6 +164,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "history": cmd_history, "sql": cmd_sql, "report": cmd_report, "sample": cmd_sample}
 
 
+EXIT_ERROR, EXIT_PENDING = 2, 3
+
+
+def error_line(exc: BaseException) -> str:
+    """What went wrong, in one line: the kind and the first line of the message (Spark's are long)."""
+    from mfr.dump.layout import DumpError
+
+    text = str(exc)
+    if "Another instance of Derby may have already booted the database" in text or "XSDB6" in text:
+        return ("another mfr command holds the embedded metastore of this lakehouse (one local command at a time): "
+                "wait for it to finish, or point lakehouse.warehouse elsewhere")
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    if isinstance(exc, (ConfigError, FileExistsError, KeyError)) or type(exc) is ValueError:
+        kind = "error"
+    elif isinstance(exc, DumpError):
+        kind = "dump error"
+    else:
+        kind = f"error ({type(exc).__name__})"
+    return f"{kind}: {first[:2000]}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -147,12 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     mark = owned_sessions()
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, FileExistsError, ValueError, KeyError) as exc:
-        from mfr.dump.layout import DumpError
-
-        kind = "dump error" if isinstance(exc, DumpError) else "error"
-        print(f"mfr: {kind}: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # one clear line and a non-zero exit; the traceback only with --verbose
+        if args.verbose:
+            traceback.print_exc()
+        print(f"mfr: {error_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     finally:
         stop_owned_since(mark)  # a clean shutdown (local-cluster executors included), not the JVM's exit hooks
 

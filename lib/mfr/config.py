@@ -65,6 +65,7 @@ SCHEMA: dict[str, Any] = {
     },
     "spark": {
         "master": _s("str|null", "local[*]", "master for a local session; ignored when a session is active"),
+        "remote": _s("str|null", None, "Spark Connect URL (sc://host:15002): connect to it instead of building a session"),
         "app_name": _s("str", "mfr", "application name"),
         "shuffle_partitions": _s("int|null", 8, "spark.sql.shuffle.partitions for local sessions"),
         "conf": _s("map", {}, "extra Spark settings for a session this code creates"),

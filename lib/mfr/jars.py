@@ -63,6 +63,7 @@ def fetch_delta_jars(dest: Path, delta_version: str, scala: str) -> list[Path]:
             .config("spark.jars.packages", delta_coordinates(delta_version, scala))
             .config("spark.jars.ivy", ivy)
             .config("spark.ui.enabled", "false")
+            .config("spark.sql.catalogImplementation", "in-memory")  # no Derby files in the working folder
             .getOrCreate()
         )
         spark.stop()

@@ -272,6 +272,19 @@ class Lakehouse:
         assert restored is not None  # the table was just restored
         return restored
 
+    @property
+    def staging_root(self) -> str:
+        """Where a run's intermediates and call journals go (``llm.staging_dir``, else ``<warehouse>/_llm``)."""
+        s = self.cfg.settings
+        return s.llm.staging_dir or str(Path(s.lakehouse.warehouse).resolve() / "_llm")
+
+    def stage(self, df: DataFrame, run_id: str, name: str) -> DataFrame:
+        """Write an intermediate of a run as parquet under the staging root and read it back (computed once,
+        lineage cut)."""
+        path = f"{self.staging_root.rstrip('/')}/intermediate/{run_id}/{name}"
+        df.write.mode("overwrite").parquet(path)
+        return self.spark.read.parquet(path)
+
     def quarantined_count(self, run: Run) -> int:
         return self.read("quarantine").where(F.col("run_id") == run.run_id).count()
 
@@ -281,8 +294,6 @@ class Lakehouse:
         ``images`` has image_id, bytes, width, height, format and unique image_id. Returns the table
         version after the insert.
         """
-        from delta.tables import DeltaTable
-
         self.ensure_schema()
         source = images.select(
             "image_id", "bytes", "width", "height", "format",
@@ -290,12 +301,21 @@ class Lakehouse:
             F.lit(origin).alias("origin"),
             F.lit(run.run_id).alias("run_id"),
         )
-        target = DeltaTable.forName(self.spark, self.name("images"))
-        with self.commit_metadata(run):
-            (
-                target.alias("t")
-                .merge(source.alias("s"), "t.image_id = s.image_id")
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
+        self._merge("images", source, "image_id", "WHEN NOT MATCHED THEN INSERT *", run)
         return int(self.current_version("images") or 0)
+
+    def update_by_key(self, table: str, values: DataFrame, key: str, run: Run) -> None:
+        """Set the columns of ``values`` (besides ``key``) on the rows of ``table`` with the same key."""
+        sets = ", ".join(f"t.{c} = s.{c}" for c in values.columns if c != key)
+        self._merge(table, values, key, f"WHEN MATCHED THEN UPDATE SET {sets}", run)
+
+    def _merge(self, table: str, source: DataFrame, key: str, clause: str, run: Run) -> None:
+        """SQL ``MERGE INTO`` from a DataFrame (through a temporary view): the same on classic Spark and
+        Spark Connect, where Delta's Python table API is not always there."""
+        view = f"_mfr_merge_{table}_{secrets.token_hex(4)}"
+        source.createOrReplaceTempView(view)
+        try:
+            with self.commit_metadata(run):
+                self.spark.sql(f"MERGE INTO {self.name(table)} t USING {view} s ON t.{key} = s.{key} {clause}")
+        finally:
+            self.spark.catalog.dropTempView(view)

@@ -18,8 +18,9 @@ from pyspark.sql import functions as F
 
 from mfr.config import Config, load_config
 from mfr.lakehouse import STAGE_TABLES, Lakehouse
+from mfr.resources import CHECKOUT, default_config
 from mfr.runlog import RunLog
-from mfr.session import REPO_ROOT, get_spark
+from mfr.session import get_spark
 
 
 @dataclass
@@ -92,10 +93,11 @@ class Lake:
 def open_lakehouse(config: str | None = None, overrides: list[str] | None = None) -> Lake:
     import os
 
-    path = config or os.environ.get("MFR_CONFIG") or str(REPO_ROOT / "conf" / "local.yaml")
+    path = config or os.environ.get("MFR_CONFIG") or str(default_config())
     cfg = load_config(path, overrides or [])
     warehouse = Path(cfg.settings.lakehouse.warehouse)
     if not warehouse.is_absolute():
-        cfg = cfg.with_overrides([f"lakehouse.warehouse={REPO_ROOT / warehouse}"])
+        # notebooks run from notebooks/: a relative warehouse means the checkout's, as for the CLI
+        cfg = cfg.with_overrides([f"lakehouse.warehouse={CHECKOUT / warehouse}"])
     spark = get_spark(cfg)
     return Lake(spark, cfg, Lakehouse(spark, cfg))

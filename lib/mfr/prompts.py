@@ -1,18 +1,15 @@
-"""Prompt files under prompts/, each with a version that changes whenever its text does."""
+"""Prompt files (shipped under prompts/ or the user's own), each with a version that changes with its text."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
-from mfr.session import REPO_ROOT
-
-PROMPTS = REPO_ROOT / "prompts"
+from mfr.resources import shipped
 
 
 def load_prompt(name: str) -> tuple[str, str]:
-    """(template, version): ``name`` under prompts/ (or an absolute path); version = stem@sha256[:10]."""
-    path = Path(name) if os.path.isabs(name) else PROMPTS / name
+    """(template, version): ``name`` among the shipped prompts, or a path of the user's own;
+    version = stem@sha256[:10]."""
+    path = shipped("prompts", name)
     text = path.read_text(encoding="utf-8")
     return text, f"{path.stem}@{hashlib.sha256(text.encode()).hexdigest()[:10]}"

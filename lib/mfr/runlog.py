@@ -40,11 +40,11 @@ class RunLog:
         return run
 
     def _update_run(self, run: Run, values: dict[str, Any]) -> None:
-        from delta.tables import DeltaTable
-
-        table = DeltaTable.forName(self.tables.spark, self.tables.name("runs"))
-        with self.tables.commit_metadata(run):
-            table.update(F.col("run_id") == F.lit(run.run_id), values)
+        row = self.tables.spark.range(1).select(
+            F.lit(run.run_id).alias("run_id"),
+            *[col.cast(RUNS_SCHEMA[name].dataType).alias(name) for name, col in values.items()],
+        )
+        self.tables.update_by_key("runs", row, "run_id", run)
 
     def finish(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from mfr import reasons
 from mfr.config import Config
 from mfr.lakehouse import Lakehouse, Run
 from mfr.runlog import RunLog
+from mfr.session import job_description
 from mfr.stages import registry
 from mfr.stages.common import StageContext
 
@@ -70,9 +72,10 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
     timings: dict[str, float] = {}
 
     @contextmanager
-    def timed(phase: str):
+    def timed(phase: str) -> Iterator[None]:
         start = time.perf_counter()
-        yield
+        with job_description(spark, f"mfr {stage}: {phase}"):
+            yield
         timings[f"time_s.{phase}"] = time.perf_counter() - start
 
     try:

@@ -10,18 +10,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from mfr.resources import CHECKOUT
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
 
     from mfr.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = CHECKOUT  # where make setup puts .jars in a checkout
 
 # Spark masks values of matching conf keys in its UI and event logs; api keys included.
 REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key|api[._-]?key|authorization"
@@ -78,6 +82,32 @@ def _local_confs(warehouse: Path, shuffle_partitions: int | None) -> dict[str, s
     return confs
 
 
+def is_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect session (no SparkContext, no JVM on this side)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+@contextlib.contextmanager
+def job_description(spark: SparkSession, text: str) -> Iterator[None]:
+    """Name the Spark jobs started inside, so the Spark and Databricks UIs show which stage and step runs.
+    A Spark Connect session has no job description: its jobs get a tag (``mfr-<words>``) instead."""
+    if is_connect(spark):
+        tag = "mfr-" + "-".join("".join(ch if ch.isalnum() else " " for ch in text).split())[:100]
+        spark.addTag(tag)
+        try:
+            yield
+        finally:
+            spark.removeTag(tag)
+        return
+    sc = spark.sparkContext
+    previous = sc.getLocalProperty("spark.job.description")
+    sc.setJobDescription(text)
+    try:
+        yield
+    finally:
+        sc.setJobDescription(previous)  # type: ignore[arg-type]  # None clears it (pyspark's stub says str)
+
+
 _OWNED: list[SparkSession] = []
 
 
@@ -92,16 +122,19 @@ def stop_owned_since(mark: int) -> None:
 
 
 def get_spark(cfg: Config | None = None) -> SparkSession:
-    """The session to run on: the active one if any, else a local Delta + Hive session from ``cfg``."""
+    """The session to run on: a Spark Connect session when ``spark.remote`` is set, else the active one if
+    any, else a local Delta + Hive session from ``cfg``."""
     from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None or on_databricks():
-        return active or SparkSession.builder.getOrCreate()
 
     from mfr.config import load_config
 
     cfg = cfg or load_config()
+    if cfg.settings.spark.remote:
+        return _connect(cfg.settings.spark.remote)
+    active = SparkSession.getActiveSession()
+    if active is not None or on_databricks():
+        return active or SparkSession.builder.getOrCreate()
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.settings.spark.app_name)
@@ -127,6 +160,19 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    _OWNED.append(spark)
+    return spark
+
+
+def _connect(url: str) -> SparkSession:
+    """A Spark Connect session (Databricks standard access mode and serverless speak this protocol too)."""
+    from pyspark.sql import SparkSession
+
+    try:
+        spark = SparkSession.builder.remote(url).getOrCreate()
+    except ImportError as exc:  # grpcio and friends are an extra of pyspark
+        raise RuntimeError(f"spark.remote is set but Spark Connect's client is not installed ({exc}): "
+                           "pip install 'mfr[connect]'") from None
     _OWNED.append(spark)
     return spark
 

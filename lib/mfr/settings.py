@@ -44,6 +44,7 @@ class LakehouseConfig:
 @dataclass(frozen=True)
 class SparkConfig:
     master: str | None
+    remote: str | None
     app_name: str
     shuffle_partitions: int | None
     conf: dict[str, Any]

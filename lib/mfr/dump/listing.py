@@ -44,20 +44,26 @@ def list_local(root: Path) -> list[tuple[str, str]]:
 
 
 def list_remote(spark: SparkSession, root: str) -> list[tuple[str, str]]:
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None  # a classic session always has its gateway
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    path = jvm.org.apache.hadoop.fs.Path(root)
-    fs = path.getFileSystem(conf)
-    if not fs.exists(path):
-        raise DumpError(f"dump path does not exist: {root}")
-    base = fs.makeQualified(path).toString().rstrip("/")
-    it = fs.listFiles(path, True)
+    """Parquet files under an object-store (or any Hadoop) URI, listed by Spark itself: the ``binaryFile``
+    source lists recursively through the cluster's filesystem settings on classic Spark and Spark Connect
+    alike, and reads no file content when only ``path`` is selected."""
+    try:
+        found = (
+            spark.read.format("binaryFile").option("pathGlobFilter", "*.parquet").option("recursiveFileLookup", "true")
+            .load(root).select("path").collect()
+        )
+    except Exception as exc:  # Spark's AnalysisException differs between classic and Connect
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc):
+            raise DumpError(f"dump path does not exist: {root}") from None
+        raise DumpError(f"cannot list {root}: {first}") from exc
+    anchor = urlparse(root).path.rstrip("/")  # the root's path part, whatever scheme and authority Spark prints
     out = []
-    while it.hasNext():
-        full = it.next().getPath().toString()
-        rel = full[len(base):].lstrip("/")
-        if full.endswith(".parquet") and not _hidden(rel):
+    for row in found:
+        full = row["path"]
+        at = urlparse(full).path
+        rel = at[len(anchor):].lstrip("/") if at.startswith(anchor) else at.rsplit("/", 1)[-1]
+        if not _hidden(rel):
             out.append((rel, full))
     return sorted(out)
 

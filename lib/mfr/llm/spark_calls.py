@@ -26,17 +26,21 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.lakehouse import LLM_CALLS_SCHEMA
 from mfr.llm.client import CallResult, ChatRequest, ClientSettings
 from mfr.llm.journal import JournalWriter, Progress, journal_path, read_records
+from mfr.session import is_connect, job_description
 from mfr.vectorized import pandas_udf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mfr.stages.common import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -111,28 +115,49 @@ def build_requests(
     )
 
 
-def staging_root(ctx) -> str:
-    return ctx.cfg.settings.llm.staging_dir or str(Path(ctx.cfg.settings.lakehouse.warehouse).resolve() / "_llm")
+def staging_root(ctx: StageContext) -> str:
+    return ctx.lakehouse.staging_root
 
 
-def persist(ctx, df: DataFrame, name: str) -> DataFrame:
+def persist(ctx: StageContext, df: DataFrame, name: str) -> DataFrame:
     """Write an intermediate to staging and read it back: computed once, lineage cut."""
-    path = os.path.join(staging_root(ctx), "intermediate", ctx.run_id, name)
-    df.write.mode("overwrite").parquet(path)
-    return ctx.spark.read.parquet(path)
+    with job_description(ctx.spark, f"mfr {ctx.run.stage}: {name}"):
+        return ctx.lakehouse.stage(df, ctx.run_id, name)
 
 
 def _is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file:")
 
 
-def _delete(spark, path: str) -> None:
+def _delete(spark: SparkSession, path: str) -> None:
     if _is_local(path):
         shutil.rmtree(path.replace("file:", ""), ignore_errors=True)
         return
+    if is_connect(spark):  # no Hadoop FS on this side: staged requests of the run stay until the run's folder is swept
+        log.info("staged requests left at %s (Spark Connect session)", path)
+        return
     jvm = spark.sparkContext._jvm
+    assert jvm is not None  # a classic session always has its gateway
     p = jvm.org.apache.hadoop.fs.Path(path)
     p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(p, True)
+
+
+def parallelism(spark: SparkSession, configured: int | None) -> int:
+    """Spark tasks that run at once, from config and not from the context (Spark Connect has none):
+    ``llm.tasks``, else ``spark.default.parallelism``, else a local master's cores, else the shuffle partitions."""
+    if configured:
+        return int(configured)
+    value = spark.conf.get("spark.default.parallelism", None)
+    if value:
+        return int(value)
+    master = spark.conf.get("spark.master", "") or ""
+    if master.startswith("local"):
+        inside = master[master.find("[") + 1:master.find("]")] if "[" in master else "1"
+        if master.startswith("local-cluster"):  # [executors, cores each, memory]
+            executors, cores = inside.split(",")[:2]
+            return int(executors) * int(cores)
+        return (os.cpu_count() or 1) if inside.startswith("*") else int(inside.split(",")[0])
+    return int(spark.conf.get("spark.sql.shuffle.partitions", "200") or 200)
 
 
 def _record(result: CallResult, req_row: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -315,7 +340,7 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
         stats.seconds = time.monotonic() - start
         return stats
     shards = math.ceil(n / shard_size)
-    tasks = int(cfg.settings.llm.tasks or spark.sparkContext.defaultParallelism)
+    tasks = parallelism(spark, cfg.settings.llm.tasks)
     journal_root = os.path.join(root, "journal")
     progress = _ProgressPrinter(Path(journal_root) / ctx.run_id, n, label, float(cfg.settings.llm.progress_interval_s))
     progress.start()
@@ -324,7 +349,7 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
         for shard in range(shards):
             part = keyed.where(F.col("_shard") == shard).drop("_shard")
             n_tasks = max(1, min(tasks, shard_size))
-            concurrent = max(1, min(n_tasks, spark.sparkContext.defaultParallelism))
+            concurrent = max(1, min(n_tasks, parallelism(spark, None)))
             window = max(1, (settings.max_concurrency * len(settings.api_bases)) // concurrent)
             results = part.repartition(n_tasks).mapInPandas(
                 _task_fn(settings, window, ctx.run_id, journal_root, shard), LLM_CALLS_SCHEMA

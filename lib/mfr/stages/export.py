@@ -31,7 +31,8 @@ from mfr.export.card import dataset_card, quotas
 from mfr.export.files import write_hf_part, write_images, write_json, write_jsonl_part
 from mfr.export.sharegpt import dataset_info_entry, image_file_name, sharegpt_record
 from mfr.llm.spark_calls import persist
-from mfr.session import REPO_ROOT
+from mfr.partitions import run_per_partition
+from mfr.resources import train_recipe
 from mfr.stages.common import StageContext, StageOutput
 from mfr.vectorized import pandas_udf
 
@@ -44,7 +45,7 @@ SUBSETS = {
     "all": "TRUE",
 }
 OWNED = ("llamafactory", "hf", "EXPORT.json")  # what an export writes; an overwrite removes only these
-TRAIN_YAML = REPO_ROOT / "conf" / "llamafactory" / "mfr_8b.yaml"
+TRAIN_YAML = train_recipe()
 
 _RECORD = T.StructType([T.StructField("record", T.StringType()), T.StructField("reason", T.StringType())])
 
@@ -107,9 +108,8 @@ def _write_jsonl(df: DataFrame, folder: Path, shard_rows: int) -> int:
         return 0
     parts = _parts(n, shard_rows)
     target = str(folder)
-    df.select("sample_key", "record").repartition(parts, "sample_key").sortWithinPartitions("sample_key").rdd.mapPartitionsWithIndex(
-        lambda i, rows: [write_jsonl_part(rows, target, i)]
-    ).collect()  # one integer per partition comes back, never rows
+    ordered = df.select("sample_key", "record").repartition(parts, "sample_key").sortWithinPartitions("sample_key")
+    run_per_partition(ordered, lambda rows, i: write_jsonl_part(rows, target, i))
     return n
 
 
@@ -117,9 +117,8 @@ def _write_hf(df: DataFrame, folder: Path, split: str, shard_rows: int) -> int:
     n = df.count()
     parts = _parts(n, shard_rows)
     target = str(folder)
-    df.repartition(parts, "_key").sortWithinPartitions("_key").drop("_key").rdd.mapPartitionsWithIndex(
-        lambda i, rows: [write_hf_part(rows, target, split, i, parts)]
-    ).collect()
+    ordered = df.repartition(parts, "_key").sortWithinPartitions("_key").drop("_key")
+    run_per_partition(ordered, lambda rows, i: write_hf_part(rows, target, split, i, parts))
     return n
 
 
@@ -198,8 +197,8 @@ def _write_llamafactory(lf: Path, sft: DataFrame, rl: DataFrame | None, ok: Data
         info["mfr_rl"] = dataset_info_entry("mfr_rl")
     files = images.join(ok.select("image_id", F.col("_image_file").alias("file")).distinct(), "image_id")
     target = str(lf)
-    written = files.select("file", "bytes").rdd.mapPartitions(lambda rs: [write_images(rs, target)]).collect()
-    metrics["export.images_written"] = float(sum(written))
+    written = run_per_partition(files.select("file", "bytes"), lambda rows, _: write_images(rows, target))
+    metrics["export.images_written"] = float(written)
     write_json(lf / "dataset_info.json", info)
     (lf / "mfr_8b.yaml").write_text(_train_yaml(lf, thinking))
     return metrics

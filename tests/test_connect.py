@@ -1,0 +1,75 @@
+"""The whole pipeline over Spark Connect: a local Connect server (pip pyspark ships one) with Delta and the
+embedded metastore, and the same rows and reject reasons as the classic session (the golden funnel)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mfr.session import _local_confs, delta_jars
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def connect_server(tmp_path: Path):
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    connect_jar = next(jars.glob("spark-connect_*.jar"), None)
+    if connect_jar is None:
+        pytest.skip("this pyspark ships no Spark Connect server jar")
+    port = _free_port()
+    confs = _local_confs(tmp_path / "server", 2)
+    confs.update({"spark.connect.grpc.binding.port": str(port), "spark.master": "local[2]",
+                  "spark.jars": ",".join(delta_jars())})
+    args = [str(Path(sys.executable).parent / "spark-submit"), "--class",
+            "org.apache.spark.sql.connect.service.SparkConnectServer"]
+    for k, v in confs.items():
+        args += ["--conf", f"{k}={v}"]
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server outlives this block
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    proc = subprocess.Popen([*args, str(connect_jar)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"Connect server exited: {(tmp_path / 'server.log').read_text()[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("Connect server did not open its port in 180 s")
+    yield f"sc://127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.mark.slow
+def test_pipeline_over_spark_connect_matches_the_classic_golden_funnel(connect_server, synthetic_dump, tmp_path) -> None:
+    pytest.importorskip("grpc")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "lib"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "connect_funnel.py"), connect_server,
+                          str(synthetic_dump), str(tmp_path)], capture_output=True, text=True, timeout=1200, env=env)
+    assert out.returncode == 0, out.stderr[-4000:]
+    lines = json.loads(out.stdout.strip().splitlines()[-1])["lines"]
+    golden = json.loads((REPO / "tests" / "golden" / "funnel_synthetic.json").read_text(encoding="utf-8"))
+    assert lines == golden["lines"]
