@@ -26,7 +26,7 @@ CONSTRAINTS ?= conf/constraints/spark-4.0.txt
 $(VENV)/.installed: pyproject.toml setup.py lib/mfr/text/_ngram.c $(CONSTRAINTS) | prereqs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[local,dev]' -c $(CONSTRAINTS)
+	$(PY) -m pip install -q -e '.[local,connect,dev]' -c $(CONSTRAINTS)
 	@touch $@
 
 # Delta's jars are not in the delta-spark wheel: fetch them once (Spark's own resolver, checksums checked,
