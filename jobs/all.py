@@ -1,6 +1,8 @@
-"""spark-submit entry point for the whole pipeline: `spark-submit jobs/all.py --config conf/local.yaml`."""
+"""spark-submit entry point for the whole pipeline: `spark-submit jobs/all.py --config FILE [--set k=v ...]`."""
 
-import _entry
+import sys
 
-if __name__ == "__main__":
-    _entry.main("all")
+del sys.path[0]  # this folder: jobs/select.py would shadow the standard library's select module
+from mfr.jobs import main  # noqa: E402
+
+main("all")

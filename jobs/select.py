@@ -1,6 +1,8 @@
-"""spark-submit entry point for the select stage: `spark-submit jobs/select.py --config conf/local.yaml [--set k=v]`."""
+"""spark-submit entry point for select: `spark-submit jobs/select.py --config FILE [--set k=v ...]`."""
 
-import _entry
+import sys
 
-if __name__ == "__main__":
-    _entry.main("select")
+del sys.path[0]  # this folder: jobs/select.py would shadow the standard library's select module
+from mfr.jobs import main  # noqa: E402
+
+main("select")

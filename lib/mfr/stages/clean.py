@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -188,19 +188,27 @@ def _with_images(ctx: StageContext, staged: DataFrame) -> tuple[DataFrame, DataF
     ), new_images
 
 
-_ALIVE = ~blank(F.col("_text")) & F.col("_image_reject").isNull()
-_HAS_ROUTE = F.size("_q.routes") > 0
-_UNANSWERED = _ALIVE & F.col("_need_answer") & F.col("_rule_answer").isNull()
+def _alive() -> Column:
+    """Rows whose text and image survived the rules (functions: a Column needs a live session)."""
+    return ~blank(F.col("_text")) & F.col("_image_reject").isNull()
+
+
+def _has_route() -> Column:
+    return F.size("_q.routes") > 0
+
+
+def _unanswered() -> Column:
+    return _alive() & F.col("_need_answer") & F.col("_rule_answer").isNull()
 
 
 def _count_model_work(staged: DataFrame) -> dict[str, int]:
     """One pass over the staged rows for every count the stage needs: routed rows (by route) and rows the
     model is (or would be) asked about (routed questions and answers no rule could extract)."""
     counts = staged.agg(
-        F.sum((_ALIVE & _HAS_ROUTE).cast("int")).alias("routed_rows"),
-        F.sum((_ALIVE & (_HAS_ROUTE | _UNANSWERED)).cast("int")).alias("llm_rows"),
-        F.sum(_UNANSWERED.cast("int")).alias("unanswered"),
-        *[F.sum((_ALIVE & F.array_contains("_q.routes", r)).cast("int")).alias(f"routed.{r}") for r in LLM_ROUTES],
+        F.sum((_alive() & _has_route()).cast("int")).alias("routed_rows"),
+        F.sum((_alive() & (_has_route() | _unanswered())).cast("int")).alias("llm_rows"),
+        F.sum(_unanswered().cast("int")).alias("unanswered"),
+        *[F.sum((_alive() & F.array_contains("_q.routes", r)).cast("int")).alias(f"routed.{r}") for r in LLM_ROUTES],
     ).collect()[0].asDict()
     return {k: int(v or 0) for k, v in counts.items()}
 
@@ -211,7 +219,7 @@ def _ask_cleaning_model(ctx: StageContext, staged: DataFrame, settings: ClientSe
     the model); null where no model is configured or nothing needed it."""
     n_routed = counts["routed_rows"]
     if settings is not None and n_routed:
-        routed = staged.where(_ALIVE & _HAS_ROUTE).select("sample_key", "image_id", F.col("_text").alias("question"))
+        routed = staged.where(_alive() & _has_route()).select("sample_key", "image_id", F.col("_text").alias("question"))
         replies = _ask(ctx, routed, settings, "clean", ctx.cfg.settings.cleaning.prompt, ["question"])
         staged = staged.join(replies.select("sample_key", _parse_replies("choices").alias("_reply")), "sample_key", "left")
     else:
@@ -219,7 +227,7 @@ def _ask_cleaning_model(ctx: StageContext, staged: DataFrame, settings: ClientSe
         if n_routed and settings is None:
             log.warning("clean: %d rows need the cleaning model; set cleaning.llm_client.api_base and .model", n_routed)
     if settings is not None and counts["unanswered"]:
-        todo = staged.where(_UNANSWERED).select("sample_key", "image_id", F.col("_text").alias("question"),
+        todo = staged.where(_unanswered()).select("sample_key", "image_id", F.col("_text").alias("question"),
                                                 F.col("original_answer").alias("solution"))
         answers = _ask(ctx, todo, settings, "answer_extraction", ctx.cfg.settings.cleaning.answer_prompt,
                        ["question", "solution"])

@@ -1,0 +1,110 @@
+"""Deployment kits: the wheel carries what an installed mfr needs; the Databricks bundle's tasks call it right."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mfr.cli import build_parser
+from mfr.config import load_config
+from mfr.stages.registry import NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    env = {**os.environ, "MFR_PURE_WHEEL": "1"}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
+                   check=True, env=env, cwd=tmp_path_factory.mktemp("build"), timeout=600)
+    (found,) = out.glob("mfr-*.whl")
+    return found
+
+
+def test_the_pure_wheel_ships_prompts_config_and_recipe(wheel: Path) -> None:
+    assert wheel.name.endswith("-py3-none-any.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for prompt in (REPO / "prompts").glob("*.txt"):
+        assert f"mfr/_data/prompts/{prompt.name}" in names
+    assert {"mfr/_data/conf/local.yaml", "mfr/_data/conf/llamafactory/mfr_8b.yaml", "mfr/jobs.py", "mfr/py.typed"} <= names
+    assert not any(n.endswith((".so", ".pyd")) or "constraints" in n for n in names)  # pure: no compiled kernel
+
+
+def _entry_points(wheel: Path) -> configparser.ConfigParser:
+    with zipfile.ZipFile(wheel) as z:
+        text = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt"))).decode()
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    return parser
+
+
+def _resolve(value: str, variables: dict[str, str]) -> str:
+    value = re.sub(r"\$\{var\.(\w+)\}", lambda m: str(variables[m.group(1)]), value)
+    return re.sub(r"\{\{job\.parameters\.(\w+)\}\}", lambda m: str(variables[f"job.{m.group(1)}"]), value)
+
+
+def test_bundle_runs_every_stage_in_order_through_the_wheels_entry_point(wheel: Path) -> None:
+    bundle = yaml.safe_load((REPO / "databricks.yml").read_text())
+    variables = {k: v.get("default") for k, v in bundle["variables"].items()}
+    job = bundle["resources"]["jobs"]["mfr_pipeline"]
+    variables.update({f"job.{p['name']}": p["default"] for p in job["parameters"]})
+    tasks = job["tasks"]
+    assert [t["task_key"] for t in tasks] == list(NAMES)
+    for before, task in zip(tasks, tasks[1:]):
+        assert task["depends_on"] == [{"task_key": before["task_key"]}]
+    scripts = _entry_points(wheel)["console_scripts"]
+    assert bundle["artifacts"]["mfr_wheel"]["type"] == "whl"
+    for task in tasks:
+        wt = task["python_wheel_task"]
+        assert wt["package_name"] == "mfr" and wt["entry_point"] in scripts
+        assert scripts[wt["entry_point"]].strip() == "mfr.cli:main"
+        argv = [_resolve(p, variables) for p in wt["parameters"]]
+        args = build_parser().parse_args(argv)
+        assert args.command == "run" and args.stage == task["task_key"]
+        cfg = load_config(None, args.overrides)  # every --set names a real key with a valid value
+        assert cfg.settings.lakehouse.catalog == variables["catalog"]
+        assert cfg.settings.llm.staging_dir.startswith("/Volumes/")
+    for target in bundle["targets"].values():
+        assert set(target.get("variables", {})) <= set(bundle["variables"])
+    keys = {k for t in [job] for c in t["job_clusters"] for k in c["new_cluster"]["spark_env_vars"]}
+    example = yaml.safe_load((REPO / "conf" / "cluster.example.yaml").read_text())
+    named = {s["client"]["api_key_env"] for s in (example["distillation"]["cot"], example["distillation"]["caption"],
+                                                   example["selection"]["difficulty"])} | {example["cleaning"]["llm_client"]["api_key_env"]}
+    assert named <= keys  # every key the example config names comes from the secret scope
+
+
+@pytest.mark.slow
+def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
+    """A new venv with the wheel (and [local]) runs sample, the whole pipeline and the report from another folder."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    constraints = REPO / "conf" / "constraints" / "spark-4.0.txt"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", f"{wheel}[local]", "-c", str(constraints)], check=True, timeout=1200)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MFR_CONFIG")}
+    env.update({"PYSPARK_PYTHON": str(py), "PYSPARK_DRIVER_PYTHON": str(py), "MFR_JARS_DIR": str(REPO / ".jars")})
+    mfr = str(venv / "bin" / "mfr")
+
+    def run(*argv: str) -> str:
+        out = subprocess.run([mfr, *argv], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout
+
+    assert "mfr 0." in run("--version")
+    run("sample", "--rows", "40", "--out", "lakehouse/sample-dump")
+    summary = run("run", "--stage", "all", "--json", "--set", "export.out=out/export")
+    assert '"stage": "export"' in summary
+    assert (work / "out" / "export" / "llamafactory" / "mfr_8b.yaml").is_file()
+    assert "report:" in run("report")
+    assert not (work / "prompts").exists()  # the prompts came from the package
