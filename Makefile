@@ -10,7 +10,7 @@ DELTA_JARS := $(JARS)/delta-spark_$(SCALA_VERSION)-$(DELTA_VERSION).jar $(JARS)/
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: prereqs setup demo test lint wheel test-slow bench clean-lakehouse clean
+.PHONY: prereqs setup demo test lint wheel package test-slow bench clean-lakehouse clean
 
 setup: $(VENV)/.installed $(DELTA_JARS) $(VENV)/.spark-defaults
 
@@ -47,10 +47,24 @@ test: setup
 
 # ruff (style, bugs, imports) and mypy (types) on the package; every remaining suppression says why.
 # A pure wheel (py3-none-any, prompts, default config and recipe inside) for clusters and other venvs.
+DIST ?= dist
 wheel: $(VENV)/.installed
-	rm -rf dist build
-	MFR_PURE_WHEEL=1 $(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
-	@ls dist/*.whl
+	rm -rf $(DIST)/mfr-*.whl build/lib build/bdist*
+	MFR_PURE_WHEEL=1 $(PY) -m pip wheel -q --no-deps --no-build-isolation -w $(DIST) .
+	@ls $(DIST)/mfr-*.whl
+
+# EMR / YARN / standalone: a packed venv with the wheel and its dependencies (Spark itself comes from the
+# cluster), shipped with spark-submit --archives $(DIST)/mfr-env.tar.gz#environment (docs/emr.md). Build it
+# with the Python the cluster runs (the archive links to it); for EMR 7 pick the Spark 3.5 set:
+#   make package PACKAGE_CONSTRAINTS=conf/constraints/spark-3.5.txt
+PACKAGE_CONSTRAINTS ?= $(CONSTRAINTS)
+package: wheel
+	rm -rf $(DIST)/pack-venv $(DIST)/mfr-env.tar.gz
+	$(PYTHON) -m venv $(DIST)/pack-venv
+	$(DIST)/pack-venv/bin/python -m pip install -q $(DIST)/mfr-*.whl -c $(PACKAGE_CONSTRAINTS)
+	$(VENV)/bin/venv-pack -q -p $(DIST)/pack-venv -o $(DIST)/mfr-env.tar.gz
+	rm -rf $(DIST)/pack-venv
+	@ls -la $(DIST)/mfr-env.tar.gz
 
 lint: setup
 	$(VENV)/bin/ruff check lib/

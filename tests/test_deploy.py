@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import subprocess
@@ -108,3 +109,41 @@ def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) 
     assert (work / "out" / "export" / "llamafactory" / "mfr_8b.yaml").is_file()
     assert "report:" in run("report")
     assert not (work / "prompts").exists()  # the prompts came from the package
+
+
+@pytest.mark.slow
+def test_packed_venv_runs_a_stage_under_spark_submit_from_outside_the_checkout(tmp_path: Path, synthetic_dump: Path) -> None:
+    """`make package` → the archive is the executors' Python (--archives …#environment) and, unpacked, the
+    driver's: the stage runs on two executor JVMs with nothing from the checkout on the path."""
+    import pyspark
+
+    dist = tmp_path / "dist"
+    subprocess.run(["make", "-C", str(REPO), "package", f"DIST={dist}"], check=True, capture_output=True, timeout=1200)
+    archive = dist / "mfr-env.tar.gz"
+    driver_env = tmp_path / "driver-env"
+    driver_env.mkdir()
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(driver_env)], check=True)
+    away = tmp_path / "away"
+    away.mkdir()
+    (away / "collect.py").write_text((REPO / "jobs" / "collect.py").read_text())
+    jars = ",".join(str(p) for p in sorted((REPO / ".jars").glob("*.jar")))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
+    env["SPARK_HOME"] = str(Path(pyspark.__file__).parent)
+    warehouse = tmp_path / "lh"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-submit"), "--master", "local-cluster[2,1,1024]",
+         "--archives", f"{archive}#environment",
+         "--conf", "spark.pyspark.python=./environment/bin/python",
+         "--conf", f"spark.pyspark.driver.python={driver_env / 'bin' / 'python'}",
+         "--jars", jars,
+         "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
+         "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+         "collect.py", "--set", f"lakehouse.warehouse={warehouse}", "--set", f"collection.source={synthetic_dump}",
+         "--set", f"lakehouse.location={warehouse / 'schema-here'}", "--json"],
+        cwd=away, env=env, capture_output=True, text=True, timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
+    (run,) = summary["runs"]
+    assert (run["rows_in"], run["rows_kept"], run["rows_quarantined"]) == (90, 88, 1)
+    assert (warehouse / "schema-here" / "collected" / "_delta_log").is_dir()  # lakehouse.location was the schema's

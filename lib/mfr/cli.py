@@ -131,7 +131,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
     cfg = load(args)
     spark = get_spark(cfg)
     if not cfg.settings.lakehouse.catalog:  # a first query on a fresh laptop finds the schema
-        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {cfg.settings.lakehouse.schema}")
+        from mfr.lakehouse import Lakehouse
+
+        Lakehouse(spark, cfg).create_schema()
     df = spark.sql(args.query)
     if args.json:
         print(rows_as_json(df.collect()))

@@ -62,6 +62,8 @@ SCHEMA: dict[str, Any] = {
         "catalog": _s("str|null", None, "catalog for three-part names (Unity Catalog); null = session default"),
         "schema": _s("str", "mfr", "schema (database) holding every stage table"),
         "warehouse": _s("str", "lakehouse", "local warehouse + Derby metastore folder (ignored on clusters)"),
+        "location": _s("str|null", None, "the schema's storage location (CREATE SCHEMA … LOCATION), e.g. s3://bucket/mfr; "
+                                         "Glue needs one; null = the catalog's default"),
     },
     "spark": {
         "master": _s("str|null", "local[*]", "master for a local session; ignored when a session is active"),

@@ -167,10 +167,17 @@ class Lakehouse:
     def name(self, table: str) -> str:
         return f"{self.namespace}.{table}"
 
+    def create_schema(self) -> None:
+        """``CREATE SCHEMA IF NOT EXISTS``, at ``lakehouse.location`` when set (Glue wants a location; without
+        one the schema would land in the cluster's default warehouse, on EMR its HDFS)."""
+        location = self.cfg.settings.lakehouse.location
+        where = f" LOCATION '{location.replace(chr(39), '')}'" if location else ""
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.namespace}{where}")
+
     def ensure_schema(self) -> None:
         if self._ready:
             return
-        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.namespace}")
+        self.create_schema()
         self._ensure_table("runs", RUNS_SCHEMA)
         self._ensure_table("quarantine", QUARANTINE_SCHEMA)
         self._ensure_table("images", IMAGES_SCHEMA)

@@ -39,6 +39,7 @@ class LakehouseConfig:
     catalog: str | None
     schema: str
     warehouse: str
+    location: str | None
 
 
 @dataclass(frozen=True)
