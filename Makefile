@@ -10,7 +10,7 @@ DELTA_JARS := $(JARS)/delta-spark_$(SCALA_VERSION)-$(DELTA_VERSION).jar $(JARS)/
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: prereqs setup demo test lint wheel package test-slow bench clean-lakehouse clean
+.PHONY: prereqs setup demo test lint wheel package test-compat compat-leg test-slow bench clean-lakehouse clean
 
 setup: $(VENV)/.installed $(DELTA_JARS) $(VENV)/.spark-defaults
 
@@ -81,3 +81,22 @@ clean-lakehouse:
 
 clean: clean-lakehouse
 	rm -rf $(VENV) $(JARS) build *.egg-info lib/*.egg-info
+
+# Other Spark/Delta legs: a venv and jars per leg (fetched once, offline afterwards), the Spark suites there.
+# The same golden funnel must come out on every leg.
+COMPAT_LEGS ?= spark-3.5 spark-4.2
+COMPAT_TESTS ?= tests/test_golden_funnel.py::test_golden_funnel_synthetic tests/test_transforms.py \
+	tests/test_collect.py tests/test_select.py tests/test_distill.py tests/test_export.py
+test-compat: prereqs
+	@for leg in $(COMPAT_LEGS); do $(MAKE) --no-print-directory compat-leg LEG=$$leg || exit 1; done
+
+compat-leg:
+	@test -n "$(LEG)" || { echo "usage: make compat-leg LEG=spark-3.5"; exit 2; }
+	@test -x .venv-$(LEG)/bin/python || $(PYTHON) -m venv .venv-$(LEG)
+	@test -f .venv-$(LEG)/.installed || { .venv-$(LEG)/bin/python -m pip install -q --upgrade pip && \
+		.venv-$(LEG)/bin/python -m pip install -q -e '.[local,dev]' -c conf/constraints/$(LEG).txt && touch .venv-$(LEG)/.installed; }
+	.venv-$(LEG)/bin/python -m mfr.jars --dest .jars-$(LEG)
+	@echo "== $(LEG): $$(.venv-$(LEG)/bin/python -c 'import pyspark, delta, importlib.metadata as m; print("pyspark", pyspark.__version__, "delta-spark", m.version("delta-spark"))')"
+	MFR_JARS_DIR=$(abspath .jars-$(LEG)) PYSPARK_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
+		PYSPARK_DRIVER_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
+		.venv-$(LEG)/bin/python -m pytest -q -m "slow or not slow" $(COMPAT_TESTS)

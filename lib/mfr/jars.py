@@ -81,13 +81,16 @@ def fetch_delta_jars(dest: Path, delta_version: str, scala: str) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="fetch the Delta jars for local sessions (no Maven needed)")
     parser.add_argument("--dest", required=True)
-    parser.add_argument("--delta-version", required=True)
+    parser.add_argument("--delta-version", help="default: the installed delta-spark package's version")
     args = parser.parse_args(argv)
     try:
+        from importlib import metadata
+
         import pyspark
 
         scala = scala_binary(pyspark.__version__)
-        for path in fetch_delta_jars(Path(args.dest), args.delta_version, scala):
+        version = args.delta_version or metadata.version("delta-spark")
+        for path in fetch_delta_jars(Path(args.dest), version, scala):
             print(f"jar: {path}")
     except SetupError as exc:
         print(f"mfr setup: {exc}", file=sys.stderr)

@@ -67,6 +67,8 @@ def _local_confs(warehouse: Path, shuffle_partitions: int | None) -> dict[str, s
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
+        # Spark 4 turned ANSI mode on by default, 3.5 has it off: the same rows on every leg need one setting
+        "spark.sql.ansi.enabled": "true",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Few files in a local Delta log: 50 snapshot partitions only cost task overhead.
         "spark.databricks.delta.snapshotPartitions": "2",
