@@ -84,7 +84,7 @@ clean: clean-lakehouse
 
 # Other Spark/Delta legs: a venv and jars per leg (fetched once, offline afterwards), the Spark suites there.
 # The same golden funnel must come out on every leg.
-COMPAT_LEGS ?= spark-3.5 spark-4.2
+COMPAT_LEGS ?= spark-3.5 spark-4.1
 COMPAT_TESTS ?= tests/test_golden_funnel.py::test_golden_funnel_synthetic tests/test_transforms.py \
 	tests/test_collect.py tests/test_select.py tests/test_distill.py tests/test_export.py
 test-compat: prereqs

@@ -28,12 +28,22 @@ def scala_binary(pyspark_version: str) -> str:
     return "2.12" if pyspark_version.startswith("3.") else "2.13"
 
 
-def delta_coordinates(delta_version: str, scala: str) -> str:
-    return f"io.delta:delta-spark_{scala}:{delta_version}"
+def delta_artifact(delta_version: str, pyspark_version: str) -> str:
+    """Delta's Maven artifact for a Spark: from Delta 4.1 on one build per Spark minor
+    (``delta-spark_4.2_2.13``), before that one per Scala version (``delta-spark_2.13``)."""
+    scala = scala_binary(pyspark_version)
+    major, minor = (int(x) for x in delta_version.split(".")[:2])
+    if (major, minor) >= (4, 1):
+        return f"delta-spark_{'.'.join(pyspark_version.split('.')[:2])}_{scala}"
+    return f"delta-spark_{scala}"
 
 
-def jar_names(delta_version: str, scala: str) -> list[str]:
-    return [f"delta-spark_{scala}-{delta_version}.jar", f"delta-storage-{delta_version}.jar"]
+def delta_coordinates(delta_version: str, pyspark_version: str) -> str:
+    return f"io.delta:{delta_artifact(delta_version, pyspark_version)}:{delta_version}"
+
+
+def jar_names(delta_version: str, pyspark_version: str) -> list[str]:
+    return [f"{delta_artifact(delta_version, pyspark_version)}-{delta_version}.jar", f"delta-storage-{delta_version}.jar"]
 
 
 def check_java() -> str:
@@ -47,9 +57,9 @@ def check_java() -> str:
     return (out.stderr or out.stdout).splitlines()[0]
 
 
-def fetch_delta_jars(dest: Path, delta_version: str, scala: str) -> list[Path]:
+def fetch_delta_jars(dest: Path, delta_version: str, pyspark_version: str) -> list[Path]:
     """Resolve Delta with Ivy into a scratch cache and copy its jars into ``dest``; returns the paths."""
-    wanted = [dest / name for name in jar_names(delta_version, scala)]
+    wanted = [dest / name for name in jar_names(delta_version, pyspark_version)]
     if all(p.is_file() and p.stat().st_size > 0 for p in wanted):
         return wanted
     check_java()
@@ -60,7 +70,7 @@ def fetch_delta_jars(dest: Path, delta_version: str, scala: str) -> list[Path]:
         spark = (
             SparkSession.builder.master("local[1]")
             .appName("mfr-fetch-jars")
-            .config("spark.jars.packages", delta_coordinates(delta_version, scala))
+            .config("spark.jars.packages", delta_coordinates(delta_version, pyspark_version))
             .config("spark.jars.ivy", ivy)
             .config("spark.ui.enabled", "false")
             .config("spark.sql.catalogImplementation", "in-memory")  # no Derby files in the working folder
@@ -88,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
         import pyspark
 
-        scala = scala_binary(pyspark.__version__)
         version = args.delta_version or metadata.version("delta-spark")
-        for path in fetch_delta_jars(Path(args.dest), version, scala):
+        for path in fetch_delta_jars(Path(args.dest), version, pyspark.__version__):
             print(f"jar: {path}")
     except SetupError as exc:
         print(f"mfr setup: {exc}", file=sys.stderr)
