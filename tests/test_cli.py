@@ -88,3 +88,31 @@ def test_spark_submit_local_cluster_then_mfr_cli(tmp_path, synthetic_dump, spark
     assert proc.returncode == 0, proc.stderr[-4000:]
     runs = json.loads(proc.stdout)
     assert [(x["stage"], x["status"], x["output_version"]) for x in runs] == [("collect", "succeeded", 0)]
+
+
+@pytest.mark.slow
+def test_a_second_command_while_the_metastore_is_held_says_so(tmp_path):
+    """The embedded Derby metastore admits one process: the second one gets one line saying so, exit 2."""
+    warehouse = tmp_path / "lh"
+    holder_code = (
+        "import sys, time\n"
+        "from mfr.config import load_config\n"
+        "from mfr.session import get_spark\n"
+        f"spark = get_spark(load_config(overrides=['lakehouse.warehouse={warehouse}', 'spark.master=local[1]']))\n"
+        "spark.sql('CREATE SCHEMA IF NOT EXISTS mfr').collect()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    env = _env(warehouse)
+    holder = subprocess.Popen([sys.executable, "-c", holder_code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env=env, cwd=tmp_path)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        proc = subprocess.run([str(BIN / "mfr"), "sql", "SHOW TABLES IN mfr", "--set", f"lakehouse.warehouse={warehouse}"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("mfr: another mfr command holds the embedded metastore"), proc.stderr[-2000:]

@@ -172,7 +172,10 @@ EXIT_ERROR, EXIT_PENDING = 2, 3
 def error_line(exc: BaseException) -> str:
     """What went wrong, in one line: the kind and the first line of the message (Spark's are long)."""
     from mfr.dump.layout import DumpError
+    from mfr.session import MetastoreBusy
 
+    if isinstance(exc, MetastoreBusy):
+        return str(exc)
     text = str(exc)
     if "Another instance of Derby may have already booted the database" in text or "XSDB6" in text:
         return ("another mfr command holds the embedded metastore of this lakehouse (one local command at a time): "

@@ -54,20 +54,7 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
     lh = Lakehouse(spark, cfg)
     lh.ensure_schema()
     log_ = RunLog(lh)
-    if from_run:
-        earlier = log_.get(from_run)
-        if earlier["stage"] != stage:
-            raise ValueError(f"run {from_run} is a {earlier['stage']} run, not {stage}")
-        cfg = _replay_inputs(cfg, earlier)
-        pinned = dict(earlier["input_versions"] or {})
-    else:
-        pinned = _chosen_versions(stage, cfg, lh)
-    inputs = {}
-    for table in input_tables(stage, cfg, lh):
-        version = pinned.get(table, lh.current_version(table))
-        if version is None:
-            raise ValueError(f"stage '{stage}' reads {lh.name(table)}, which does not exist yet: run its stage first")
-        inputs[table] = int(version)
+    cfg, inputs = _pin_inputs(stage, cfg, lh, log_, from_run)
     run = log_.start(stage, cfg, inputs, from_run)
     timings: dict[str, float] = {}
 
@@ -90,12 +77,8 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
         if out.quarantine is not None:
             with timed("quarantine"):
                 lh.quarantine(out.quarantine, run)
-        written = lh.read(table, version)
-        by_reason = {r["reject_reason"]: int(r["count"]) for r in written.groupBy("reject_reason").count().collect()}
-        _check_reasons(stage, set(by_reason), lh, run if out.quarantine is not None else None)
-        kept = by_reason.pop(None, 0)
+        kept, by_reason, quarantined = _count_outcomes(stage, lh, table, version, run, out.quarantine is not None)
         rejected = sum(by_reason.values())
-        quarantined = lh.quarantined_count(run) if out.quarantine is not None else 0
         metrics = {**out.metrics, **timings, **{f"rejected.{k}": float(v) for k, v in by_reason.items()}}
         if out.after_write is not None:
             metrics.update(out.after_write(spark, lh, version))
@@ -116,6 +99,36 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
         log_.fail(run, f"{type(exc).__name__}: {exc}")
         raise
     return RunResult(run.run_id, stage, lh.name(table), version, out.rows_in, kept, rejected, quarantined, metrics)
+
+
+def _pin_inputs(stage: str, cfg: Config, lh: Lakehouse, log_: RunLog, from_run: str | None) -> tuple[Config, dict[str, int]]:
+    """The input versions the run reads (an earlier run's with --from-run, a chosen one, else the current)."""
+    if from_run:
+        earlier = log_.get(from_run)
+        if earlier["stage"] != stage:
+            raise ValueError(f"run {from_run} is a {earlier['stage']} run, not {stage}")
+        cfg = _replay_inputs(cfg, earlier)
+        pinned = dict(earlier["input_versions"] or {})
+    else:
+        pinned = _chosen_versions(stage, cfg, lh)
+    inputs = {}
+    for table in input_tables(stage, cfg, lh):
+        version = pinned.get(table, lh.current_version(table))
+        if version is None:
+            raise ValueError(f"stage '{stage}' reads {lh.name(table)}, which does not exist yet: run its stage first")
+        inputs[table] = int(version)
+    return cfg, inputs
+
+
+def _count_outcomes(stage: str, lh: Lakehouse, table: str, version: int, run: Run,
+                    quarantines: bool) -> tuple[int, dict[str, int], int]:
+    """(kept, rejected by reason, quarantined) of the written version; unregistered codes fail the run."""
+    written = lh.read(table, version)
+    by_reason = {r["reject_reason"]: int(r["count"]) for r in written.groupBy("reject_reason").count().collect()}
+    _check_reasons(stage, set(by_reason), lh, run if quarantines else None)
+    kept = by_reason.pop(None, 0)
+    quarantined = lh.quarantined_count(run) if quarantines else 0
+    return kept, by_reason, quarantined
 
 
 class UnregisteredReason(RuntimeError):

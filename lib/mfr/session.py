@@ -84,6 +84,36 @@ def _local_confs(warehouse: Path, shuffle_partitions: int | None) -> dict[str, s
     return confs
 
 
+class MetastoreBusy(RuntimeError):
+    """Another process holds the embedded (Derby) metastore of this lakehouse."""
+
+
+def check_metastore_free(warehouse: Path) -> None:
+    """Fail in one line, before any JVM starts, when another process has booted this lakehouse's Derby
+    metastore (Derby admits one process; the JVM would otherwise retry for 20 s and print pages of traces).
+    Derby holds an OS lock on ``dbex.lck`` while the database is booted; a lock we can take is a free db."""
+    lock = warehouse / "metastore_db" / "dbex.lck"
+    if not lock.exists():
+        return
+    from pyspark import SparkContext
+
+    if SparkContext._gateway is not None:  # this process's own JVM may be the holder
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: let Derby say it
+        return
+    with open(lock, "r+b") as fh:
+        try:
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise MetastoreBusy(
+                f"another mfr command holds the embedded metastore of this lakehouse ({warehouse / 'metastore_db'}): "
+                "one local command at a time; wait for it to finish, or point lakehouse.warehouse elsewhere"
+            ) from None
+        fcntl.lockf(fh, fcntl.LOCK_UN)
+
+
 def is_connect(spark: SparkSession) -> bool:
     """True for a Spark Connect session (no SparkContext, no JVM on this side)."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
@@ -150,6 +180,7 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
     if not master or master.startswith("local"):
         warehouse = Path(cfg.settings.lakehouse.warehouse)
         warehouse.mkdir(parents=True, exist_ok=True)
+        check_metastore_free(warehouse.resolve())
         if not delta_jars() and not _submitted():
             from delta import configure_spark_with_delta_pip
 
