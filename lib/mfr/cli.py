@@ -194,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    if not args.verbose:  # pyspark logs every failed query's JVM trace as JSON: the one error line says it
+        logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     from mfr.session import owned_sessions, stop_owned_since
 
     mark = owned_sessions()
