@@ -161,6 +161,7 @@ def test_answer_extraction_by_model_and_reclean_from_originals(spark, collected)
         run_stage(spark, cfg.with_overrides(["cleaning.input_column=answer"]), "clean")
 
 
+@pytest.mark.slow  # the real sample end to end is in the golden funnel too: `make test-slow`
 def test_clean_on_the_real_sample(spark, make_cfg, real_sample):
     cfg = make_cfg(f"collection.source={real_sample}", "cleaning.input_column=original_question")
     run_stage(spark, cfg, "collect")
@@ -175,6 +176,7 @@ def test_clean_on_the_real_sample(spark, make_cfg, real_sample):
     assert all(x["image_id"] == x["original_image_id"] for x in rows if x["image_id"])
 
 
+@pytest.mark.slow  # a dump of hostile images through collect and clean: `make test-slow`
 def test_hostile_dump_finishes_and_every_row_has_an_outcome(spark, make_cfg, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

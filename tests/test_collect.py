@@ -158,6 +158,7 @@ def test_minimal_dump_with_extra_columns_and_missing_ids(spark, make_cfg, tmp_pa
     assert r.metrics["ignored_columns"] == 1.0
 
 
+@pytest.mark.slow  # `make test-slow`
 def test_collect_real_sample(spark, make_cfg, real_sample):
     cfg, r = _collect(spark, make_cfg, real_sample)
     assert r.rows_in == 110 and r.rows_kept + r.rows_rejected + r.rows_quarantined == 110

@@ -13,6 +13,7 @@ import yaml
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
+@pytest.mark.slow  # a kernel, a lakehouse and four notebooks: `make test-slow`
 def test_notebooks_execute(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
