@@ -21,9 +21,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.config import Config
-from mfr.stages.registry import TABLES
-
-STAGE_TABLES = TABLES  # kept for notebooks and callers of earlier versions
 
 RUNS_SCHEMA = T.StructType(
     [

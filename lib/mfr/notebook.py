@@ -17,10 +17,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from mfr.config import Config, load_config
-from mfr.lakehouse import STAGE_TABLES, Lakehouse
+from mfr.lakehouse import Lakehouse
 from mfr.resources import CHECKOUT, default_config
 from mfr.runlog import RunLog
 from mfr.session import get_spark
+from mfr.stages.registry import TABLES as STAGE_TABLES
 
 
 @dataclass

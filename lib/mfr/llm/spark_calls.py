@@ -115,10 +115,6 @@ def build_requests(
     )
 
 
-def staging_root(ctx: StageContext) -> str:
-    return ctx.lakehouse.staging_root
-
-
 def persist(ctx: StageContext, df: DataFrame, name: str) -> DataFrame:
     """Write an intermediate to staging and read it back: computed once, lineage cut."""
     with job_description(ctx.spark, f"mfr {ctx.run.stage}: {name}"):
@@ -278,7 +274,7 @@ class _ProgressPrinter(threading.Thread):
 
 def recover_journals(ctx, label: str = "llm") -> int:
     """Store finished calls that a killed run journaled but never committed; returns how many."""
-    root = staging_root(ctx)
+    root = ctx.lakehouse.staging_root
     journal_root = os.path.join(root, "journal")
     if not _is_local(journal_root) or not os.path.isdir(journal_root):
         return 0
@@ -324,7 +320,7 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
     requests = requests.select(*REQUEST_COLUMNS).dropDuplicates(["request_key"])
     done = lh.read("llm_calls").where(F.col("status") == "ok").select("request_key").distinct()
     pending = requests.join(done, "request_key", "left_anti")
-    root = staging_root(ctx)
+    root = ctx.lakehouse.staging_root
     call_id = f"{label.replace('/', '_')}-{uuid.uuid4().hex[:8]}"  # one per call: rounds never share commits
     staged = os.path.join(root, "requests", ctx.run_id, call_id)
     shard_size = max(1, int(cfg.settings.llm.shard_size))
