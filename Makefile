@@ -10,7 +10,7 @@ DELTA_JARS := $(JARS)/delta-spark_$(SCALA_VERSION)-$(DELTA_VERSION).jar $(JARS)/
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: prereqs setup demo test lint wheel package test-compat compat-leg test-slow bench clean-lakehouse clean
+.PHONY: prereqs setup demo test lint wheel package test-compat compat-leg test-slow test-s3 bench clean-lakehouse clean
 
 setup: $(VENV)/.installed $(DELTA_JARS) $(VENV)/.spark-defaults
 
@@ -26,7 +26,7 @@ CONSTRAINTS ?= conf/constraints/spark-4.0.txt
 $(VENV)/.installed: pyproject.toml setup.py lib/mfr/text/_ngram.c $(CONSTRAINTS) | prereqs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[local,connect,dev]' -c $(CONSTRAINTS)
+	$(PY) -m pip install -q -e '.[local,connect,dev,s3]' -c $(CONSTRAINTS)
 	@touch $@
 
 # Delta's jars are not in the delta-spark wheel: fetch them once (Spark's own resolver, checksums checked,
@@ -72,6 +72,16 @@ lint: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# Object stores: a moto S3 server on 127.0.0.1, hadoop-aws matching pyspark's Hadoop (its AWS SDK bundle
+# is ~530 MB, fetched once into .jars-s3 by Spark's resolver), the whole pipeline and a SIGKILL on s3a://.
+S3_JARS := .jars-s3
+$(S3_JARS)/.fetched: $(VENV)/.installed
+	$(PY) -m mfr.jars --s3a --dest $(S3_JARS)
+	@touch $@
+
+test-s3: setup $(S3_JARS)/.fetched
+	MFR_S3_JARS=$(abspath $(S3_JARS)) $(PY) -m pytest -q -m s3 tests/test_s3.py
 
 bench: setup
 	$(PY) -m bench.run

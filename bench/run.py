@@ -1,7 +1,7 @@
 """Run the benchmarks and merge their figures into bench/results/latest.json.
 
-`python -m bench.run [AREA ...]` (areas: collect, clean, llm, select, select_stage). Each area measures its comparison side by side in
-the same run, on this machine, and reports ratios next to the raw rates.
+`python -m bench.run [AREA ...]` (areas: collect, clean, llm, select, select_stage, crash). Each area measures its
+comparison side by side in the same run, on this machine, and reports ratios next to the raw rates.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ WORKDIR = ROOT / "lakehouse" / "bench"
 
 
 def _areas():
-    from bench import clean_bench, collect_bench, llm_bench, select_bench
+    from bench import clean_bench, collect_bench, crash_bench, llm_bench, select_bench
 
     return {
         "collect": collect_bench.run,
@@ -30,7 +30,11 @@ def _areas():
         "llm": llm_bench.run,
         "select": select_bench.run,
         "select_stage": select_bench.run_stage_bench,
+        "crash": crash_bench.run,
     }
+
+
+OWN_DRIVERS = {"crash"}  # areas that start their own driver processes: no session here
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=None, help="override the area's row count")
     args = parser.parse_args(argv)
     areas = _areas()
-    chosen = args.areas or list(areas)
+    chosen = args.areas or [a for a in areas if a not in OWN_DRIVERS]  # crash: ~30 min, asked for by name
     WORKDIR.mkdir(parents=True, exist_ok=True)
     warehouse = WORKDIR / "warehouse"
     base = [f"lakehouse.warehouse={warehouse}", "spark.master=local[2]", "spark.shuffle_partitions=4"]
-    spark = get_spark(load_config(overrides=base))
+    spark = None if set(chosen) <= OWN_DRIVERS else get_spark(load_config(overrides=base))
 
     def make_cfg(*overrides: str):
         return load_config(overrides=[*base, f"lakehouse.schema=bench_{uuid.uuid4().hex[:8]}", *overrides])

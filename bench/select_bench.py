@@ -125,9 +125,10 @@ def run_stage_bench(spark, make_cfg, workdir: Path, rows: int = 100000) -> dict[
     cfg = make_cfg("spark.shuffle_partitions=4")
     lh = Lakehouse(spark, cfg)
     lh.ensure_schema()
-    run = RunLog(lh).start("distill", cfg, {}, None)
+    runs = RunLog(lh)
+    run = runs.start("distill", cfg, {}, None)
     version = lh.write_stage_output(_synthetic_distilled(spark, rows).repartition(16), "distilled", run)
-    RunLog(lh).finish(run, output_version=version, rows_in=rows, rows_kept=rows, rows_rejected=0, rows_quarantined=0, metrics={})
+    runs.finish(run, output_version=version, rows_in=rows, rows_kept=rows, rows_rejected=0, rows_quarantined=0, metrics={})
     start = time.perf_counter()
     result = run_stage(spark, cfg, "select")
     elapsed = time.perf_counter() - start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -126,7 +127,7 @@ def test_clean_with_the_model(spark, collected, tmp_path):
     assert [x["purpose"] for x in data.llm] == ["clean"] and data.llm[0]["calls"] == asked
     assert data.funnel["clean"]["unsuitable_task"] == 1
     page = write_report(spark, cfg, r.run_id, tmp_path / "report")
-    text = page.read_text()
+    text = Path(page).read_text()
     for name in FIGURES:
         assert (tmp_path / "report" / name).stat().st_size > 5000 and f"src='{name}'" in text
     # a rerun asks nothing: stored replies are reused

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mfr.dump.hub import download_dump, parse_hub_uri
@@ -43,7 +45,7 @@ def test_parse_hub_uri():
 
 
 def test_capped_download_fetches_only_the_shards_it_needs(hub, tmp_path):
-    root = download_dump("hf://datasets/org/mmfr", tmp_path, subsets=["synth-charts"], max_samples=12, workers=4)
+    root = Path(download_dump("hf://datasets/org/mmfr", tmp_path, subsets=["synth-charts"], max_samples=12, workers=4))
     got = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
     assert got == ["synth-charts/train-00000-of-00003.parquet", "synth-charts/train-00001-of-00003.parquet"]
     assert len(hub.downloads()) == 2

@@ -172,7 +172,9 @@ EXIT_ERROR, EXIT_PENDING = 2, 3
 def error_line(exc: BaseException) -> str:
     """What went wrong, in one line: the kind and the first line of the message (Spark's are long)."""
     from mfr.dump.layout import DumpError
+    from mfr.runlog import StageBusy
     from mfr.session import MetastoreBusy
+    from mfr.storage import StorageError
 
     if isinstance(exc, MetastoreBusy):
         return str(exc)
@@ -185,6 +187,10 @@ def error_line(exc: BaseException) -> str:
         kind = "error"
     elif isinstance(exc, DumpError):
         kind = "dump error"
+    elif isinstance(exc, StorageError):
+        kind = "storage error"
+    elif isinstance(exc, StageBusy):
+        kind = "busy"
     else:
         kind = f"error ({type(exc).__name__})"
     return f"{kind}: {first[:2000]}"

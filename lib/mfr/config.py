@@ -161,8 +161,17 @@ SCHEMA: dict[str, Any] = {
             "top_p": _s("float", 0.95),
         },
     },
+    "storage": {
+        "options": _s("map", {}, "fsspec options per protocol for files outside tables, e.g. {s3: {requester_pays: true}}; "
+                                 "the S3 endpoint and path style come from spark.conf's fs.s3a.* keys"),
+    },
+    "runs": {
+        "heartbeat_s": _s("float", 10.0, "how often a running stage's driver renews its lease"),
+        "abandon_after_s": _s("float", 120.0, "a run whose lease is older than this is marked abandoned by the next run"),
+    },
     "llm": {
-        "staging_dir": _s("str|null", None, "call journals and request staging; null = <warehouse>/_llm (shared FS on clusters)"),
+        "staging_dir": _s("str|null", None, "call journals, leases and intermediates; null = <lakehouse.location>/_mfr when "
+                                            "set, else <warehouse>/_llm (must be shared by driver and executors)"),
         "shard_size": _s("int", 20000, "requests per Delta commit of results"),
         "progress_interval_s": _s("float", 5.0, "seconds between driver progress lines"),
         "tasks": _s("int|null", None, "Spark tasks per shard; null = the session's default parallelism"),

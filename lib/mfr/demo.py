@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nLLaMA-Factory export: {export_dir / 'llamafactory'} (dataset mfr_sft; recipe mfr_8b.yaml)"
         f"\nHF dataset export:    {export_dir / 'hf'}"
-        f"\nReport:               {page.resolve()}"
+        f"\nReport:               {os.path.abspath(page)}"
     )
     print(
         "\nTry:\n"

@@ -88,16 +88,61 @@ def fetch_delta_jars(dest: Path, delta_version: str, pyspark_version: str) -> li
     return wanted
 
 
+def spark_hadoop_version() -> str:
+    """The Hadoop version inside the pip pyspark (``hadoop-client-api-<v>.jar``): hadoop-aws must match it."""
+    import pyspark
+
+    found = sorted(Path(pyspark.__file__).parent.joinpath("jars").glob("hadoop-client-api-*.jar"))
+    if not found:
+        raise SetupError("no hadoop-client-api jar inside pyspark: cannot tell which hadoop-aws matches")
+    return found[0].name[len("hadoop-client-api-"):-len(".jar")]
+
+
+def fetch_s3a_jars(dest: Path) -> list[Path]:
+    """hadoop-aws for the pyspark's Hadoop and its AWS SDK bundle (hundreds of MB: fetched once, kept in
+    ``dest``), for sessions that read and write ``s3a://``."""
+    version = spark_hadoop_version()
+    marker = dest / f".hadoop-aws-{version}"
+    if marker.is_file():
+        return sorted(dest.glob("*.jar"))
+    check_java()
+    from pyspark.sql import SparkSession
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mfr-ivy-") as ivy:
+        spark = (
+            SparkSession.builder.master("local[1]").appName("mfr-fetch-jars")
+            .config("spark.jars.packages", f"org.apache.hadoop:hadoop-aws:{version}")
+            .config("spark.jars.ivy", ivy).config("spark.ui.enabled", "false")
+            .config("spark.sql.catalogImplementation", "in-memory").getOrCreate()
+        )
+        spark.stop()
+        jars = sorted(Path(ivy, "jars").glob("*.jar"))
+        if not any("hadoop-aws" in p.name for p in jars):
+            raise SetupError(f"Ivy did not resolve hadoop-aws {version}: is the package registry reachable?")
+        for source in jars:
+            tmp = dest / (source.name + ".part")
+            shutil.copyfile(source, tmp)
+            tmp.replace(dest / source.name)
+    marker.write_text(version + "\n")
+    return sorted(dest.glob("*.jar"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="fetch the Delta jars for local sessions (no Maven needed)")
     parser.add_argument("--dest", required=True)
     parser.add_argument("--delta-version", help="default: the installed delta-spark package's version")
+    parser.add_argument("--s3a", action="store_true", help="fetch hadoop-aws (and its AWS SDK) for s3a:// instead")
     args = parser.parse_args(argv)
     try:
         from importlib import metadata
 
         import pyspark
 
+        if args.s3a:
+            for path in fetch_s3a_jars(Path(args.dest)):
+                print(f"jar: {path}")
+            return 0
         version = args.delta_version or metadata.version("delta-spark")
         for path in fetch_delta_jars(Path(args.dest), version, pyspark.__version__):
             print(f"jar: {path}")

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.config import Config
+from mfr.storage import Storage, join
 
 RUNS_SCHEMA = T.StructType(
     [
@@ -158,6 +159,7 @@ class Lakehouse:
         catalog = cfg.settings.lakehouse.catalog
         schema = cfg.settings.lakehouse.schema
         self.namespace = f"{catalog}.{schema}" if catalog else schema
+        self.storage = Storage.from_config(cfg)
         self._ready = False
 
     # ---- names and versions -------------------------------------------------------------------
@@ -182,13 +184,38 @@ class Lakehouse:
         self._ready = True
 
     def _ensure_table(self, table: str, schema: T.StructType) -> None:
-        if not self.exists(table):
+        if not self.exists(table) and not self.heal(table):
             (
                 self.spark.createDataFrame([], schema)
                 .write.format("delta")
                 .mode("ignore")
                 .saveAsTable(self.name(table))
             )
+
+    def schema_location(self) -> str | None:
+        """Where the schema keeps its managed tables (``DESCRIBE SCHEMA``), None when the catalog does not say."""
+        if not hasattr(self, "_schema_location"):
+            rows = self.spark.sql(f"DESCRIBE SCHEMA EXTENDED {self.namespace}").collect()
+            found = {str(r[0]).strip().lower(): str(r[1]).strip() for r in rows}
+            self._schema_location = found.get("location") or None
+        return self._schema_location
+
+    def heal(self, table: str) -> bool:
+        """Make creating ``table`` idempotent after a driver was killed while creating it: a location with
+        a committed Delta log and no catalog entry is registered as it is (True); one without a committed
+        log is cleared so the create can proceed (False)."""
+        where = self.schema_location()
+        if not where:
+            return False
+        location = join(where, table)
+        log_dir = join(location, "_delta_log")
+        commits = [f for f in self.storage.list_files(log_dir, ".json") if f.rsplit("/", 1)[-1][:20].isdigit()]
+        if commits:
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name(table)} USING delta LOCATION '{location}'")
+            return True
+        if self.storage.exists(location):
+            self.storage.delete(location)  # files of a create that never committed: nothing to keep
+        return False
 
     def exists(self, table: str) -> bool:
         return bool(self.spark.catalog.tableExists(self.name(table)))
@@ -240,6 +267,8 @@ class Lakehouse:
         """Replace ``table`` with ``df`` as one new Delta version; returns that version."""
         self.ensure_schema()
         writer = self._writer(df, "overwrite", run)
+        if not self.exists(table):
+            self.heal(table)
         if not self.exists(table) or _shape(self.spark.table(self.name(table)).schema) != _shape(df.schema):
             writer = writer.option("overwriteSchema", "true")  # only when columns really change
         writer.saveAsTable(self.name(table))
@@ -278,16 +307,38 @@ class Lakehouse:
 
     @property
     def staging_root(self) -> str:
-        """Where a run's intermediates and call journals go (``llm.staging_dir``, else ``<warehouse>/_llm``)."""
+        """Where call journals, run leases and a run's intermediates go: ``llm.staging_dir``, else
+        ``<lakehouse.location>/_mfr`` (beside the tables, reachable by every executor), else ``<warehouse>/_llm``."""
         s = self.cfg.settings
-        return s.llm.staging_dir or str(Path(s.lakehouse.warehouse).resolve() / "_llm")
+        if s.llm.staging_dir:
+            return s.llm.staging_dir
+        if s.lakehouse.location:
+            return join(s.lakehouse.location, "_mfr")
+        return str(Path(s.lakehouse.warehouse).resolve() / "_llm")
+
+    # Folders of a run's intermediates under the staging root: removed when the run ends, swept after a kill.
+    RUN_FOLDERS = ("intermediate", "requests")
 
     def stage(self, df: DataFrame, run_id: str, name: str) -> DataFrame:
         """Write an intermediate of a run as parquet under the staging root and read it back (computed once,
-        lineage cut)."""
-        path = f"{self.staging_root.rstrip('/')}/intermediate/{run_id}/{name}"
+        lineage cut). Removed when the run ends (``drop_intermediates``)."""
+        path = join(self.staging_root, "intermediate", run_id, name)
         df.write.mode("overwrite").parquet(path)
         return self.spark.read.parquet(path)
+
+    def drop_intermediates(self, run_id: str) -> None:
+        for folder in self.RUN_FOLDERS:
+            self.storage.delete(join(self.staging_root, folder, run_id))
+
+    def sweep_intermediates(self, keep: set[str]) -> list[str]:
+        """Remove intermediates of runs not in ``keep`` (leftovers of killed drivers); returns their run ids."""
+        swept = []
+        for folder in self.RUN_FOLDERS:
+            for run_id in self.storage.list_dirs(join(self.staging_root, folder)):
+                if run_id not in keep:
+                    self.storage.delete(join(self.staging_root, folder, run_id))
+                    swept.append(run_id)
+        return sorted(set(swept))
 
     def quarantined_count(self, run: Run) -> int:
         return self.read("quarantine").where(F.col("run_id") == run.run_id).count()
@@ -305,21 +356,26 @@ class Lakehouse:
             F.lit(origin).alias("origin"),
             F.lit(run.run_id).alias("run_id"),
         )
-        self._merge("images", source, "image_id", "WHEN NOT MATCHED THEN INSERT *", run)
+        self._merge("images", source, "t.image_id = s.image_id", "WHEN NOT MATCHED THEN INSERT *", run)
         return int(self.current_version("images") or 0)
 
-    def update_by_key(self, table: str, values: DataFrame, key: str, run: Run) -> None:
+    def update_by_key(self, table: str, values: DataFrame, key: str, run: Run | None) -> None:
         """Set the columns of ``values`` (besides ``key``) on the rows of ``table`` with the same key."""
         sets = ", ".join(f"t.{c} = s.{c}" for c in values.columns if c != key)
-        self._merge(table, values, key, f"WHEN MATCHED THEN UPDATE SET {sets}", run)
+        self._merge(table, values, f"t.{key} = s.{key}", f"WHEN MATCHED THEN UPDATE SET {sets}", run)
 
-    def _merge(self, table: str, source: DataFrame, key: str, clause: str, run: Run) -> None:
+    def insert_unless(self, table: str, rows: DataFrame, match: str, run: Run) -> None:
+        """Insert ``rows`` (aliased ``s``) unless a row of ``table`` (``t``) satisfies ``match``: one MERGE, so
+        Delta's conflict check serializes two concurrent inserts that test the same condition."""
+        self._merge(table, rows, match, "WHEN NOT MATCHED THEN INSERT *", run)
+
+    def _merge(self, table: str, source: DataFrame, on: str, clause: str, run: Run | None) -> None:
         """SQL ``MERGE INTO`` from a DataFrame (through a temporary view): the same on classic Spark and
         Spark Connect, where Delta's Python table API is not always there."""
         view = f"_mfr_merge_{table}_{secrets.token_hex(4)}"
         source.createOrReplaceTempView(view)
         try:
-            with self.commit_metadata(run):
-                self.spark.sql(f"MERGE INTO {self.name(table)} t USING {view} s ON t.{key} = s.{key} {clause}")
+            with self.commit_metadata(run) if run is not None else contextlib.nullcontext():
+                self.spark.sql(f"MERGE INTO {self.name(table)} t USING {view} s ON {on} {clause}")
         finally:
             self.spark.catalog.dropTempView(view)

@@ -64,8 +64,13 @@ class Lake:
         return a.join(b, "sample_key", "full").where(~F.col("before").eqNullSafe(F.col("after"))).toPandas()
 
     def restore(self, table: str, version: int) -> int:
-        """RESTORE a stage table to an earlier version (a new version with the old content); returns it."""
-        return self.lakehouse.restore(table, version)
+        """RESTORE a stage table to an earlier version (a new version with the old content); returns it.
+        Recorded as a run in ``runs``, so the next stage reads the restored content."""
+        from mfr.runlog import RunLog
+
+        restored = self.lakehouse.restore(table, version)
+        RunLog(self.lakehouse).record_restore(table, restored, version, self.cfg)
+        return restored
 
     def samples_html(self, table: str = "selected", where: str = "reject_reason IS NULL", n: int = 4,
                      version: int | None = None, max_chars: int = 600) -> str:

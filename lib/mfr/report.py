@@ -23,6 +23,7 @@ from mfr.lakehouse import Lakehouse
 from mfr.runlog import RunLog
 from mfr.stages.registry import NAMES as STAGES
 from mfr.stages.registry import TABLES as STAGE_TABLES
+from mfr.storage import Storage, join
 
 LENGTH_BINS = [0, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200, 4800, 6400, 9600, 12800, 10**9]
 FIGURES = ["funnel.png", "funnel_by_source.png", "pass_rate.png", "lengths.png", "llm_calls.png"]
@@ -151,10 +152,13 @@ def _empty(ax, text: str) -> None:
     ax.set_axis_off()
 
 
-def render(data: ReportData, out: Path) -> Path:
-    """Write the PNGs and ``index.html`` into ``out``; returns the page's path."""
+def render(data: ReportData, out: str, storage: Storage | None = None) -> str:
+    """Write the PNGs and ``index.html`` into ``out`` (a local folder, a Volume or an object store);
+    returns the page's path."""
+    import io
+
+    storage = storage or Storage()
     plt = _plt()
-    out.mkdir(parents=True, exist_ok=True)
     colors = _colors(data)
     figures = {
         "funnel": _plot_funnel(plt, data, colors),
@@ -165,11 +169,13 @@ def render(data: ReportData, out: Path) -> Path:
     }
     for name, fig in figures.items():
         fig.tight_layout()
-        fig.savefig(out / f"{name}.png", dpi=110)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
         plt.close(fig)
-    page = out / "index.html"
-    page.write_text(_html(data))
-    (out / "report.json").write_text(json.dumps(_jsonable(data), indent=1, default=str) + "\n")
+        storage.write_bytes(join(out, f"{name}.png"), buf.getvalue())
+    page = join(out, "index.html")
+    storage.write_text(page, _html(data))
+    storage.write_text(join(out, "report.json"), json.dumps(_jsonable(data), indent=1, default=str) + "\n")
     return page
 
 
@@ -299,7 +305,7 @@ def _html(data: ReportData) -> str:
     )
 
 
-def write_report(spark: SparkSession, cfg: Config, run_id: str | None = None, out: str | Path | None = None) -> Path:
+def write_report(spark: SparkSession, cfg: Config, run_id: str | None = None, out: str | Path | None = None) -> str:
     data = gather(spark, cfg, run_id)
-    folder = Path(out) if out else Path(cfg.settings.lakehouse.warehouse) / "reports" / (run_id or "latest")
-    return render(data, folder)
+    folder = str(out) if out else join(cfg.settings.lakehouse.warehouse, "reports", run_id or "latest")
+    return render(data, folder, Storage.from_config(cfg))

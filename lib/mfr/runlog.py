@@ -1,11 +1,27 @@
 """The run log: one row per stage run in ``<schema>.runs`` (status, versions read and written, counts).
 
 Time travel to a run is ``SELECT … FROM <schema>.<table> VERSION AS OF <output_version>``.
+
+Publication: a stage's output becomes an input only through ``published()``, the output version of the
+last *succeeded* run that wrote the table, never the table's current version, so a version written by a
+run that then failed its checks, or whose driver was killed, is never read by the next stage.
+
+Liveness: a running stage's driver keeps a lease object (``<staging>/leases/<run_id>.json``) fresh. At the
+next start, a ``running`` row whose lease is stale (or whose process is gone on this host) is marked
+``abandoned``. A stage is held by one run at a time: the ``running`` row is inserted by a ``MERGE`` that
+only inserts when no other run of the stage is running; Delta's conflict check makes two concurrent
+claims serialize, and the loser is told which run holds the stage.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
+import os
+import socket
+import threading
+import time
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -14,14 +30,83 @@ from pyspark.sql import functions as F
 from mfr.config import Config
 from mfr.lakehouse import RUNS_SCHEMA, Lakehouse, Run, code_version, new_run_id, utc_now
 from mfr.stages.registry import TABLES
+from mfr.storage import join
+
+log = logging.getLogger(__name__)
+
+
+class StageBusy(RuntimeError):
+    """Another run of the same stage is running on this lakehouse."""
+
+
+class Lease:
+    """The driver's proof of life for one run: an object rewritten every ``heartbeat_s`` seconds."""
+
+    def __init__(self, tables: Lakehouse, run_id: str, heartbeat_s: float):
+        self.tables, self.run_id, self.heartbeat_s = tables, run_id, heartbeat_s
+        self.path = lease_path(tables, run_id)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"mfr-lease-{run_id}")
+
+    def _write(self) -> None:
+        body = {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}
+        self.tables.storage.write_text(self.path, json.dumps(body))
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self._write()
+            except Exception as exc:  # a missed beat is not fatal; a stale lease only lets the run be abandoned
+                log.warning("lease of %s not renewed: %s", self.run_id, exc)
+
+    def start(self) -> Lease:
+        self._write()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.tables.storage.delete(self.path)
+        except Exception as exc:  # the run's row already says how it ended
+            log.warning("lease of %s not removed: %s", self.run_id, exc)
+
+
+def lease_path(tables: Lakehouse, run_id: str) -> str:
+    return join(tables.staging_root, "leases", f"{run_id}.json")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def driver_gone(lease: dict[str, Any] | None, started_at: float, now: float, abandon_after_s: float,
+                host: str) -> str | None:
+    """Why a ``running`` run's driver is gone, or None while it may be alive."""
+    if lease is None:
+        return "no lease" if now - started_at > abandon_after_s else None
+    if lease.get("host") == host and not _pid_alive(int(lease.get("pid") or 0)):
+        return f"driver process {lease.get('pid')} on {host} is gone"
+    age = now - float(lease.get("at") or 0)
+    return f"no heartbeat for {age:.0f}s" if age > abandon_after_s else None
 
 
 class RunLog:
     def __init__(self, tables: Lakehouse):
         self.tables = tables
+        self._leases: dict[str, Lease] = {}
 
     def start(self, stage: str, cfg: Config, input_versions: dict[str, int], from_run: str | None) -> Run:
+        """Record a new ``running`` run of ``stage`` (after marking dead drivers' runs abandoned) and start
+        its lease; StageBusy when another live run holds the stage."""
         self.tables.ensure_schema()
+        self.abandon_dead()
         run = Run(new_run_id(stage), stage, cfg, dict(input_versions), from_run)
         row = {
             "run_id": run.run_id,
@@ -36,12 +121,88 @@ class RunLog:
             "output_table": self.tables.name(TABLES[stage]) if stage in TABLES else None,
         }
         df = self.tables.spark.createDataFrame([tuple(row.get(f.name) for f in RUNS_SCHEMA.fields)], RUNS_SCHEMA)
+        self._claim(df, run)
+        self._leases[run.run_id] = Lease(self.tables, run.run_id, float(cfg.settings.runs.heartbeat_s)).start()
+        return run
+
+    def _claim(self, row: DataFrame, run: Run, attempts: int = 8) -> None:
+        """Insert the running row unless another run of the stage is running (one MERGE: Delta serializes
+        two concurrent claims, the second sees the first or fails its commit and tries again)."""
+        for attempt in range(attempts):
+            try:
+                self.tables.insert_unless(
+                    "runs", row, "t.stage = s.stage AND t.status = 'running'", run)
+                break
+            except Exception as exc:
+                if "Concurrent" not in f"{type(exc).__name__} {exc}" or attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        mine = self.tables.read("runs").where(F.col("run_id") == run.run_id).count()
+        if not mine:
+            holder = self.tables.read("runs").where((F.col("stage") == run.stage) & (F.col("status") == "running"))
+            held = [r["run_id"] for r in holder.select("run_id").collect()]
+            raise StageBusy(f"stage {run.stage} is held by run {', '.join(held) or '?'} (still running on "
+                            f"{self.tables.namespace}); wait for it, or if its driver is gone it is marked abandoned "
+                            f"after runs.abandon_after_s")
+
+    def abandon_dead(self) -> list[str]:
+        """Mark ``running`` runs whose driver is gone as ``abandoned``; returns their ids."""
+        running = self.tables.read("runs").where(F.col("status") == "running").select("run_id", "started_at").collect()
+        now, host = time.time(), socket.gethostname()
+        limit = float(self.tables.cfg.settings.runs.abandon_after_s)
+        gone = []
+        for r in running:
+            if r["run_id"] in self._leases:
+                continue
+            try:
+                lease = json.loads(self.tables.storage.read_text(lease_path(self.tables, r["run_id"])))
+            except FileNotFoundError:
+                lease = None
+            started = r["started_at"].replace(tzinfo=dt.timezone.utc).timestamp() if r["started_at"] else 0.0
+            why = driver_gone(lease, started, now, limit, host)
+            if why:
+                self._set(r["run_id"], {"status": F.lit("abandoned"), "finished_at": F.lit(utc_now()).cast("timestamp"),
+                                        "error": F.lit(f"abandoned: {why}")})
+                self.tables.storage.delete(lease_path(self.tables, r["run_id"]))
+                log.warning("run %s marked abandoned (%s)", r["run_id"], why)
+                gone.append(r["run_id"])
+        return gone
+
+    def live_run_ids(self) -> set[str]:
+        return {r["run_id"] for r in self.tables.read("runs").where(F.col("status") == "running").select("run_id").collect()}
+
+    def published(self, table: str) -> int | None:
+        """The output version of ``table`` from the last succeeded run that wrote it (None when none has)."""
+        rows = (
+            self.tables.read("runs")
+            .where((F.col("output_table") == self.tables.name(table)) & (F.col("status") == "succeeded")
+                   & F.col("output_version").isNotNull())
+            .orderBy(F.col("finished_at").desc(), F.col("output_version").desc()).limit(1).collect()
+        )
+        return int(rows[0]["output_version"]) if rows else None
+
+    def record_restore(self, table: str, version: int, restored_from: int, cfg: Config) -> Run:
+        """A RESTORE done through mfr becomes a succeeded run, so readers pin the restored version."""
+        run = Run(new_run_id("restore"), "restore", cfg, {table: int(restored_from)})
+        row = {
+            "run_id": run.run_id, "stage": "restore", "status": "succeeded", "started_at": run.started_at,
+            "finished_at": utc_now(), "config_hash": cfg.hash, "code_version": code_version(),
+            "input_versions": {table: int(restored_from)}, "output_table": self.tables.name(table),
+            "output_version": int(version),
+        }
+        df = self.tables.spark.createDataFrame([tuple(row.get(f.name) for f in RUNS_SCHEMA.fields)], RUNS_SCHEMA)
         self.tables.append(df, "runs", run)
         return run
 
     def _update_run(self, run: Run, values: dict[str, Any]) -> None:
+        self._set(run.run_id, values, run)
+        lease = self._leases.pop(run.run_id, None)
+        if lease is not None:
+            lease.stop()
+
+    def _set(self, run_id: str, values: dict[str, Any], run: Run | None = None) -> None:
         row = self.tables.spark.range(1).select(
-            F.lit(run.run_id).alias("run_id"),
+            F.lit(run_id).alias("run_id"),
             *[col.cast(RUNS_SCHEMA[name].dataType).alias(name) for name, col in values.items()],
         )
         self.tables.update_by_key("runs", row, "run_id", run)

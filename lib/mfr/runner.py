@@ -39,24 +39,48 @@ class RunResult:
     metrics: dict[str, float]
 
 
-def input_tables(stage: str, cfg: Config, lh: Lakehouse) -> list[str]:
-    """Tables a stage reads. Distill reads cleaned when it exists (else collected) unless configured."""
+def input_tables(stage: str, cfg: Config, log_: RunLog) -> list[str]:
+    """Tables a stage reads. Distill reads cleaned once a clean run has published it (else collected)
+    unless configured."""
     if stage == "distill":
         chosen = cfg.settings.distillation.input_table
         if chosen:
             return [chosen]
-        return ["cleaned"] if lh.exists("cleaned") else ["collected"]
+        return ["cleaned"] if log_.published("cleaned") is not None else ["collected"]
     return list(registry.stage(stage).inputs)
+
+
+def check_storage(stage: str, cfg: Config, lh: Lakehouse) -> None:
+    """Every location the stage reads or writes outside its tables is reachable, before any table is
+    written: a one-line StorageError naming the setting and the path otherwise."""
+    s = cfg.settings
+    st = lh.storage
+    if s.lakehouse.location:
+        st.check_writable(s.lakehouse.location, "lakehouse.location")
+    st.check_writable(lh.staging_root, "llm.staging_dir" if s.llm.staging_dir else "staging folder")
+    if stage == "collect":
+        if s.collection.source.startswith("hf://"):
+            if s.collection.cache_dir:
+                st.check_writable(s.collection.cache_dir, "collection.cache_dir")
+        else:
+            st.check_readable(s.collection.source, "collection.source")
+    if stage == "export" and s.export.out:
+        st.check_writable(s.export.out, "export.out")
 
 
 def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None = None) -> RunResult:
     spec = registry.stage(stage)
     lh = Lakehouse(spark, cfg)
+    check_storage(stage, cfg, lh)
     lh.ensure_schema()
     log_ = RunLog(lh)
     cfg, inputs = _pin_inputs(stage, cfg, lh, log_, from_run)
     run = log_.start(stage, cfg, inputs, from_run)
+    swept = lh.sweep_intermediates(log_.live_run_ids())
+    if swept:
+        log.info("removed intermediates of %d ended run(s): %s", len(swept), ", ".join(swept))
     timings: dict[str, float] = {}
+    version: int | None = None
 
     @contextmanager
     def timed(phase: str) -> Iterator[None]:
@@ -80,12 +104,12 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
         kept, by_reason, quarantined = _count_outcomes(stage, lh, table, version, run, out.quarantine is not None)
         rejected = sum(by_reason.values())
         metrics = {**out.metrics, **timings, **{f"rejected.{k}": float(v) for k, v in by_reason.items()}}
-        if out.after_write is not None:
-            metrics.update(out.after_write(spark, lh, version))
         if out.rows_in != kept + rejected + quarantined:
             raise AccountingError(
                 f"{stage}: rows_in {out.rows_in} != kept {kept} + rejected {rejected} + quarantined {quarantined}"
             )
+        if out.after_write is not None:  # views and derived figures only for an output that passed its checks
+            metrics.update(out.after_write(spark, lh, version))
         log_.finish(
             run,
             output_version=version,
@@ -97,7 +121,11 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
         )
     except BaseException as exc:
         log_.fail(run, f"{type(exc).__name__}: {exc}")
+        if version is not None:
+            _unpublish(lh, log_, spec.table, version)
         raise
+    finally:
+        lh.drop_intermediates(run.run_id)
     return RunResult(run.run_id, stage, lh.name(table), version, out.rows_in, kept, rejected, quarantined, metrics)
 
 
@@ -112,12 +140,28 @@ def _pin_inputs(stage: str, cfg: Config, lh: Lakehouse, log_: RunLog, from_run: 
     else:
         pinned = _chosen_versions(stage, cfg, lh)
     inputs = {}
-    for table in input_tables(stage, cfg, lh):
-        version = pinned.get(table, lh.current_version(table))
+    for table in input_tables(stage, cfg, log_):
+        version = pinned.get(table)
         if version is None:
-            raise ValueError(f"stage '{stage}' reads {lh.name(table)}, which does not exist yet: run its stage first")
+            version = log_.published(table)
+        if version is None:
+            raise ValueError(f"stage '{stage}' reads {lh.name(table)}, which no finished run has written yet: run its stage first")
         inputs[table] = int(version)
     return cfg, inputs
+
+
+def _unpublish(lh: Lakehouse, log_: RunLog, table: str, written: int) -> None:
+    """After a failed run wrote ``table``: put the last published content back as the current version, so
+    a plain ``SELECT`` shows what readers pin (best effort: the failed version stays in the history)."""
+    published = log_.published(table)
+    try:
+        if published is None or lh.current_version(table) != written:
+            return
+        lh.restore(table, published)
+        log.warning("%s: the failed run's version %d is not published; current content restored from version %d",
+                    lh.name(table), written, published)
+    except Exception as exc:
+        log.warning("%s: could not restore version %s after a failed run: %s", lh.name(table), published, exc)
 
 
 def _count_outcomes(stage: str, lh: Lakehouse, table: str, version: int, run: Run,

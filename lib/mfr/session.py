@@ -190,6 +190,8 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
     else:
         builder = builder.config("spark.redaction.regex", REDACTION_REGEX).enableHiveSupport()
     for key, value in (cfg.settings.spark.conf or {}).items():
+        if key == "spark.jars" and not _submitted() and (not master or master.startswith("local")) and delta_jars():
+            value = ",".join([*delta_jars(), str(value)])  # extra jars (hadoop-aws …) beside Delta's, not instead
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

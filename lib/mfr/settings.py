@@ -165,6 +165,17 @@ class SelectionConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunsConfig:
+    heartbeat_s: float
+    abandon_after_s: float
+
+
+@dataclass(frozen=True)
 class LlmConfig:
     staging_dir: str | None
     shard_size: int
@@ -210,6 +221,8 @@ class Settings:
     cleaning: CleaningConfig
     distillation: DistillationConfig
     selection: SelectionConfig
+    storage: StorageConfig
+    runs: RunsConfig
     llm: LlmConfig
     export: ExportConfig
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from mfr.dump.layout import DEFAULT_SUBSET, DumpError
+from mfr.storage import Storage, is_local, join, local_path
 
 _HUB_URI = re.compile(r"^hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<rev>[^/]+))?/?$")
 
@@ -58,23 +59,27 @@ def hub_shards(repo_id: str, revision: str | None) -> tuple[str, dict[str, list[
     return prefix, shards
 
 
-def _parquet_rows(path: Path) -> int:
+def _parquet_rows(storage: Storage, path: str) -> int:
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(path).metadata.num_rows
+    with storage.open(path) as fh:  # the footer only
+        return pq.ParquetFile(fh).metadata.num_rows
 
 
 def download_dump(
     uri: str,
-    cache_dir: str | Path,
+    cache_dir: str,
     subsets: list[str] | None = None,
     max_samples: int | None = None,
     workers: int = 8,
     revision: str | None = None,
-) -> Path:
-    """Download the shards a collect run needs; returns the local dump root."""
+    storage: Storage | None = None,
+) -> str:
+    """Download the shards a collect run needs into ``cache_dir`` (a local folder, a Volume or an object
+    store); returns the dump root there. A shard already in the cache is not downloaded again."""
     from huggingface_hub import hf_hub_download
 
+    storage = storage or Storage()
     repo_id, uri_rev = parse_hub_uri(uri)
     revision = revision or uri_rev
     prefix, shards = hub_shards(repo_id, revision)
@@ -87,20 +92,25 @@ def download_dump(
                 f"hub dataset {repo_id} has no subset(s) {', '.join(missing)}; available: {', '.join(sorted(shards))}"
             )
         shards = {s: shards[s] for s in subsets}
-    root = Path(cache_dir) / repo_id.replace("/", "__") / (revision or "main")
-    root.mkdir(parents=True, exist_ok=True)
+    root = join(cache_dir, repo_id.replace("/", "__"), revision or "main")
+    direct = is_local(root)  # the hub client writes local folders (and FUSE mounts) itself
 
-    def fetch(filename: str) -> Path:
-        return Path(
-            hf_hub_download(
-                repo_id, filename, repo_type="dataset", revision=revision, local_dir=root, endpoint=_endpoint()
-            )
-        )
+    def fetch(filename: str) -> str:
+        target = join(root, *filename.split("/"))
+        if direct:
+            return hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision,
+                                   local_dir=local_path(root), endpoint=_endpoint())
+        if storage.size(target) is None:  # through a local scratch copy, then one put
+            with tempfile.TemporaryDirectory(prefix="mfr-hub-") as scratch:
+                local = hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision,
+                                        local_dir=scratch, endpoint=_endpoint())
+                storage.put_file(local, target)
+        return target
 
     def fetch_subset(files: list[str]) -> None:
         rows = 0
         for filename in files:  # in order, stopping once the cap is covered
-            rows += _parquet_rows(fetch(filename))
+            rows += _parquet_rows(storage, fetch(filename))
             if max_samples is not None and rows >= max_samples:
                 return
 
@@ -109,4 +119,4 @@ def download_dump(
             list(pool.map(fetch, [f for files in shards.values() for f in files]))
         else:
             list(pool.map(fetch_subset, shards.values()))
-    return root / prefix if prefix else root
+    return join(root, prefix.rstrip("/")) if prefix else root

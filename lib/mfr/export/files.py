@@ -1,48 +1,42 @@
-"""Writers that run inside Spark tasks: one partition → one deterministic file, written atomically.
+"""Writers that run inside Spark tasks: one partition → one deterministic file, written whole.
 
-Nothing here talks to the driver; each function gets a partition's rows and the partition id.
-A file is written to a temporary name and renamed, so a retried task never leaves half a file.
+Nothing here talks to the driver; each function gets a partition's rows, the partition id and the
+``Storage`` to write through (local folder, Volume or object store). Every file is one whole object
+(``Storage.write_bytes``), so a retried task never leaves half a file.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from mfr.storage import Storage, join
 
 
-def write_jsonl_part(rows: Iterable[Any], folder: str, part: int, column: str = "record") -> int:
+def write_jsonl_part(storage: Storage, rows: Iterable[Any], folder: str, part: int, column: str = "record") -> int:
     """Rows' ``column`` (JSON text) as ``<folder>/part-NNNNN.jsonl``; nothing for an empty partition."""
     lines = [r[column] for r in rows]
     if not lines:
         return 0
-    _atomic_write(Path(folder) / f"part-{part:05d}.jsonl", ("\n".join(lines) + "\n").encode("utf-8"))
+    storage.write_bytes(join(folder, f"part-{part:05d}.jsonl"), ("\n".join(lines) + "\n").encode("utf-8"))
     return len(lines)
 
 
-def write_images(rows: Iterable[Any], root: str) -> int:
+def write_images(storage: Storage, rows: Iterable[Any], root: str) -> int:
     """Each row's ``bytes`` at ``<root>/<file>``; an existing file of the same size is left alone."""
     written = 0
     for r in rows:
-        path = Path(root) / r["file"]
+        path = join(root, *r["file"].split("/"))
         data = r["bytes"]
-        if path.exists() and path.stat().st_size == len(data):
+        if storage.size(path) == len(data):
             continue
-        _atomic_write(path, data)
+        storage.write_bytes(path, data)
         written += 1
     return written
 
 
-def write_hf_part(rows: Iterable[Any], folder: str, split: str, part: int, parts: int) -> int:
+def write_hf_part(storage: Storage, rows: Iterable[Any], folder: str, split: str, part: int, parts: int) -> int:
     """Rows (already in the dump's column names) as ``<folder>/<split>-NNNNN-of-MMMMM.parquet``.
 
     Every part is written, empty ones too, so the ``-of-MMMMM`` names always form a complete set.
@@ -60,9 +54,9 @@ def write_hf_part(rows: Iterable[Any], folder: str, split: str, part: int, parts
     table = pa.Table.from_pydict(columns, schema=schema)
     buf = io.BytesIO()
     pq.write_table(table, buf, row_group_size=1000)
-    _atomic_write(Path(folder) / f"{split}-{part:05d}-of-{parts:05d}.parquet", buf.getvalue())
+    storage.write_bytes(join(folder, f"{split}-{part:05d}-of-{parts:05d}.parquet"), buf.getvalue())
     return len(records)
 
 
-def write_json(path: str | Path, value: Any) -> None:
-    _atomic_write(Path(path), (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+def write_json(storage: Storage, path: str, value: Any) -> None:
+    storage.write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")

@@ -19,13 +19,11 @@ import json
 import logging
 import math
 import os
-import shutil
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
@@ -35,8 +33,9 @@ from pyspark.sql import types as T
 
 from mfr.lakehouse import LLM_CALLS_SCHEMA
 from mfr.llm.client import CallResult, ChatRequest, ClientSettings
-from mfr.llm.journal import JournalWriter, Progress, journal_path, read_records
-from mfr.session import is_connect, job_description
+from mfr.llm.journal import JournalWriter, Progress, journal_prefix, read_records
+from mfr.session import job_description
+from mfr.storage import Storage, join, relative
 from mfr.vectorized import pandas_udf
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,23 +120,6 @@ def persist(ctx: StageContext, df: DataFrame, name: str) -> DataFrame:
         return ctx.lakehouse.stage(df, ctx.run_id, name)
 
 
-def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file:")
-
-
-def _delete(spark: SparkSession, path: str) -> None:
-    if _is_local(path):
-        shutil.rmtree(path.replace("file:", ""), ignore_errors=True)
-        return
-    if is_connect(spark):  # no Hadoop FS on this side: staged requests of the run stay until the run's folder is swept
-        log.info("staged requests left at %s (Spark Connect session)", path)
-        return
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None  # a classic session always has its gateway
-    p = jvm.org.apache.hadoop.fs.Path(path)
-    p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(p, True)
-
-
 def parallelism(spark: SparkSession, configured: int | None) -> int:
     """Spark tasks that run at once, from config and not from the context (Spark Connect has none):
     ``llm.tasks``, else ``spark.default.parallelism``, else a local master's cores, else the shuffle partitions."""
@@ -198,7 +180,7 @@ def _messages(messages_json: str, image: bytes | None) -> list[dict[str, Any]]:
     return messages
 
 
-def _task_fn(settings: ClientSettings, window: int, run_id: str, journal_root: str, shard: int):
+def _task_fn(settings: ClientSettings, window: int, run_id: str, journal_root: str, shard: int, storage: Storage):
     """The mapInPandas body: a sliding window of calls over this task's requests."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -209,7 +191,7 @@ def _task_fn(settings: ClientSettings, window: int, run_id: str, journal_root: s
 
         tc = TaskContext.get()
         part, attempt = (tc.partitionId(), tc.attemptNumber()) if tc else (0, 0)
-        journal = JournalWriter(journal_path(journal_root, run_id, "calls", shard, part, attempt))
+        journal = JournalWriter(storage, journal_prefix(journal_root, run_id, shard, part, attempt))
         client = OpenAIClient(settings, pool=window)
         rows_by_key: dict[str, dict[str, Any]] = {}
 
@@ -247,9 +229,9 @@ def _task_fn(settings: ClientSettings, window: int, run_id: str, journal_root: s
 
 
 class _ProgressPrinter(threading.Thread):
-    def __init__(self, folder: Path, total: int, label: str, interval: float):
+    def __init__(self, storage: Storage, folder: str, total: int, label: str, interval: float):
         super().__init__(daemon=True)
-        self.progress = Progress(folder)
+        self.progress = Progress(storage, folder)
         self.total, self.label, self.interval = total, label, interval
         self.stop = threading.Event()
         self.start_time = time.monotonic()
@@ -274,15 +256,17 @@ class _ProgressPrinter(threading.Thread):
 
 def recover_journals(ctx, label: str = "llm") -> int:
     """Store finished calls that a killed run journaled but never committed; returns how many."""
-    root = ctx.lakehouse.staging_root
-    journal_root = os.path.join(root, "journal")
-    if not _is_local(journal_root) or not os.path.isdir(journal_root):
-        return 0
-    files = sorted(Path(journal_root).rglob("*.jsonl"))
+    from mfr.runlog import RunLog
+
+    lh = ctx.lakehouse
+    storage = lh.storage
+    root = join(lh.staging_root, "journal")
+    files = storage.list_files(root, ".jsonl")
     if not files:
         return 0
-    records = [r for f in files for r in read_records(f)]
-    lh = ctx.lakehouse
+    live = RunLog(lh).live_run_ids() - {ctx.run_id}  # another stage's run in progress keeps its journals
+    files = [f for f in files if relative(root, f).split("/", 1)[0] not in live]
+    records = [r for f in files for r in read_records(storage, f)]
     stored = 0
     if records:
         best: dict[str, dict[str, Any]] = {}
@@ -303,7 +287,7 @@ def recover_journals(ctx, label: str = "llm") -> int:
             lh.append_once(fresh.select(*_RESULT_FIELDS), "llm_calls", ctx.run, app, 0)
             log.info("%s: stored %d finished calls from the journals of an interrupted run", label, stored)
     for f in files:
-        f.unlink(missing_ok=True)
+        storage.delete(f)
     return stored
 
 
@@ -322,7 +306,7 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
     pending = requests.join(done, "request_key", "left_anti")
     root = ctx.lakehouse.staging_root
     call_id = f"{label.replace('/', '_')}-{uuid.uuid4().hex[:8]}"  # one per call: rounds never share commits
-    staged = os.path.join(root, "requests", ctx.run_id, call_id)
+    staged = join(root, "requests", ctx.run_id, call_id)
     shard_size = max(1, int(cfg.settings.llm.shard_size))
     images = lh.read("images").select("image_id", F.col("bytes").alias("image_bytes"))
     with_images = pending.join(images, "image_id", "left")
@@ -332,13 +316,14 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
     n = staged_df.count()
     stats.requested = n
     if n == 0:
-        _delete(spark, staged)
+        lh.storage.delete(staged)
         stats.seconds = time.monotonic() - start
         return stats
     shards = math.ceil(n / shard_size)
     tasks = parallelism(spark, cfg.settings.llm.tasks)
-    journal_root = os.path.join(root, "journal")
-    progress = _ProgressPrinter(Path(journal_root) / ctx.run_id, n, label, float(cfg.settings.llm.progress_interval_s))
+    journal_root = join(root, "journal")
+    run_journals = join(journal_root, ctx.run_id)
+    progress = _ProgressPrinter(lh.storage, run_journals, n, label, float(cfg.settings.llm.progress_interval_s))
     progress.start()
     try:
         keyed = staged_df.withColumn("_shard", F.abs(F.xxhash64("request_key")) % shards)
@@ -348,12 +333,13 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
             concurrent = max(1, min(n_tasks, parallelism(spark, None)))
             window = max(1, (settings.max_concurrency * len(settings.api_bases)) // concurrent)
             results = part.repartition(n_tasks).mapInPandas(
-                _task_fn(settings, window, ctx.run_id, journal_root, shard), LLM_CALLS_SCHEMA
+                _task_fn(settings, window, ctx.run_id, journal_root, shard, lh.storage), LLM_CALLS_SCHEMA
             )
             lh.append_once(results, "llm_calls", ctx.run, f"{ctx.run_id}-{call_id}", shard)
             progress.progress.poll()  # count the shard before its journals go
-            for f in (Path(journal_root) / ctx.run_id).rglob(f"shard-{shard}-*.jsonl") if _is_local(journal_root) else []:
-                f.unlink(missing_ok=True)  # committed: the journal is no longer needed
+            for f in lh.storage.list_files(run_journals, ".jsonl"):
+                if f.rsplit("/", 1)[-1].startswith(f"shard-{shard}-part-"):
+                    lh.storage.delete(f)  # committed: the journal is no longer needed
     finally:
         progress.stop.set()
         log.info(progress.line())
@@ -362,7 +348,7 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
         staged_df.select("request_key"), "request_key", "left_semi"
     )
     counts = {r["status"]: r["count"] for r in this_call.groupBy("status").count().collect()}
-    _delete(spark, staged)
+    lh.storage.delete(staged)
     stats.ok, stats.errors = int(counts.get("ok", 0)), int(counts.get("error", 0))
     stats.sent = n
     stats.seconds = time.monotonic() - start

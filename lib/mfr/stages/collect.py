@@ -29,6 +29,7 @@ from mfr.dump.layout import (
 )
 from mfr.dump.listing import list_dump
 from mfr.stages.common import StageContext, StageOutput, blank, reason, sample_key_col
+from mfr.storage import Storage
 from mfr.udfs import image_info_col
 
 log = logging.getLogger(__name__)
@@ -65,15 +66,15 @@ def resolve_source(cfg: Config) -> str:
     if not is_hub_uri(source):
         return source
     cache = cfg.settings.collection.cache_dir or str(Path(cfg.settings.lakehouse.warehouse) / "hf-cache")
-    root = download_dump(
+    return download_dump(
         source,
         cache,
         subsets=cfg.settings.collection.subsets,
         max_samples=cfg.settings.collection.max_samples,
         workers=cfg.settings.collection.download_workers,
         revision=cfg.settings.collection.revision,
+        storage=Storage.from_config(cfg),
     )
-    return str(root)
 
 
 def _read_group(spark: SparkSession, subset: str, files: list[DumpFile]) -> DataFrame:

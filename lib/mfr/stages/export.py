@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +34,7 @@ from mfr.llm.spark_calls import persist
 from mfr.partitions import run_per_partition
 from mfr.resources import train_recipe
 from mfr.stages.common import StageContext, StageOutput
+from mfr.storage import Storage, is_local, join, local_path
 from mfr.vectorized import pandas_udf
 
 log = logging.getLogger(__name__)
@@ -66,23 +67,19 @@ def _image_path(image_id: F.Column, fmt: F.Column) -> F.Column:
     return F.udf(lambda i, f: image_file_name(i, f) if i else None, T.StringType())(image_id, fmt)
 
 
-def prepare_out(out: str | None, overwrite: bool) -> Path:
-    """The export folder, checked before anything is computed: a non-empty folder is refused unless
-    ``export.overwrite``; then only what an export writes is removed."""
+def prepare_out(storage: Storage, out: str | None, overwrite: bool) -> str:
+    """The export folder (local, Volume or object store), checked before anything is computed: a non-empty
+    folder is refused unless ``export.overwrite``; then only what an export writes is removed."""
     if not out:
         raise ValueError("export.out is not set: pass --set export.out=DIR")
-    path = Path(out)
-    if path.exists() and any(path.iterdir()):
+    if storage.list_files(out):
         if not overwrite:
-            raise FileExistsError(f"{path} is not empty: choose another export.out or set export.overwrite=true")
+            raise FileExistsError(f"{out} is not empty: choose another export.out or set export.overwrite=true")
         for name in OWNED:
-            target = path / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+            storage.delete(join(out, name))
+    if is_local(out):
+        os.makedirs(local_path(out), exist_ok=True)
+    return out
 
 
 def rl_split(ok: DataFrame, n: int | None, seed: int) -> tuple[DataFrame, dict[str, int]]:
@@ -102,23 +99,21 @@ def _parts(n: int, shard_rows: int) -> int:
     return max(1, math.ceil(n / max(1, shard_rows)))
 
 
-def _write_jsonl(df: DataFrame, folder: Path, shard_rows: int) -> int:
+def _write_jsonl(storage: Storage, df: DataFrame, folder: str, shard_rows: int) -> int:
     n = df.count()
     if n == 0:
         return 0
     parts = _parts(n, shard_rows)
-    target = str(folder)
     ordered = df.select("sample_key", "record").repartition(parts, "sample_key").sortWithinPartitions("sample_key")
-    run_per_partition(ordered, lambda rows, i: write_jsonl_part(rows, target, i))
+    run_per_partition(ordered, lambda rows, i: write_jsonl_part(storage, rows, folder, i))
     return n
 
 
-def _write_hf(df: DataFrame, folder: Path, split: str, shard_rows: int) -> int:
+def _write_hf(storage: Storage, df: DataFrame, folder: str, split: str, shard_rows: int) -> int:
     n = df.count()
     parts = _parts(n, shard_rows)
-    target = str(folder)
     ordered = df.repartition(parts, "_key").sortWithinPartitions("_key").drop("_key")
-    run_per_partition(ordered, lambda rows, i: write_hf_part(rows, target, split, i, parts))
+    run_per_partition(ordered, lambda rows, i: write_hf_part(storage, rows, folder, split, i, parts))
     return n
 
 
@@ -133,9 +128,10 @@ def _hf_rows(df: DataFrame, images: DataFrame) -> DataFrame:
     )
 
 
-def _train_yaml(dataset_dir: Path, thinking: bool) -> str:
+def _train_yaml(dataset_dir: str, thinking: bool) -> str:
     text = TRAIN_YAML.read_text()
-    text = text.replace("dataset_dir: lakehouse/export/llamafactory", f"dataset_dir: {dataset_dir.resolve()}")
+    where = os.path.abspath(local_path(dataset_dir)) if is_local(dataset_dir) else dataset_dir
+    text = text.replace("dataset_dir: lakehouse/export/llamafactory", f"dataset_dir: {where}")
     if not thinking:
         text = text.replace("template: qwen3_vl", "template: qwen3_vl_nothink")
     return text
@@ -150,7 +146,8 @@ def export(ctx: StageContext) -> StageOutput:
     unknown = set(formats) - {"llamafactory", "hf"}
     if unknown:
         raise ValueError(f"export.formats: unknown {sorted(unknown)}; use llamafactory and/or hf")
-    out = prepare_out(cfg.settings.export.out, bool(cfg.settings.export.overwrite))
+    storage = ctx.lakehouse.storage
+    out = prepare_out(storage, cfg.settings.export.out, bool(cfg.settings.export.overwrite))
     thinking = bool(cfg.settings.export.thinking)
 
     rows = ctx.read_input("selected").where(SUBSETS[subset])
@@ -167,10 +164,11 @@ def export(ctx: StageContext) -> StageOutput:
     images = ctx.lakehouse.read("images").join(ok.select("image_id").distinct(), "image_id", "left_semi")
     metrics: dict[str, float] = {"export.rl_rows": float(n_rl)}
     if "llamafactory" in formats:
-        metrics.update(_write_llamafactory(out / "llamafactory", sft, rl, ok, images, thinking, int(cfg.settings.export.shard_rows)))
+        metrics.update(_write_llamafactory(storage, join(out, "llamafactory"), sft, rl, ok, images, thinking,
+                                           int(cfg.settings.export.shard_rows)))
     if "hf" in formats:
-        metrics.update(_write_hf_dataset(ctx, out / "hf", sft, rl, images, subset))
-    write_json(out / "EXPORT.json", {"run_id": ctx.run_id, "selected_version": ctx.input_versions["selected"],
+        metrics.update(_write_hf_dataset(ctx, join(out, "hf"), sft, rl, images, subset))
+    write_json(storage, join(out, "EXPORT.json"), {"run_id": ctx.run_id, "selected_version": ctx.input_versions["selected"],
                                      "subset": subset, "formats": formats, "rl_quotas": rl_quotas})
     return StageOutput(rows=_manifest(ctx, built, ok, subset, out, exclude), rows_in=rows_in, metrics=metrics)
 
@@ -187,32 +185,31 @@ def build_records(ctx: StageContext, rows: DataFrame, thinking: bool, with_capti
     ).select("*", F.col("_r.record").alias("record"), F.col("_r.reason").alias("reason")).drop("_r")
 
 
-def _write_llamafactory(lf: Path, sft: DataFrame, rl: DataFrame | None, ok: DataFrame, images: DataFrame,
-                        thinking: bool, shard_rows: int) -> dict[str, float]:
+def _write_llamafactory(storage: Storage, lf: str, sft: DataFrame, rl: DataFrame | None, ok: DataFrame,
+                        images: DataFrame, thinking: bool, shard_rows: int) -> dict[str, float]:
     """sharegpt JSONL parts, every image once, dataset_info.json and the training recipe."""
-    metrics = {"export.sft_rows": float(_write_jsonl(sft, lf / "mfr_sft", shard_rows))}
+    metrics = {"export.sft_rows": float(_write_jsonl(storage, sft, join(lf, "mfr_sft"), shard_rows))}
     info = {"mfr_sft": dataset_info_entry("mfr_sft")}
     if rl is not None:
-        _write_jsonl(rl, lf / "mfr_rl", shard_rows)
+        _write_jsonl(storage, rl, join(lf, "mfr_rl"), shard_rows)
         info["mfr_rl"] = dataset_info_entry("mfr_rl")
     files = images.join(ok.select("image_id", F.col("_image_file").alias("file")).distinct(), "image_id")
-    target = str(lf)
-    written = run_per_partition(files.select("file", "bytes"), lambda rows, _: write_images(rows, target))
+    written = run_per_partition(files.select("file", "bytes"), lambda rows, _: write_images(storage, rows, lf))
     metrics["export.images_written"] = float(written)
-    write_json(lf / "dataset_info.json", info)
-    (lf / "mfr_8b.yaml").write_text(_train_yaml(lf, thinking))
+    write_json(storage, join(lf, "dataset_info.json"), info)
+    storage.write_text(join(lf, "mfr_8b.yaml"), _train_yaml(lf, thinking))
     return metrics
 
 
-def _write_hf_dataset(ctx: StageContext, hf: Path, sft: DataFrame, rl: DataFrame | None, images: DataFrame,
+def _write_hf_dataset(ctx: StageContext, hf: str, sft: DataFrame, rl: DataFrame | None, images: DataFrame,
                       subset: str) -> dict[str, float]:
     """Parquet shards in the dump's names, the dataset card, and the hub push when a repo is named."""
-    cfg = ctx.cfg
+    cfg, storage = ctx.cfg, ctx.lakehouse.storage
     shard_rows = int(cfg.settings.export.shard_rows)
     splits = {"train": sft, **({"rl": rl} if rl is not None else {})}
     per_source: dict[str, dict[str, int]] = {}
     for split, df in splits.items():
-        _write_hf(_hf_rows(df, images), hf / "data", split, shard_rows)
+        _write_hf(storage, _hf_rows(df, images), join(hf, "data"), split, shard_rows)
         for r in df.groupBy("source").count().collect():
             per_source.setdefault(r["source"], {})[split] = int(r["count"])
     # no run id or time here: the same version exported twice gives the same card (EXPORT.json has the run)
@@ -220,17 +217,21 @@ def _write_hf_dataset(ctx: StageContext, hf: Path, sft: DataFrame, rl: DataFrame
              "thinking": bool(cfg.settings.export.thinking), "caption_in_answer": bool(cfg.settings.export.caption_in_answer),
              "rl_rows": sum(c.get("rl", 0) for c in per_source.values()), "rl_seed": cfg.settings.export.rl.seed}
     name = cfg.settings.export.hf.repo_id or "mmfr-export"
-    (hf / "README.md").write_text(dataset_card(name, per_source, build, list(splits)))
+    storage.write_text(join(hf, "README.md"), dataset_card(name, per_source, build, list(splits)))
     if not cfg.settings.export.hf.repo_id:
         return {}
+    import tempfile
+
     from mfr.export.hub_push import push_folder
 
-    push_folder(hf, cfg.settings.export.hf.repo_id, cfg.settings.export.hf.token_env,
-                private=bool(cfg.settings.export.hf.private), endpoint=cfg.settings.export.hf.endpoint)
+    with tempfile.TemporaryDirectory(prefix="mfr-push-") as scratch:  # the hub client uploads local files
+        folder = local_path(hf) if is_local(hf) else storage.download_folder(hf, scratch)
+        push_folder(Path(folder), cfg.settings.export.hf.repo_id, cfg.settings.export.hf.token_env,
+                    private=bool(cfg.settings.export.hf.private), endpoint=cfg.settings.export.hf.endpoint)
     return {"export.pushed": 1.0}
 
 
-def _manifest(ctx: StageContext, built: DataFrame, ok: DataFrame, subset: str, out: Path, exclude: bool) -> DataFrame:
+def _manifest(ctx: StageContext, built: DataFrame, ok: DataFrame, subset: str, out: str, exclude: bool) -> DataFrame:
     """One row per input row: its image file and split when exported, else the reason."""
     return built.join(ok.select("sample_key", "_rl"), "sample_key", "left").select(
         "sample_key", "source", "image_id",

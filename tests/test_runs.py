@@ -1,0 +1,136 @@
+"""Publication, liveness and healing of the run log: a failed or killed run never becomes input, a dead
+driver's run is marked abandoned, two runs of a stage never run at once, table creation heals itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from pyspark.sql import functions as F
+
+from mfr import runner
+from mfr.lakehouse import Lakehouse
+from mfr.runlog import RunLog, StageBusy, driver_gone, lease_path
+from mfr.runner import AccountingError, run_stage
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_driver_gone_rules():
+    host = socket.gethostname()
+    now = 1000.0
+    assert driver_gone(None, now - 10, now, 120, host) is None  # just started: its lease may not be written yet
+    assert driver_gone(None, now - 500, now, 120, host) == "no lease"
+    assert driver_gone({"host": host, "pid": os.getpid(), "at": now - 5}, 0, now, 120, host) is None
+    assert "is gone" in driver_gone({"host": host, "pid": _dead_pid(), "at": now - 5}, 0, now, 120, host)
+    assert driver_gone({"host": "elsewhere", "pid": 1, "at": now - 5}, 0, now, 120, host) is None
+    assert driver_gone({"host": "elsewhere", "pid": 1, "at": now - 300}, 0, now, 120, host) == "no heartbeat for 300s"
+
+
+def test_a_run_that_fails_after_writing_is_never_an_input(spark, make_cfg, synthetic_dump, monkeypatch):
+    cfg = make_cfg(f"collection.source={synthetic_dump}", "collection.max_samples=5")
+    lh = Lakehouse(spark, cfg)
+    good = run_stage(spark, cfg, "collect")
+    before = sorted(r["sample_key"] for r in lh.read("collected").collect())
+
+    real = runner._count_outcomes
+
+    def one_row_too_many(*args, **kwargs):  # the accounting check fails after the output was written
+        kept, by_reason, quarantined = real(*args, **kwargs)
+        return kept + 1, by_reason, quarantined
+
+    monkeypatch.setattr(runner, "_count_outcomes", one_row_too_many)
+    with pytest.raises(AccountingError):
+        run_stage(spark, cfg.with_overrides(["collection.max_samples=3"]), "collect")
+    monkeypatch.undo()
+
+    runs = RunLog(lh)
+    failed = runs.list("collect").orderBy(F.col("started_at").desc()).first()
+    assert failed["status"] == "failed" and "rows_in" in failed["error"]
+    history = lh.history("collected").orderBy("version").collect()
+    # the failed run's version exists (for debugging) but the published one is the good run's …
+    assert len(history) == 3 and runs.published("collected") == good.output_version
+    # … a plain SELECT shows the published content again (restored) …
+    assert sorted(r["sample_key"] for r in lh.read("collected").collect()) == before
+    # … and the next stage pins the good run's version, not the table's current one
+    _, inputs = runner._pin_inputs("clean", cfg, lh, runs, None)
+    assert inputs == {"collected": good.output_version}
+
+
+def test_a_dead_drivers_run_is_abandoned_and_a_live_one_holds_the_stage(spark, make_cfg):
+    cfg = make_cfg()
+    lh = Lakehouse(spark, cfg)
+    lh.ensure_schema()
+    runs = RunLog(lh)
+    dead = runs.start("select", cfg, {}, None)
+    runs._leases.pop(dead.run_id)._stop.set()  # the driver "dies": no more beats, its lease names a gone process
+    lh.storage.write_text(lease_path(lh, dead.run_id), json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "at": time.time()}))
+
+    other = RunLog(lh)  # the next command
+    live = other.start("select", cfg, {}, None)
+    rows = {r["run_id"]: r for r in other.list("select").collect()}
+    assert rows[dead.run_id]["status"] == "abandoned" and "is gone" in rows[dead.run_id]["error"]
+    assert rows[live.run_id]["status"] == "running"
+    assert not lh.storage.exists(lease_path(lh, dead.run_id))
+
+    with pytest.raises(StageBusy, match=f"stage select is held by run {live.run_id}"):
+        RunLog(lh).start("select", cfg, {}, None)
+    RunLog(lh).start("export", cfg, {}, None)  # other stages are free
+    other.fail(live, "test over")
+    assert not lh.storage.exists(lease_path(lh, live.run_id))
+
+
+def test_two_claims_at_once_one_wins(spark, make_cfg):
+    cfg = make_cfg()
+    lh = Lakehouse(spark, cfg)
+    lh.ensure_schema()
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def claim() -> None:
+        runs = RunLog(Lakehouse(spark, cfg))
+        barrier.wait()
+        try:
+            runs.start("distill", cfg, {}, None)
+            outcomes.append("won")
+        except StageBusy:
+            outcomes.append("busy")
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(outcomes) == ["busy", "won"]
+    running = RunLog(lh).list("distill").where("status = 'running'").count()
+    assert running == 1
+
+
+def test_table_creation_heals_after_a_kill(spark, make_cfg):
+    cfg = make_cfg()
+    lh = Lakehouse(spark, cfg)
+    lh.create_schema()
+    where = lh.schema_location()
+    # a create killed after Delta committed but before the catalog entry: the log is registered as it is
+    from mfr.lakehouse import RUNS_SCHEMA
+
+    spark.createDataFrame([("r1", "collect", "succeeded")], "run_id string, stage string, status string") \
+        .select("run_id", "stage", "status", *[F.lit(None).cast(f.dataType).alias(f.name) for f in RUNS_SCHEMA.fields[3:]]) \
+        .write.format("delta").save(f"{where}/runs")
+    # a create killed before its first commit: files without a committed log are cleared
+    lh.storage.write_text(f"{where}/quarantine/_delta_log/.00000000000000000000.json.tmp", "{")
+    lh.storage.write_text(f"{where}/quarantine/part-0.parquet", "junk")
+    lh.ensure_schema()
+    assert [r["run_id"] for r in lh.read("runs").collect()] == ["r1"]
+    assert lh.read("quarantine").count() == 0
+    assert lh.exists("images") and lh.exists("llm_calls")

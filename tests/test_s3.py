@@ -1,0 +1,237 @@
+"""Object stores for real: a moto S3 server on 127.0.0.1 and hadoop-aws (``make test-s3``).
+
+Every location a run writes is on ``s3a://``: the schema's tables (``lakehouse.location``), journals,
+leases and intermediates (``llm.staging_dir``), the hub download cache and the export. The embedded Derby
+metastore stays local, as on a laptop. Each run is the real CLI in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.hub_standin import HubStandIn
+
+pytestmark = pytest.mark.s3
+
+REPO = Path(__file__).resolve().parents[1]
+BUCKET = "mfr-test"
+KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _s3_jars() -> list[str]:
+    folder = Path(os.environ.get("MFR_S3_JARS", REPO / ".jars-s3"))
+    jars = sorted(str(p) for p in folder.glob("*.jar"))
+    if not any("hadoop-aws" in j for j in jars):
+        pytest.fail(f"no hadoop-aws jar under {folder}: run `make test-s3` (it fetches them)")
+    return jars
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """(endpoint URL, Storage) of a fresh moto server with one bucket."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
+    for k, v in KEYS.items():
+        os.environ[k] = v
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    yield endpoint
+    server.stop()
+
+
+def _spark_conf(endpoint: str) -> dict[str, str]:
+    return {
+        "spark.jars": ",".join(_s3_jars()),
+        "spark.hadoop.fs.s3a.endpoint": endpoint,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        "spark.driver.memory": "2g",
+    }
+
+
+def _storage(endpoint: str):
+    from mfr.config import load_config
+    from mfr.storage import Storage
+
+    conf = {"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.path.style.access": "true"}
+    return Storage.from_config(load_config(overrides=[f"spark.conf={json.dumps(conf)}"]))
+
+
+def _config(tmp: Path, endpoint: str, name: str, **sections) -> Path:
+    root = f"s3a://{BUCKET}/{name}"
+    cfg = {
+        "lakehouse": {"warehouse": str(tmp / "wh"), "schema": name.replace("-", "_"), "location": f"{root}/lake"},
+        "spark": {"master": "local[2]", "shuffle_partitions": 2, "conf": _spark_conf(endpoint)},
+        "llm": {"staging_dir": f"{root}/staging", "progress_interval_s": 0.5},
+        "export": {"out": f"{root}/export"},
+    }
+    for section, values in sections.items():
+        cfg.setdefault(section, {}).update(values)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(KEYS)
+    env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable, PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _mfr(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mfr.cli", *args], cwd=REPO, env=env or _env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _sql(cfg: Path, query: str) -> list[dict]:
+    out = _mfr("sql", "--config", str(cfg), "--json", query)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
+
+
+def _teacher_sets(url: str) -> list[str]:
+    sets = []
+    for p in ("cot", "caption"):
+        sets += [f"distillation.{p}.client.api_base={url}", f"distillation.{p}.client.model={p}-model",
+                 f"distillation.{p}.client.max_concurrency=8", f"distillation.{p}.client.backoff_base_s=0.01"]
+    return sets
+
+
+def test_the_whole_pipeline_on_s3_from_the_hub(s3, tmp_path, synthetic_dump):
+    from tests.openai_server import OpenAIServer, ServerSettings
+
+    storage = _storage(s3)
+    cache = f"s3a://{BUCKET}/hub-cache"
+    cfg = _config(tmp_path, s3, "whole", collection={"source": "hf://datasets/org/mmfr", "cache_dir": cache})
+    with HubStandIn({"org/mmfr": synthetic_dump}) as hub, OpenAIServer(ServerSettings(latency_mean_s=0.002)) as teacher:
+        sets = [x for s in _teacher_sets(teacher.url) for x in ("--set", s)]
+        run = _mfr("run", "--stage", "all", "--config", str(cfg), "--json", *sets, env=_env(HF_ENDPOINT=hub.url))
+        assert run.returncode == 0, run.stderr[-4000:]
+    summary = json.loads(run.stdout)
+    stages = [r["stage"] for r in summary["runs"]]
+    assert stages == ["collect", "clean", "distill", "select", "export"]
+    for r in summary["runs"]:  # accounting holds at every stage
+        assert r["rows_in"] == r["rows_kept"] + r["rows_rejected"] + r["rows_quarantined"], r
+    # the hub shards were cached on S3, and every table lives under the schema's s3a:// location
+    assert len(storage.list_files(cache, ".parquet")) == len(list(synthetic_dump.rglob("*.parquet")))
+    for table in ("collected", "cleaned", "distilled", "selected", "exported", "runs", "llm_calls", "images"):
+        detail = _sql(cfg, f"DESCRIBE DETAIL whole.{table}")[0]
+        assert detail["location"].startswith(f"s3a://{BUCKET}/whole/lake/"), detail["location"]
+    # the export is on S3: sharegpt parts, images, dataset_info, recipe, HF parquet and card
+    exported = storage.list_files(f"s3a://{BUCKET}/whole/export")
+    names = {f.rsplit("/", 1)[-1] for f in exported}
+    assert {"dataset_info.json", "mfr_8b.yaml", "README.md", "EXPORT.json"} <= names
+    kept = summary["runs"][-1]["rows_kept"]
+    lines = sum(storage.read_text(f).count("\n") for f in exported if "/mfr_sft/" in f)
+    assert kept > 0 and lines == kept
+    assert any(f.endswith(".parquet") and "/hf/data/" in f for f in exported)
+    # nothing of the runs is left in staging: intermediates removed, journals committed, leases released
+    left = storage.list_files(f"s3a://{BUCKET}/whole/staging")
+    assert left == [], left[:5]
+
+
+def _server_process(tmp_path: Path, latency: float):
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.openai_server", "--latency-mean", str(latency), "--capacity", "64",
+         "--port-file", str(port_file)], cwd=REPO, env=_env(),
+    )
+    for _ in range(100):
+        if port_file.exists() and port_file.read_text():
+            return proc, f"http://127.0.0.1:{port_file.read_text()}/v1"
+        time.sleep(0.1)
+    raise RuntimeError("test server did not start")
+
+
+def _stats(url: str) -> dict:
+    with urllib.request.urlopen(url.replace("/v1", "/stats"), timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_sigkill_mid_distill_on_s3_then_rerun(s3, tmp_path, synthetic_dump):
+    storage = _storage(s3)
+    dump = f"s3a://{BUCKET}/dump"
+    for f in sorted(synthetic_dump.rglob("*.parquet")):  # the dump itself is read from S3
+        storage.put_file(str(f), f"{dump}/{f.relative_to(synthetic_dump).as_posix()}")
+    server, url = _server_process(tmp_path, latency=0.15)
+    cfg = _config(tmp_path, s3, "killed", collection={"source": dump}, distillation={"overwrite": True})
+    sets = [x for s in _teacher_sets(url) for x in ("--set", s)]
+    try:
+        collect = _mfr("run", "--stage", "collect", "--config", str(cfg))
+        assert collect.returncode == 0, collect.stderr[-3000:]
+        driver = subprocess.Popen([sys.executable, "-m", "mfr.cli", "run", "--stage", "distill", "--config", str(cfg), *sets],
+                                  cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while time.time() < deadline and _stats(url)["successes"] < 40:
+            time.sleep(0.05)
+        time.sleep(2.5)  # let the journals of finished calls reach S3 (flushed every 2 s)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+        before = _stats(url)
+        assert 40 <= before["successes"] < 90, before  # killed mid-stage
+        time.sleep(3)
+        # the killed run's journals are on S3, nothing local
+        assert storage.list_files(f"s3a://{BUCKET}/killed/staging/journal", ".jsonl")
+        rerun = _mfr("run", "--stage", "distill", "--config", str(cfg), "--json", *sets)
+        assert rerun.returncode == 0, rerun.stderr[-4000:]
+        after = _stats(url)
+    finally:
+        server.kill()
+    run = json.loads(rerun.stdout)["runs"][0]
+    assert run["rows_in"] == run["rows_kept"] + run["rows_rejected"] + run["rows_quarantined"]
+    assert json.loads(rerun.stdout)["pending_model"] == 0  # every row finished
+    window = 8 * 2  # max_concurrency x 2 tasks could be in flight at the kill
+    assert after["duplicate_successes"] <= window, (before, after)
+    ok = _sql(cfg, "SELECT count(*) AS n, count(DISTINCT request_key) AS d FROM killed.llm_calls WHERE status = 'ok'")[0]
+    assert ok["n"] == ok["d"]  # no request stored twice
+    runs = _sql(cfg, "SELECT stage, status, error FROM killed.runs ORDER BY started_at")
+    assert [(r["stage"], r["status"]) for r in runs] == [("collect", "succeeded"), ("distill", "abandoned"), ("distill", "succeeded")]
+    assert "gone" in runs[1]["error"]
+    assert storage.list_files(f"s3a://{BUCKET}/killed/staging", ".jsonl") == []
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("no_bucket", "lakehouse.location: cannot write under s3a://no-such-bucket/lake: no such bucket"),
+    ("unreachable", "lakehouse.location: cannot write under s3a://mfr-test/bad/lake: endpoint unreachable"),
+    ("no_credentials", "lakehouse.location: cannot write under s3a://mfr-test/bad/lake: no credentials"),
+    ("file", "llm.staging_dir: s3a://mfr-test/bad/afile is a file, not a folder"),
+])
+def test_bad_object_store_locations_fail_in_one_line_before_any_table(s3, tmp_path, case, expect):
+    storage = _storage(s3)
+    storage.write_text(f"s3a://{BUCKET}/bad/afile", "x")
+    endpoint = "http://127.0.0.1:9" if case == "unreachable" else s3
+    cfg = _config(tmp_path, endpoint, "bad", collection={"source": str(tmp_path)})
+    sets = []
+    if case == "no_bucket":
+        sets = ["--set", "lakehouse.location=s3a://no-such-bucket/lake"]
+    if case == "file":
+        sets = ["--set", f"llm.staging_dir=s3a://{BUCKET}/bad/afile"]
+    env = _env()
+    if case == "no_credentials":
+        for k in KEYS:
+            env.pop(k, None)
+        env.update(AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true")
+    out = _mfr("run", "--stage", "collect", "--config", str(cfg), *sets, env=env, timeout=300)
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("mfr:")]
+    assert len(lines) == 1 and expect in lines[0], out.stderr[-2000:]
+    assert not list((tmp_path / "wh").rglob("_delta_log"))  # no table written, locally or on S3
+    assert storage.list_files(f"s3a://{BUCKET}/bad/lake") == []
