@@ -11,6 +11,7 @@ from PIL import Image
 from pyspark.sql import functions as F
 
 from mfr.lakehouse import Lakehouse
+from mfr.runlog import RunLog
 from mfr.runner import run_stage
 from mfr.sample.synthetic import SCENARIOS
 from tests.openai_server import OpenAIServer
@@ -149,6 +150,7 @@ def test_answer_extraction_by_model_and_reclean_from_originals(spark, collected)
         v = lh.current_version("collected")
         spark.sql(f"UPDATE {lh.name('collected')} SET answer = '', original_answer = 'It works out nicely.' "
                   f"WHERE id = {100000 + SCENARIOS.index('link')}")
+        RunLog(lh).publish("collected", cfg)  # a hand correction becomes the next stage's input
         r = run_stage(spark, cfg, "clean")
         extraction = [b for b in srv.bodies if "worked solution" in b["messages"][0]["content"][-1]["text"]]
     rows = by_scenario(lh.read("cleaned", r.output_version).collect())

@@ -52,7 +52,7 @@ def test_cli_errors_are_clear(capsys, tmp_path):
     assert main(["run", "--stage", "collect", "--set", "collection.nope=1"]) == 2
     assert "unknown key 'collection.nope'" in capsys.readouterr().err
     assert main(["run", "--stage", "clean", "--set", f"lakehouse.schema=t_empty_{os.getpid()}"]) == 2
-    assert "collected, which does not exist yet: run its stage first" in capsys.readouterr().err
+    assert "collected, which no finished run has written yet: run its stage first" in capsys.readouterr().err
 
 
 def test_sample_command(tmp_path, capsys):

@@ -16,6 +16,7 @@ from mfr.lakehouse import Lakehouse
 from mfr.runlog import RunLog
 from mfr.runner import run_stage
 from mfr.stages.collect import OUTPUT_COLUMNS
+from mfr.storage import StorageError
 
 
 def _collect(spark, make_cfg, source, *overrides):
@@ -68,6 +69,7 @@ def test_collect_synthetic_dump(spark, make_cfg, synthetic_dump):
     assert json.loads(meta)["run_id"] == r.run_id
 
 
+@pytest.mark.slow  # over a minute of its own: `make test-slow` (CI runs it)
 def test_rerun_time_travel_and_images_stored_once(spark, make_cfg, synthetic_dump):
     cfg, first = _collect(spark, make_cfg, synthetic_dump, "collection.max_samples=4")
     lh = Lakehouse(spark, cfg)
@@ -109,7 +111,6 @@ def _write(path, table):
         ("missing", r"no_answer/train\.parquet: missing required column\(s\) answer"),
         ("wrongtype", r"badid/train\.parquet: column 'id' has type string, expected int"),
         ("empty", r"no parquet files under"),
-        ("nopath", r"dump path does not exist"),
         ("subset", r"subset\(s\) nope not found .*available: ok"),
         ("corrupt", r"broken/train\.parquet: not a readable parquet file"),
     ],
@@ -123,8 +124,6 @@ def test_bad_dumps_fail_before_any_stage_write(spark, make_cfg, tmp_path, case, 
         _write(root / "no_answer" / "train.parquet", pa.table({"id": [1], "question": ["q"]}))
     elif case == "wrongtype":
         _write(root / "badid" / "train.parquet", pa.table({"id": ["x"], "question": ["q"], "answer": ["a"]}))
-    elif case == "nopath":
-        root = tmp_path / "does-not-exist"
     elif case == "subset":
         _write(root / "ok" / "train.parquet", good)
         overrides = ["collection.subsets=[nope]"]
@@ -140,6 +139,14 @@ def test_bad_dumps_fail_before_any_stage_write(spark, make_cfg, tmp_path, case, 
     assert lh.read("images").count() == 0 and lh.read("quarantine").count() == 0
     failed = RunLog(lh).list("collect").collect()
     assert [x["status"] for x in failed] == ["failed"] and "DumpError" in failed[0]["error"]
+
+
+def test_a_missing_dump_fails_before_any_table_or_run(spark, make_cfg, tmp_path):
+    cfg = make_cfg(f"collection.source={tmp_path / 'does-not-exist'}")
+    with pytest.raises(StorageError, match=f"^collection.source: {tmp_path}/does-not-exist does not exist$"):
+        run_stage(spark, cfg, "collect")
+    lh = Lakehouse(spark, cfg)
+    assert not any(lh.exists(t) for t in ("runs", "images", "quarantine", "collected"))
 
 
 def test_minimal_dump_with_extra_columns_and_missing_ids(spark, make_cfg, tmp_path):

@@ -85,6 +85,7 @@ def test_distill_with_faults_then_rerun_asks_nothing(spark, collected):
                for b in bodies for part in b["messages"][0]["content"])
 
 
+@pytest.mark.slow  # over a minute of its own: `make test-slow` (CI runs it)
 def test_truncated_answers_are_never_accepted_and_a_later_run_retries(spark, collected):
     _, need_cot, need_cap = _needs(spark, collected)
     with OpenAIServer(ServerSettings(faults={"truncated": 1.0})) as srv:

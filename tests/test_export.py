@@ -116,6 +116,7 @@ def test_export_round_trip(spark, pipeline_cfg, tmp_path):
     assert again.rows_kept == r.rows_kept
 
 
+@pytest.mark.slow  # over a minute of its own: `make test-slow` (CI runs it)
 def test_export_subsets_versions_and_stray_tags(spark, pipeline_cfg, tmp_path):
     lh = Lakehouse(spark, pipeline_cfg)
     v0 = lh.current_version("selected")

@@ -25,6 +25,7 @@ def _env():
     return env
 
 
+@pytest.mark.slow  # over a minute of its own: `make test-slow` (CI runs it)
 def test_task_retry_never_stores_a_result_twice(tmp_path):
     with OpenAIServer(ServerSettings(latency_mean_s=0.002)) as srv:
         proc = subprocess.run(

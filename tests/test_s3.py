@@ -101,10 +101,13 @@ def _mfr(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> s
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _sql(cfg: Path, query: str) -> list[dict]:
-    out = _mfr("sql", "--config", str(cfg), "--json", query)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout)
+def _sql(cfg: Path, *queries: str) -> list[list[dict]]:
+    """Rows of each query, all in one session (one JVM start)."""
+    out = subprocess.run([sys.executable, "-m", "tests.scripts.sql_many", str(cfg), *queries], cwd=REPO, env=_env(),
+                         capture_output=True, text=True, timeout=600)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULTS ")), None)
+    assert out.returncode == 0 and line, out.stderr[-3000:]
+    return json.loads(line[len("RESULTS "):])
 
 
 def _teacher_sets(url: str) -> list[str]:
@@ -132,9 +135,9 @@ def test_the_whole_pipeline_on_s3_from_the_hub(s3, tmp_path, synthetic_dump):
         assert r["rows_in"] == r["rows_kept"] + r["rows_rejected"] + r["rows_quarantined"], r
     # the hub shards were cached on S3, and every table lives under the schema's s3a:// location
     assert len(storage.list_files(cache, ".parquet")) == len(list(synthetic_dump.rglob("*.parquet")))
-    for table in ("collected", "cleaned", "distilled", "selected", "exported", "runs", "llm_calls", "images"):
-        detail = _sql(cfg, f"DESCRIBE DETAIL whole.{table}")[0]
-        assert detail["location"].startswith(f"s3a://{BUCKET}/whole/lake/"), detail["location"]
+    tables = ("collected", "cleaned", "distilled", "selected", "exported", "runs", "llm_calls", "images")
+    for table, detail in zip(tables, _sql(cfg, *[f"DESCRIBE DETAIL whole.{t}" for t in tables])):
+        assert detail[0]["location"].startswith(f"s3a://{BUCKET}/whole/lake/{table}"), detail[0]["location"]
     # the export is on S3: sharegpt parts, images, dataset_info, recipe, HF parquet and card
     exported = storage.list_files(f"s3a://{BUCKET}/whole/export")
     names = {f.rsplit("/", 1)[-1] for f in exported}
@@ -200,12 +203,13 @@ def test_sigkill_mid_distill_on_s3_then_rerun(s3, tmp_path, synthetic_dump):
     assert json.loads(rerun.stdout)["pending_model"] == 0  # every row finished
     window = 8 * 2  # max_concurrency x 2 tasks could be in flight at the kill
     assert after["duplicate_successes"] <= window, (before, after)
-    ok = _sql(cfg, "SELECT count(*) AS n, count(DISTINCT request_key) AS d FROM killed.llm_calls WHERE status = 'ok'")[0]
-    assert ok["n"] == ok["d"]  # no request stored twice
-    runs = _sql(cfg, "SELECT stage, status, error FROM killed.runs ORDER BY started_at")
+    calls, runs = _sql(cfg, "SELECT count(*) AS n, count(DISTINCT request_key) AS d FROM killed.llm_calls WHERE status = 'ok'",
+                       "SELECT stage, status, error FROM killed.runs ORDER BY started_at")
+    assert calls[0]["n"] == calls[0]["d"]  # no request stored twice
     assert [(r["stage"], r["status"]) for r in runs] == [("collect", "succeeded"), ("distill", "abandoned"), ("distill", "succeeded")]
     assert "gone" in runs[1]["error"]
-    assert storage.list_files(f"s3a://{BUCKET}/killed/staging", ".jsonl") == []
+    # journals stored and removed, the killed run's intermediates swept, leases released
+    assert storage.list_files(f"s3a://{BUCKET}/killed/staging") == []
 
 
 @pytest.mark.parametrize("case, expect", [
@@ -214,24 +218,38 @@ def test_sigkill_mid_distill_on_s3_then_rerun(s3, tmp_path, synthetic_dump):
     ("no_credentials", "lakehouse.location: cannot write under s3a://mfr-test/bad/lake: no credentials"),
     ("file", "llm.staging_dir: s3a://mfr-test/bad/afile is a file, not a folder"),
 ])
-def test_bad_object_store_locations_fail_in_one_line_before_any_table(s3, tmp_path, case, expect):
-    storage = _storage(s3)
-    storage.write_text(f"s3a://{BUCKET}/bad/afile", "x")
+def test_bad_object_store_locations_are_one_line_naming_the_key(s3, tmp_path, monkeypatch, case, expect):
+    from mfr.config import load_config
+    from mfr.lakehouse import Lakehouse
+    from mfr.runner import check_storage
+    from mfr.storage import StorageError
+
+    _storage(s3).write_text(f"s3a://{BUCKET}/bad/afile", "x")
     endpoint = "http://127.0.0.1:9" if case == "unreachable" else s3
-    cfg = _config(tmp_path, endpoint, "bad", collection={"source": str(tmp_path)})
-    sets = []
-    if case == "no_bucket":
-        sets = ["--set", "lakehouse.location=s3a://no-such-bucket/lake"]
-    if case == "file":
-        sets = ["--set", f"llm.staging_dir=s3a://{BUCKET}/bad/afile"]
-    env = _env()
+    sets = {"no_bucket": ["lakehouse.location=s3a://no-such-bucket/lake"],
+            "file": [f"llm.staging_dir=s3a://{BUCKET}/bad/afile"]}.get(case, [])
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()  # cached clients keep the credentials they were made with
     if case == "no_credentials":
         for k in KEYS:
-            env.pop(k, None)
-        env.update(AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true")
-    out = _mfr("run", "--stage", "collect", "--config", str(cfg), *sets, env=env, timeout=300)
+            monkeypatch.delenv(k)
+        for k, v in {"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+                     "AWS_EC2_METADATA_DISABLED": "true"}.items():
+            monkeypatch.setenv(k, v)
+    cfg = load_config(_config(tmp_path, endpoint, "bad", collection={"source": str(tmp_path)}), sets)
+    with pytest.raises(StorageError) as err:
+        check_storage("collect", cfg, Lakehouse(None, cfg))  # type: ignore[arg-type]  # no session needed
+    assert expect in str(err.value) and "\n" not in str(err.value)
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_a_missing_bucket_stops_the_cli_before_any_table(s3, tmp_path):
+    cfg = _config(tmp_path, s3, "bad", collection={"source": str(tmp_path)})
+    out = _mfr("run", "--stage", "collect", "--config", str(cfg), "--set", "lakehouse.location=s3a://no-such-bucket/lake",
+               timeout=300)
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("mfr:")]
-    assert len(lines) == 1 and expect in lines[0], out.stderr[-2000:]
-    assert not list((tmp_path / "wh").rglob("_delta_log"))  # no table written, locally or on S3
-    assert storage.list_files(f"s3a://{BUCKET}/bad/lake") == []
+    assert lines == ["mfr: storage error: lakehouse.location: cannot write under s3a://no-such-bucket/lake: no such bucket "
+                     "(FileNotFoundError: The specified bucket does not exist)"], out.stderr[-2000:]
+    assert not list((tmp_path / "wh").rglob("_delta_log"))  # no table written

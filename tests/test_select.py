@@ -8,6 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from mfr.lakehouse import Lakehouse
+from mfr.runlog import RunLog
 from mfr.runner import run_stage
 from tests.openai_server import OpenAIServer, default_responder
 
@@ -68,6 +69,7 @@ def test_probe_with_n_samples_and_llm_judge(spark, distilled):
     lh = Lakehouse(spark, distilled)
     # a ground truth the rules cannot compare with any trace: only the judge can decide these rows
     spark.sql(f"UPDATE {lh.name('distilled')} SET answer = '$$' WHERE source = 'synth-charts' AND id % 10 = 7")
+    RunLog(lh).publish("distilled", distilled)  # a hand correction becomes the next stage's input
     plain = run_stage(spark, distilled, "select")
     # undecided by the rules and with a ground truth to judge against (a blank answer is never sent)
     undecided = lh.read("selected", plain.output_version).where(

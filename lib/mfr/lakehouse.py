@@ -184,13 +184,13 @@ class Lakehouse:
         self._ready = True
 
     def _ensure_table(self, table: str, schema: T.StructType) -> None:
-        if not self.exists(table) and not self.heal(table):
-            (
-                self.spark.createDataFrame([], schema)
-                .write.format("delta")
-                .mode("ignore")
-                .saveAsTable(self.name(table))
-            )
+        if self.exists(table) or self.heal(table):
+            return
+        try:
+            self.spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(self.name(table))
+        except Exception:
+            if not self.exists(table):  # another command created it at the same moment: nothing to do
+                raise
 
     def schema_location(self) -> str | None:
         """Where the schema keeps its managed tables (``DESCRIBE SCHEMA``), None when the catalog does not say."""

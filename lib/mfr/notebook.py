@@ -69,8 +69,18 @@ class Lake:
         from mfr.runlog import RunLog
 
         restored = self.lakehouse.restore(table, version)
-        RunLog(self.lakehouse).record_restore(table, restored, version, self.cfg)
+        RunLog(self.lakehouse).publish(table, self.cfg, kind="restore", restored_from=version)
         return restored
+
+    def publish(self, table: str) -> int:
+        """After correcting a stage table by hand (SQL ``UPDATE``/``DELETE``), make its current version the
+        next stage's input (recorded as a run); returns that version."""
+        from mfr.runlog import RunLog
+
+        RunLog(self.lakehouse).publish(table, self.cfg)
+        version = self.lakehouse.current_version(table)
+        assert version is not None  # publish raised otherwise
+        return version
 
     def samples_html(self, table: str = "selected", where: str = "reject_reason IS NULL", n: int = 4,
                      version: int | None = None, max_chars: int = 600) -> str:

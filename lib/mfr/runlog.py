@@ -181,14 +181,19 @@ class RunLog:
         )
         return int(rows[0]["output_version"]) if rows else None
 
-    def record_restore(self, table: str, version: int, restored_from: int, cfg: Config) -> Run:
-        """A RESTORE done through mfr becomes a succeeded run, so readers pin the restored version."""
-        run = Run(new_run_id("restore"), "restore", cfg, {table: int(restored_from)})
+    def publish(self, table: str, cfg: Config, kind: str = "publish", restored_from: int | None = None) -> Run:
+        """Make the table's current version the input of the next stage: a change made outside a stage run
+        (a RESTORE, a hand correction with SQL ``UPDATE``) is recorded as a succeeded run of kind ``kind``.
+        Without it, the next stage keeps reading the last stage run's output."""
+        version = self.tables.current_version(table)
+        if version is None:
+            raise KeyError(f"no table {self.tables.name(table)}")
+        inputs = {table: int(restored_from)} if restored_from is not None else {}
+        run = Run(new_run_id(kind), kind, cfg, inputs)
         row = {
-            "run_id": run.run_id, "stage": "restore", "status": "succeeded", "started_at": run.started_at,
+            "run_id": run.run_id, "stage": kind, "status": "succeeded", "started_at": run.started_at,
             "finished_at": utc_now(), "config_hash": cfg.hash, "code_version": code_version(),
-            "input_versions": {table: int(restored_from)}, "output_table": self.tables.name(table),
-            "output_version": int(version),
+            "input_versions": inputs, "output_table": self.tables.name(table), "output_version": int(version),
         }
         df = self.tables.spark.createDataFrame([tuple(row.get(f.name) for f in RUNS_SCHEMA.fields)], RUNS_SCHEMA)
         self.tables.append(df, "runs", run)

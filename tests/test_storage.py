@@ -1,0 +1,97 @@
+"""mfr.storage and the journals on it, without Spark (object stores: tests/test_s3.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from mfr.llm.journal import JournalWriter, Progress, journal_prefix, parse_records, read_records
+from mfr.storage import Storage, StorageError, _s3_options, describe, is_local, join, local_path, relative
+
+
+def test_paths():
+    assert local_path("dbfs:/Volumes/main/mfr/x") == "/Volumes/main/mfr/x"
+    assert local_path("dbfs:/tmp/x") == "/dbfs/tmp/x"
+    assert local_path("file:/tmp/x") == "/tmp/x"
+    assert is_local("/Volumes/a") and is_local("dbfs:/a") and is_local("rel/dir")
+    assert not is_local("s3a://b/k") and not is_local("abfss://c@a.dfs.core.windows.net/x")
+    assert join("s3a://b/root/", "j", "k.json") == "s3a://b/root/j/k.json"
+    assert join("/tmp/a", "b") == "/tmp/a/b"
+    assert relative("s3a://b/root", "s3a://b/root/run-1/calls/x.jsonl") == "run-1/calls/x.jsonl"
+
+
+def test_s3_options_follow_sparks_s3a_settings():
+    opts = _s3_options({"spark.hadoop.fs.s3a.endpoint": "minio:9000", "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+                        "spark.hadoop.fs.s3a.path.style.access": "true", "spark.hadoop.fs.s3a.endpoint.region": "eu-west-1"})
+    assert opts["endpoint_url"] == "http://minio:9000"
+    assert opts["config_kwargs"]["s3"] == {"addressing_style": "path"}
+    assert opts["client_kwargs"] == {"region_name": "eu-west-1"}
+    assert "endpoint_url" not in _s3_options({})  # AWS itself: the SDK's own endpoint and credential chain
+
+
+def test_local_files_whole_objects_listing_and_delete(tmp_path):
+    st = Storage()
+    st.write_text(str(tmp_path / "a" / "x.jsonl"), "1\n")
+    st.write_bytes(str(tmp_path / "a" / "b" / "y.jsonl"), b"2\n")
+    st.write_text(f"file:{tmp_path}/c/z.txt", "z")
+    assert [relative(str(tmp_path), f) for f in st.list_files(str(tmp_path), ".jsonl")] == ["a/b/y.jsonl", "a/x.jsonl"]
+    assert st.list_dirs(str(tmp_path)) == ["a", "c"]
+    assert not [p for p in (tmp_path / "a").iterdir() if ".tmp-" in p.name]  # written under a temporary name, renamed
+    assert st.size(str(tmp_path / "a" / "x.jsonl")) == 2 and st.size(str(tmp_path / "nope")) is None
+    st.delete(str(tmp_path / "a"))
+    st.delete(str(tmp_path / "a"))  # absent: nothing to do
+    assert st.list_files(str(tmp_path / "a")) == [] and st.list_dirs(str(tmp_path)) == ["c"]
+
+
+def test_bad_locations_are_one_line_naming_the_setting(tmp_path):
+    st = Storage()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(StorageError, match=f"^export.out: {afile} is a file, not a folder$"):
+        st.check_writable(str(afile), "export.out")
+    with pytest.raises(StorageError, match=r"^llm.staging_dir: cannot write under /sys/mfr-test: permission denied"):
+        st.check_writable("/sys/mfr-test", "llm.staging_dir")  # read-only even for root
+    with pytest.raises(StorageError, match=f"^collection.source: {tmp_path}/missing does not exist$"):
+        st.check_readable(str(tmp_path / "missing"), "collection.source")
+    with pytest.raises(StorageError, match="is a file, not a folder"):
+        st.check_readable(str(afile), "collection.source")
+    with pytest.raises(StorageError, match=r"pip install 'mfr\[gcs\]'"):
+        st.check_writable("gs://bucket/x", "export.out") if not _has("gcsfs") else pytest.skip("gcsfs installed")
+    st.check_writable(str(tmp_path / "new" / "folder"), "export.out")  # created on demand, probe removed
+    assert st.list_files(str(tmp_path / "new")) == []
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_describe_names_the_kind():
+    assert describe(PermissionError(13, "Permission denied")).startswith("permission denied")
+    assert describe(RuntimeError("Unable to locate credentials")).startswith("no credentials")
+    assert describe(FileNotFoundError("The specified bucket does not exist")).startswith("no such bucket")
+    assert describe(OSError("Could not connect to the endpoint URL")).startswith("endpoint unreachable")
+
+
+def test_journal_batches_are_whole_objects_flushed_by_count_time_and_close(tmp_path):
+    st = Storage()
+    root = str(tmp_path / "journal")
+    prefix = journal_prefix(root, "run-1", shard=0, partition=3, attempt=0)
+    w = JournalWriter(st, prefix, batch=3, flush_s=0.3)
+    for i in range(4):
+        w.write({"request_key": f"k{i}", "status": "ok", "completion_tokens": 10})
+    assert len(st.list_files(root, ".jsonl")) == 1  # three records: the first batch
+    time.sleep(0.8)  # the quiet fourth record is flushed by the timer
+    files = st.list_files(root, ".jsonl")
+    assert len(files) == 2 and [len(read_records(st, f)) for f in files] == [3, 1]
+    w.write({"request_key": "k4", "status": "error", "errors_by_kind": {"timeout": 2}})
+    w.close()
+    progress = Progress(st, join(root, "run-1"))
+    progress.poll()
+    progress.poll()  # objects never change: each is read once
+    assert (progress.done, progress.ok, progress.tokens, dict(progress.errors)) == (5, 4, 40, {"timeout": 2})
+    assert all(os.path.basename(f).startswith("shard-0-part-3-attempt-0-") for f in st.list_files(root, ".jsonl"))
+    assert parse_records('{"a": 1}\n{"b": 2}') == [{"a": 1}]  # a cut last line is not a record
