@@ -65,6 +65,13 @@ def test_a_run_that_fails_after_writing_is_never_an_input(spark, make_cfg, synth
     # … and the next stage pins the good run's version, not the table's current one
     _, inputs = runner._pin_inputs("clean", cfg, lh, runs, None)
     assert inputs == {"collected": good.output_version}
+    # a RESTORE through the notebook helper is recorded as a run: the restored version becomes the input
+    from mfr.notebook import Lake
+
+    restored = Lake(spark, cfg, lh).restore("collected", 1)
+    assert runs.published("collected") == restored
+    assert lh.read("collected").count() == lh.read("collected", 1).count() < len(before)
+    assert runs.list("restore").first()["input_versions"] == {"collected": 1}
 
 
 def test_a_dead_drivers_run_is_abandoned_and_a_live_one_holds_the_stage(spark, make_cfg):

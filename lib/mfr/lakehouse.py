@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,14 +184,19 @@ class Lakehouse:
         self._ensure_table("llm_calls", LLM_CALLS_SCHEMA)
         self._ready = True
 
-    def _ensure_table(self, table: str, schema: T.StructType) -> None:
-        if self.exists(table) or self.heal(table):
-            return
-        try:
-            self.spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(self.name(table))
-        except Exception:
-            if not self.exists(table):  # another command created it at the same moment: nothing to do
-                raise
+    def _ensure_table(self, table: str, schema: T.StructType, attempts: int = 5) -> None:
+        """Create ``table`` empty unless it exists. Two commands creating it at the same moment conflict in
+        Delta's log or the catalog; the loser waits for the winner's table and uses it."""
+        for attempt in range(attempts):
+            try:
+                if self.exists(table) or self.heal(table):
+                    return
+                self.spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(self.name(table))
+                return
+            except Exception:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1.0 + attempt)
 
     def schema_location(self) -> str | None:
         """Where the schema keeps its managed tables (``DESCRIBE SCHEMA``), None when the catalog does not say."""
