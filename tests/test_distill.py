@@ -105,6 +105,7 @@ def test_truncated_answers_are_never_accepted_and_a_later_run_retries(spark, col
     assert json.loads(lh.history("distilled").collect()[0]["userMetadata"])["run_id"] == r2.run_id
 
 
+@pytest.mark.slow  # about a minute of its own: `make test-slow` (CI runs it)
 def test_api_key_reaches_the_server_and_nothing_else(spark, collected, monkeypatch):
     secret = "sk-test-0123456789abcdefghij"
     monkeypatch.setenv("MFR_TEST_TEACHER_KEY", secret)
