@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("areas", nargs="*", help="areas to run (default: all)")
     parser.add_argument("--rows", type=int, default=None, help="override the area's row count")
+    parser.add_argument("--trials", type=int, default=None, help="crash: kills per stage (default 5)")
     args = parser.parse_args(argv)
     areas = _areas()
     chosen = args.areas or [a for a in areas if a not in OWN_DRIVERS]  # crash: ~30 min, asked for by name
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         start = time.perf_counter()
         kwargs = {"rows": args.rows} if args.rows else {}
+        if args.trials and name == "crash":
+            kwargs["trials"] = args.trials
         figures = areas[name](spark, make_cfg, WORKDIR, **kwargs)
         for k, v in figures.items():
             print(f"{k:40s} {v:12.4f}")
