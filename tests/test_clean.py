@@ -139,6 +139,7 @@ def test_clean_with_the_model(spark, collected, tmp_path):
     assert again.rows_kept == r.rows_kept
 
 
+@pytest.mark.slow  # about a minute with its fixture: `make test-slow` (CI runs it)
 def test_answer_extraction_by_model_and_reclean_from_originals(spark, collected):
     with OpenAIServer(responder=_cleaner) as srv:
         cfg = collected.with_overrides([
