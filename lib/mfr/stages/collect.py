@@ -60,7 +60,7 @@ OUTPUT_COLUMNS = [
 ]
 
 
-def resolve_source(cfg: Config) -> str:
+def resolve_source(cfg: Config, storage: Storage) -> str:
     """A local or object-store dump root; hub datasets are downloaded first."""
     source = cfg.settings.collection.source
     if not is_hub_uri(source):
@@ -73,7 +73,7 @@ def resolve_source(cfg: Config) -> str:
         max_samples=cfg.settings.collection.max_samples,
         workers=cfg.settings.collection.download_workers,
         revision=cfg.settings.collection.revision,
-        storage=Storage.from_config(cfg),
+        storage=storage,
     )
 
 
@@ -223,7 +223,7 @@ def distinct_images(rows: DataFrame) -> DataFrame:
 
 def collect(ctx: StageContext) -> StageOutput:
     spark, cfg, run_id = ctx.spark, ctx.cfg, ctx.run_id
-    source = resolve_source(cfg)
+    source = resolve_source(cfg, ctx.lakehouse.storage)
     files = list_dump(source, spark, cfg.settings.collection.subsets)
     validate_files(files)
     extra = sorted({c for f in files for c in unknown_columns(f.columns)})
