@@ -76,9 +76,9 @@ def test_describe_names_the_kind():
     assert describe(OSError("Could not connect to the endpoint URL")).startswith("endpoint unreachable")
 
 
-def test_journal_batches_are_whole_objects_flushed_by_count_time_and_close(tmp_path):
+def test_journal_batches_are_whole_objects_flushed_by_count_time_and_close():
     st = Storage()
-    root = str(tmp_path / "journal")
+    root = f"memory://journal-{os.getpid()}-{time.time_ns()}"  # no appends there, like S3 or Volumes
     prefix = journal_prefix(root, "run-1", shard=0, partition=3, attempt=0)
     w = JournalWriter(st, prefix, batch=3, flush_s=0.3)
     for i in range(4):
@@ -94,4 +94,27 @@ def test_journal_batches_are_whole_objects_flushed_by_count_time_and_close(tmp_p
     progress.poll()  # objects never change: each is read once
     assert (progress.done, progress.ok, progress.tokens, dict(progress.errors)) == (5, 4, 40, {"timeout": 2})
     assert all(os.path.basename(f).startswith("shard-0-part-3-attempt-0-") for f in st.list_files(root, ".jsonl"))
+
+
+def test_local_journal_has_each_call_on_disk_as_soon_as_it_finishes(tmp_path):
+    st = Storage()
+    root = str(tmp_path / "journal")
+    w = JournalWriter(st, journal_prefix(root, "run-1", shard=1, partition=0, attempt=0), batch=64, flush_s=60)
+    progress = Progress(st, join(root, "run-1"))
+    w.write({"request_key": "k0", "status": "ok", "completion_tokens": 7, "text": "a\u2028b"})
+    (path,) = st.list_files(root, ".jsonl")
+    assert [r["request_key"] for r in read_records(st, path)] == ["k0"]  # not waiting for a batch or close
+    progress.poll()
+    w.write({"request_key": "k1", "status": "error", "errors_by_kind": {"http_500": 1}})
+    with open(path, "a") as fh:  # a line being written when the reader looks is left for the next poll
+        fh.write('{"request_key": "k2", "status": "o')
+    progress.poll()
+    assert (progress.done, progress.ok, progress.tokens) == (2, 1, 7)
+    with open(path, "a") as fh:
+        fh.write('k"}\n')
+    progress.poll()
+    assert (progress.done, progress.ok, dict(progress.errors)) == (3, 2, {"http_500": 1})
+    w.close()
+    assert [r["request_key"] for r in read_records(st, path)] == ["k0", "k1", "k2"]
+    assert read_records(st, path)[0]["text"] == "a\u2028b"
     assert parse_records('{"a": 1}\n{"b": 2}') == [{"a": 1}]  # a cut last line is not a record

@@ -43,6 +43,12 @@ def is_local(path: str | os.PathLike[str]) -> bool:
     return scheme(path) in ("", "file", "dbfs")
 
 
+def appendable(path: str | os.PathLike[str]) -> bool:
+    """Whether a file there can be appended to and flushed line by line: local disks yes; object stores
+    no; Volumes' and DBFS's FUSE mounts refuse appends."""
+    return is_local(path) and not local_path(path).startswith(("/Volumes/", "/dbfs/"))
+
+
 def local_path(path: str | os.PathLike[str]) -> str:
     """The OS path of a local or FUSE path (``dbfs:/Volumes/x`` → ``/Volumes/x``, ``dbfs:/x`` → ``/dbfs/x``)."""
     path = str(path)
@@ -160,6 +166,20 @@ class Storage:
         except FileNotFoundError:
             return []
         return sorted(self._uri(root, f) for f in found if f.endswith(suffix))
+
+    def list_sizes(self, root: str, suffix: str = "") -> dict[str, int]:
+        """``list_files`` with each file's size, from one listing (no request per file)."""
+        fs, p = self._fs(root)
+        try:
+            found = fs.find(p, detail=True)
+        except FileNotFoundError:
+            return {}
+        return {self._uri(root, f): int(d.get("size") or 0) for f, d in sorted(found.items()) if f.endswith(suffix)}
+
+    def read_from(self, path: str, start: int) -> bytes:
+        """The bytes of ``path`` from offset ``start`` on (a ranged read on object stores)."""
+        fs, p = self._fs(path)
+        return bytes(fs.cat_file(p, start=start))
 
     def list_dirs(self, root: str) -> list[str]:
         """Names of the folders directly under ``root``; [] when absent."""

@@ -1,12 +1,17 @@
-"""Call journals: finished calls written by the task that made them, as whole objects, a batch at a time.
+"""Call journals: finished calls written by the task that made them.
 
 A journal is the crash-safety net under the Delta commits: if the driver dies mid-shard, the calls that
-finished are in the journal and the next run stores them before asking for anything, so a killed job
-loses at most the calls in flight (and those finished within the last ``flush_s``). Journals are also
-what the driver reads to show progress. Each batch is its own object (nothing is appended: object stores
-have no append and Volumes' FUSE mount refuses it), named
-``<dir>/<run_id>/calls/shard-<s>-part-<p>-attempt-<a>-<n>.jsonl``; objects never change once written,
-so a reader that has seen a name never reads it again.
+finished are in the journal and the next run stores them before asking for anything. Journals are also
+what the driver reads to show progress. Two ways of writing, picked by where the journal lives:
+
+* a local disk: one file per task attempt, each finished call appended and flushed at once, so a killed
+  job loses only the calls in flight;
+* object stores and Volumes' FUSE mount (no appends there): each batch is a whole object of its own,
+  written once ``batch`` calls wait or the oldest has waited ``flush_s``, so a killed job also repeats the
+  calls that finished within the last ``flush_s``.
+
+Names: ``<dir>/<run_id>/calls/shard-<s>-part-<p>-attempt-<a>-<n>.jsonl``. Readers keep a byte offset per
+file and read only what grew (a whole object is read once).
 """
 
 from __future__ import annotations
@@ -16,14 +21,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
-from mfr.storage import Storage, join
+from mfr.storage import Storage, appendable, join, local_path
 
 
 class JournalWriter:
-    """Buffers finished calls; writes them as one object once ``batch`` are waiting or the oldest has
-    waited ``flush_s`` (a timer thread flushes a quiet buffer too), and on close."""
+    """Writes finished calls under ``prefix``: appended line by line on a local disk, else in batches."""
 
     def __init__(self, storage: Storage, prefix: str, batch: int = 64, flush_s: float = 2.0):
         self.storage, self.prefix, self.batch, self.flush_s = storage, prefix, batch, flush_s
@@ -32,14 +36,24 @@ class JournalWriter:
         self._seq = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._timer = threading.Thread(target=self._tick, daemon=True)
-        self._timer.start()
+        self._file: IO[str] | None = None
+        if appendable(prefix):
+            path = local_path(f"{prefix}-{0:06d}.jsonl")
+            storage.makedirs(path.rsplit("/", 1)[0])
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held for the task's life, closed by close()
+        else:
+            threading.Thread(target=self._tick, daemon=True).start()
 
     def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
         with self._lock:
+            if self._file is not None:
+                self._file.write(line)
+                self._file.flush()  # in the OS's hands: survives the process being killed
+                return
             if not self._buf:
                 self._since = time.monotonic()
-            self._buf.append(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            self._buf.append(line)
             if len(self._buf) >= self.batch:
                 self._flush()
 
@@ -60,6 +74,9 @@ class JournalWriter:
     def close(self) -> None:
         self._closed.set()
         with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
             self._flush()
 
 
@@ -68,16 +85,20 @@ def journal_prefix(root: str, run_id: str, shard: int, partition: int, attempt: 
 
 
 def parse_records(text: str) -> list[dict[str, Any]]:
-    """Complete lines only (a local object is renamed into place whole, but be lenient with a cut line)."""
+    """Complete lines only (a line being appended may be cut)."""
+    return parse_complete(text.encode("utf-8"))[0]
+
+
+def parse_complete(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The records on complete lines of ``data`` and the bytes they take (the rest is read next time)."""
+    end = data.rfind(b"\n") + 1
     out = []
-    for line in text.splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
+    for line in data[:end].split(b"\n")[:-1]:  # not splitlines(): U+2028 may sit inside a JSON string
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-    return out
+    return out, end
 
 
 def read_records(storage: Storage, path: str) -> list[dict[str, Any]]:
@@ -93,7 +114,7 @@ class Progress:
 
     storage: Storage
     folder: str
-    seen: set[str] = field(default_factory=set)
+    seen: dict[str, int] = field(default_factory=dict)  # path -> bytes already read
     done: int = 0
     ok: int = 0
     tokens: int = 0
@@ -102,11 +123,16 @@ class Progress:
 
     def poll(self) -> None:
         with self._lock:
-            for path in self.storage.list_files(self.folder, ".jsonl"):
-                if path in self.seen:
+            for path, size in self.storage.list_sizes(self.folder, ".jsonl").items():
+                offset = self.seen.get(path, 0)
+                if size <= offset:
                     continue
-                self.seen.add(path)
-                for rec in read_records(self.storage, path):
+                try:
+                    records, used = parse_complete(self.storage.read_from(path, offset))
+                except FileNotFoundError:  # committed and removed meanwhile
+                    continue
+                self.seen[path] = offset + used
+                for rec in records:
                     self.done += 1
                     self.tokens += int(rec.get("completion_tokens") or 0)
                     if rec.get("status") == "ok":
