@@ -105,3 +105,65 @@ def test_typed_settings_mirror_the_schema_and_carry_the_values() -> None:
     assert s.selection.difficulty.threshold == 0.5 and s.distillation.cot.client.api_base == ["http://a/v1", "http://b/v1"]
     assert s.cleaning.max_image_size == 2048 and s.distillation.cot.client.max_concurrency == 64
     assert cfg.settings is s  # built once per Config
+
+
+SEED_CONFIG = """\
+num_proc: 8
+collection:
+  dataset_id: OpenDataArena/MMFineReason-Full-2.3M-Qwen3-VL-235B-Thinking
+  subsets: [BMMR, Euclid30K]
+  cache_dir: null
+cleaning:
+  max_image_size: 2048
+  clean_images: false
+  llm_client: {type: vllm, api_base: "http://localhost:8000/v1", model: Qwen3-30B-A3B-Thinking, api_key: ""}
+distillation:
+  cot:
+    client: {type: vllm, api_base: "http://localhost:8002/v1", model: Qwen3-VL-235B-A22B-Thinking, api_key: "sk-abc"}
+    temperature: 1.0
+    top_p: 0.95
+    max_tokens: 16384
+    thinking: true
+  caption:
+    client: {type: vllm, api_base: "http://localhost:8001/v1", model: Qwen3-VL-235B-A22B-Instruct, api_key: ""}
+    temperature: 0.7
+    top_p: 0.9
+    max_tokens: 8192
+selection:
+  content_filter: {min_response_words: 250, min_caption_words: 120, error_keyword: "[ERR]"}
+  structure_filter:
+    no_answer_check_datasets: [LLaVA-CoT]
+  quality_filter: {ngram_n: 40, ngram_freq: 4, consistency: false}
+  difficulty_filter:
+    threshold: 0.5
+    num_samples: 8
+    client: {type: vllm, api_base: "http://localhost:8003/v1", model: Qwen3-VL-4B-Thinking, api_key: ""}
+  made_up_filter: {x: 1}
+"""
+
+
+def test_the_seed_config_imports_every_key_and_names_what_it_drops(tmp_path, capsys):
+    from mfr.cli import main
+
+    seed = tmp_path / "config.yaml"
+    seed.write_text(SEED_CONFIG)
+    with pytest.raises(ConfigError, match=r"unknown key 'num_proc'.*mfr config import"):
+        load_config(seed)
+    assert main(["config", "import", str(seed)]) == 0
+    out, err = capsys.readouterr()
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(out)
+    s = load_config(mine).settings
+    assert s.collection.source == "hf://datasets/OpenDataArena/MMFineReason-Full-2.3M-Qwen3-VL-235B-Thinking"
+    assert s.collection.subsets == ["BMMR", "Euclid30K"] and s.cleaning.clean_images is False
+    assert (s.cleaning.llm_client.api_base, s.cleaning.llm_client.model) == ("http://localhost:8000/v1", "Qwen3-30B-A3B-Thinking")
+    assert s.distillation.cot.client.api_key_env == "MFR_COT_API_KEY" and "sk-abc" not in out + err
+    assert (s.distillation.caption.temperature, s.distillation.caption.top_p, s.distillation.caption.max_tokens) == (0.7, 0.9, 8192)
+    assert (s.selection.content.min_response_words, s.selection.content.min_caption_words,
+            s.selection.content.error_keyword) == (250, 120, "[ERR]")
+    assert s.selection.structure.no_answer_check_sources == ["LLaVA-CoT"]
+    assert (s.selection.quality.ngram_n, s.selection.quality.ngram_freq, s.selection.quality.consistency) == (40, 4, False)
+    assert (s.selection.difficulty.threshold, s.selection.difficulty.num_samples) == (0.5, 8)
+    assert s.selection.difficulty.client.model == "Qwen3-VL-4B-Thinking"
+    for dropped in ("num_proc", "cleaning.llm_client.type", "distillation.cot.client.api_key", "selection.made_up_filter.x"):
+        assert f"# - {dropped}" in out and f"mfr config import: {dropped}" in err

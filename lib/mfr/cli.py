@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--force", action="store_true", help="replace a non-empty folder")
+    config = sub.add_parser("config", help="configuration tools")
+    csub = config.add_subparsers(dest="config_command", required=True)
+    imp = csub.add_parser("import", help="print the MMFineReason seed's config.yaml as an mfr config (YAML)")
+    imp.add_argument("seed", help="the seed's config.yaml")
     return parser
 
 
@@ -163,7 +167,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "history": cmd_history, "sql": cmd_sql, "report": cmd_report, "sample": cmd_sample}
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from mfr.seed_config import import_seed, render
+
+    try:
+        seed = yaml.safe_load(Path(args.seed).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"seed config not found: {args.seed}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{args.seed}: not valid YAML: {exc}") from None
+    if not isinstance(seed, dict):
+        raise ConfigError(f"{args.seed}: not a mapping of keys")
+    tree, notes = import_seed(seed)
+    text = render(tree, notes, args.seed)
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        fh.write(text)
+    try:
+        load_config(fh.name)  # what we print must load as it is
+    finally:
+        os.unlink(fh.name)
+    sys.stdout.write(text)
+    for note in notes:
+        print(f"mfr config import: {note}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "config": cmd_config, "history": cmd_history, "sql": cmd_sql, "report": cmd_report, "sample": cmd_sample}
 
 
 EXIT_ERROR, EXIT_PENDING = 2, 3

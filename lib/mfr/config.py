@@ -54,6 +54,10 @@ def _client(model: str | None, doc: str) -> dict[str, Any]:
         "backoff_base_s": _s("float", 0.5, "first retry waits up to this (full jitter, doubling)"),
         "backoff_max_s": _s("float", 30.0, "longest wait between attempts"),
         "breaker_cooldown_s": _s("float", 30.0, "how long a failing endpoint is skipped before a probe"),
+        "requests_per_s": _s("float|null", None, "cap on requests per second across all tasks (hosted endpoints)"),
+        "tokens_per_min": _s("float|null", None, "cap on prompt + completion tokens per minute across all tasks"),
+        "response_format": _s("map|null", None, "passed as the request's response_format (e.g. a JSON schema)"),
+        "extra_body": _s("map|null", None, "merged into every request body (vLLM's guided_json, top_k, …)"),
     }
 
 
@@ -366,6 +370,14 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-        _merge(data, loaded, str(p))
+        try:
+            _merge(data, loaded, str(p))
+        except ConfigError as exc:
+            from mfr.seed_config import looks_like_seed
+
+            if isinstance(loaded, dict) and looks_like_seed(loaded):
+                raise ConfigError(f"{exc} — {p} is the MMFineReason seed's config.yaml: convert it with "
+                                  f"`mfr config import {p} > conf/mine.yaml`") from None
+            raise
         files = (str(p),)
     return Config(data, files).with_overrides(overrides)
