@@ -75,6 +75,7 @@ class OpenAIServer:
         self.attempts: Counter[str] = Counter()
         self.successes: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request (in-process servers only)
         self.authorizations: set[str] = set()
         self.first_request_at: float | None = None
         self.last_response_at: float | None = None
@@ -197,6 +198,7 @@ class OpenAIServer:
             await writer.drain()
             return True
         self.requests += 1
+        self.arrivals.append(time.monotonic())
         if self.first_request_at is None:
             self.first_request_at = time.time()
         body = json.loads(raw)

@@ -171,3 +171,58 @@ def test_image_scaling_rules():
     with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as im:
         assert im.size == (2048, 14) and im.mode == "RGB"
         assert im.getpixel((5, 5))[1] > 200  # transparent composited on white, not black
+
+
+def test_rate_limiter_buckets_with_a_fake_clock():
+    from mfr.llm.ratelimit import RateLimiter
+
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += s
+
+    rl = RateLimiter(requests_per_s=10, clock=lambda: now[0], sleep=sleep)
+    for _ in range(25):
+        rl.acquire(0)
+    assert now[0] == pytest.approx(1.5)  # a second's burst (10), then 10 per second
+    now[0] = 0.0
+    tl = RateLimiter(tokens_per_min=600, clock=lambda: now[0], sleep=sleep)  # 10/s, holds 100
+    tl.acquire(60)
+    assert now[0] == 0.0
+    tl.acquire(60)  # 40 left: waits for 20 more
+    assert now[0] == pytest.approx(2.0)
+    tl.settle(60, 10)  # the server counted 10: 50 come back
+    tl.acquire(50)
+    assert now[0] == pytest.approx(2.0)
+    tl.acquire(500)  # larger than the bucket: waits for a full one, then owes the rest
+    assert now[0] == pytest.approx(12.0)
+    tl.acquire(10)
+    assert now[0] == pytest.approx(12.0 + 41.0)  # the debt of 400 is paid first
+    off = RateLimiter()
+    off.acquire(10**9)
+    assert not off.active
+
+
+def test_token_estimate_counts_text_images_and_the_completion_budget():
+    from mfr.llm.ratelimit import IMAGE_TOKENS, estimate_tokens
+
+    messages = [{"role": "system", "content": "x" * 400},
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 10**6}},
+                                             {"type": "text", "text": "y" * 40}]}]
+    assert estimate_tokens(messages, {"max_tokens": 1000, "n": 4}) == 110 + IMAGE_TOKENS + 4000
+
+
+def test_client_caps_hold_across_its_threads_and_fields_pass_through():
+    with OpenAIServer() as srv:
+        settings = _settings(srv.url, requests_per_s=20.0, response_format={"type": "json_object"},
+                             extra_body={"top_k": 20, "max_tokens": 1})
+        client = OpenAIClient(settings, share=2)  # one of two tasks: 10 requests/s of its own
+        results = list(sliding_window(client.call, (_req(i) for i in range(30)), 16))
+    assert all(r.status == "ok" for r in results)
+    arrivals = sorted(srv.arrivals)
+    first_second = [a for a in arrivals if a - arrivals[0] < 1.0]
+    assert len(first_second) <= 20, len(first_second)  # a burst of 10 and 10 per second
+    assert arrivals[-1] - arrivals[0] >= 1.9  # 30 requests at 10/s after the burst of 10
+    body = srv.bodies[0]
+    assert body["response_format"] == {"type": "json_object"} and body["top_k"] == 20
+    assert body["max_tokens"] == 50  # the request's own parameter wins over extra_body

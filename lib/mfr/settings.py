@@ -28,6 +28,10 @@ class ClientConfig:
     backoff_base_s: float
     backoff_max_s: float
     breaker_cooldown_s: float
+    requests_per_s: float | None
+    tokens_per_min: float | None
+    response_format: dict[str, Any] | None
+    extra_body: dict[str, Any] | None
 
     @property
     def configured(self) -> bool:

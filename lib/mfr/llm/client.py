@@ -29,6 +29,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from mfr.config import client_defaults
+from mfr.llm.ratelimit import RateLimiter, estimate_tokens, per_task
 from mfr.settings import ClientConfig, build
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -56,6 +57,10 @@ class ClientSettings:
     breaker_window: int = 20
     breaker_failure_rate: float = 0.9
     breaker_cooldown_s: float = _DEFAULTS["breaker_cooldown_s"]
+    requests_per_s: float | None = None  # job-wide caps; each task's client gets its share
+    tokens_per_min: float | None = None
+    response_format: Mapping[str, Any] | None = None
+    extra_body: Mapping[str, Any] | None = None
 
     @classmethod
     def optional(cls, section: ClientConfig | Mapping[str, Any], where: str) -> ClientSettings | None:
@@ -90,6 +95,10 @@ class ClientSettings:
             backoff_base_s=sec.backoff_base_s,
             backoff_max_s=sec.backoff_max_s,
             breaker_cooldown_s=sec.breaker_cooldown_s,
+            requests_per_s=sec.requests_per_s,
+            tokens_per_min=sec.tokens_per_min,
+            response_format=sec.response_format,
+            extra_body=sec.extra_body,
         )
 
 
@@ -199,9 +208,12 @@ class OpenAIClient:
         pool: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        share: int = 1,
     ):
+        """``share``: how many clients (tasks) call the endpoint at once; each takes that share of the caps."""
         self.settings = settings
         pool = pool or settings.max_concurrency
+        self.limiter = RateLimiter(per_task(settings.requests_per_s, share), per_task(settings.tokens_per_min, share))
         self.endpoints = [_Endpoint(b, settings, pool) for b in settings.api_bases]
         self._lock = threading.Lock()
         self._sleep = sleep
@@ -240,7 +252,10 @@ class OpenAIClient:
         return self._rng.uniform(0, cap)  # full jitter
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
-        body = {"model": self.settings.model, "messages": req.messages}
+        """The request body: the client's extra fields first, then the request's own parameters."""
+        body: dict[str, Any] = {**(self.settings.extra_body or {}), "model": self.settings.model, "messages": req.messages}
+        if self.settings.response_format:
+            body["response_format"] = dict(self.settings.response_format)
         body.update({k: v for k, v in req.params.items() if v is not None})
         return body
 
@@ -251,8 +266,10 @@ class OpenAIClient:
         payload = json.dumps(self.body(req), ensure_ascii=False).encode("utf-8")
         headers = {**self._headers, "X-MFR-Request-Key": req.key}
         last: _Endpoint | None = None
+        reserved = estimate_tokens(req.messages, req.params) if self.limiter.active else 0
         for attempt in range(1, s.max_attempts + 1):
             result.attempts = attempt
+            self.limiter.acquire(reserved)  # every attempt counts against a hosted endpoint's caps
             ep = self._acquire(avoid=last)
             if ep is None:
                 result.error_kind, result.error = "circuit_open", "every endpoint's circuit breaker is open"
@@ -285,6 +302,8 @@ class OpenAIClient:
             self._release(ep, ok or not retryable)
             if ok:
                 result.status, result.error_kind, result.error = "ok", None, None
+                used = (result.prompt_tokens or 0) + (result.completion_tokens or 0)
+                self.limiter.settle(reserved, used if result.prompt_tokens is not None else None)
                 break
             last = ep
             result.error_kind, result.error = kind, msg

@@ -180,8 +180,10 @@ def _messages(messages_json: str, image: bytes | None) -> list[dict[str, Any]]:
     return messages
 
 
-def _task_fn(settings: ClientSettings, window: int, run_id: str, journal_root: str, shard: int, storage: Storage):
-    """The mapInPandas body: a sliding window of calls over this task's requests."""
+def _task_fn(settings: ClientSettings, window: int, share: int, run_id: str, journal_root: str, shard: int,
+             storage: Storage):
+    """The mapInPandas body: a sliding window of calls over this task's requests (``share``: tasks calling
+    at once, each with its share of the rate caps)."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pyspark import TaskContext
@@ -192,7 +194,7 @@ def _task_fn(settings: ClientSettings, window: int, run_id: str, journal_root: s
         tc = TaskContext.get()
         part, attempt = (tc.partitionId(), tc.attemptNumber()) if tc else (0, 0)
         journal = JournalWriter(storage, journal_prefix(journal_root, run_id, shard, part, attempt))
-        client = OpenAIClient(settings, pool=window)
+        client = OpenAIClient(settings, pool=window, share=share)
         rows_by_key: dict[str, dict[str, Any]] = {}
 
         def requests() -> Iterator[ChatRequest | CallResult]:
@@ -333,7 +335,7 @@ def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) 
             concurrent = max(1, min(n_tasks, parallelism(spark, None)))
             window = max(1, (settings.max_concurrency * len(settings.api_bases)) // concurrent)
             results = part.repartition(n_tasks).mapInPandas(
-                _task_fn(settings, window, ctx.run_id, journal_root, shard, lh.storage), LLM_CALLS_SCHEMA
+                _task_fn(settings, window, concurrent, ctx.run_id, journal_root, shard, lh.storage), LLM_CALLS_SCHEMA
             )
             lh.append_once(results, "llm_calls", ctx.run, f"{ctx.run_id}-{call_id}", shard)
             progress.progress.poll()  # count the shard before its journals go
