@@ -63,7 +63,7 @@ def test_a_run_that_fails_after_writing_is_never_an_input(spark, make_cfg, synth
     # … a plain SELECT shows the published content again (restored) …
     assert sorted(r["sample_key"] for r in lh.read("collected").collect()) == before
     # … and the next stage pins the good run's version, not the table's current one
-    _, inputs = runner._pin_inputs("clean", cfg, lh, runs, None)
+    _, inputs = runner._pin_inputs("clean", cfg, lh, runs, None, runs.snapshot())
     assert inputs == {"collected": good.output_version}
     # a RESTORE through the notebook helper is recorded as a run: the restored version becomes the input
     from mfr.notebook import Lake
@@ -95,6 +95,33 @@ def test_a_dead_drivers_run_is_abandoned_and_a_live_one_holds_the_stage(spark, m
     RunLog(lh).start("export", cfg, {}, None)  # other stages are free
     other.fail(live, "test over")
     assert not lh.storage.exists(lease_path(lh, live.run_id))
+
+
+def test_run_log_keeps_any_text_and_numbers_and_a_sweep_removes_only_ended_runs(spark, make_cfg):
+    cfg = make_cfg()
+    lh = Lakehouse(spark, cfg)
+    lh.ensure_schema()
+    runs = RunLog(lh)
+    failed, done, running = (runs.start(stage, cfg, {"collected": 3}, None) for stage in ("clean", "select", "distill"))
+    nasty = "it's \\ a \"quote\"\nline two \u2603 \u2028 '); DROP TABLE runs; --"
+    runs.fail(failed, nasty)
+    runs.finish(done, output_version=7, rows_in=5, rows_kept=3, rows_rejected=1, rows_quarantined=1,
+                metrics={"time_s.write": 1.25, "rejected.too_short": 1.0, "odd": float("inf")})
+    rows = {r["run_id"]: r for r in runs.list().collect()}
+    assert rows[failed.run_id]["status"] == "failed" and rows[failed.run_id]["error"] == nasty
+    assert abs((rows[failed.run_id]["finished_at"] - rows[failed.run_id]["started_at"]).total_seconds()) < 120
+    got = rows[done.run_id]
+    assert (got["status"], got["output_version"], got["rows_in"], got["rows_kept"], got["rows_rejected"],
+            got["rows_quarantined"]) == ("succeeded", 7, 5, 3, 1, 1)
+    assert got["metrics"] == {"time_s.write": 1.25, "rejected.too_short": 1.0, "odd": float("inf")}
+    assert rows[running.run_id]["status"] == "running" and rows[running.run_id]["input_versions"] == {"collected": 3}
+    # intermediates: an ended run's go; a running run's and an unknown run's (another schema's) stay
+    for run_id in (failed.run_id, running.run_id, "20260101T000000-clean-abcdef"):
+        lh.storage.write_text(f"{lh.staging_root}/{lh.RUN_FOLDERS[0]}/{run_id}/part-0", "x")
+    assert lh.sweep_intermediates(runs.snapshot().ended()) == [failed.run_id]
+    assert sorted(lh.storage.list_dirs(f"{lh.staging_root}/{lh.RUN_FOLDERS[0]}")) == sorted(
+        [running.run_id, "20260101T000000-clean-abcdef"])
+    runs.fail(running, "test over")
 
 
 def test_two_claims_at_once_one_wins(spark, make_cfg):

@@ -7,6 +7,7 @@ and records itself in ``<schema>.runs`` with the versions it read and wrote. Tim
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -105,6 +106,31 @@ _USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def sql_literal(value: object, dtype: T.DataType) -> str:
+    """``value`` as a SQL literal of ``dtype``. Strings go through base64, so no text (quotes, backslashes,
+    newlines in an error message) can break out of the literal."""
+    kind = dtype.simpleString()
+    if value is None:
+        return f"CAST(NULL AS {kind})"
+    if isinstance(dtype, T.StringType):
+        return f"CAST(unbase64('{base64.b64encode(str(value).encode('utf-8')).decode('ascii')}') AS STRING)"
+    if isinstance(dtype, T.TimestampType):
+        assert isinstance(value, dt.datetime)
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)  # naive means UTC here
+        return f"timestamp_micros({round(aware.timestamp() * 1_000_000)})"
+    if isinstance(dtype, (T.LongType, T.IntegerType, T.ShortType, T.ByteType)):
+        return f"CAST({int(value)} AS {kind})"  # type: ignore[call-overload]  # numbers, checked by int()
+    if isinstance(dtype, (T.DoubleType, T.FloatType)):
+        return f"CAST('{float(value)!r}' AS {kind})"  # type: ignore[arg-type]  # 'nan' and 'inf' cast too
+    if isinstance(dtype, T.BooleanType):
+        return "TRUE" if value else "FALSE"
+    if isinstance(dtype, T.MapType):
+        assert isinstance(value, dict)
+        pairs = ", ".join(f"{sql_literal(k, dtype.keyType)}, {sql_literal(v, dtype.valueType)}" for k, v in value.items())
+        return f"CAST(map({pairs}) AS {kind})"
+    raise TypeError(f"no SQL literal for {kind}")
 
 
 def code_version() -> str:
@@ -336,18 +362,21 @@ class Lakehouse:
         for folder in self.RUN_FOLDERS:
             self.storage.delete(join(self.staging_root, folder, run_id))
 
-    def sweep_intermediates(self, keep: set[str]) -> list[str]:
-        """Remove intermediates of runs not in ``keep`` (leftovers of killed drivers); returns their run ids."""
+    def sweep_intermediates(self, ended: set[str]) -> list[str]:
+        """Remove intermediates left by runs that have ended (killed drivers' leftovers); returns their run
+        ids. Only runs this schema's log says ended: a run started meanwhile, or another schema's run
+        sharing the staging folder, is never touched."""
         swept = []
         for folder in self.RUN_FOLDERS:
             for run_id in self.storage.list_dirs(join(self.staging_root, folder)):
-                if run_id not in keep:
+                if run_id in ended:
                     self.storage.delete(join(self.staging_root, folder, run_id))
                     swept.append(run_id)
         return sorted(set(swept))
 
-    def quarantined_count(self, run: Run) -> int:
-        return self.read("quarantine").where(F.col("run_id") == run.run_id).count()
+    def quarantined_by_reason(self, run: Run) -> dict[str, int]:
+        rows = self.read("quarantine").where(F.col("run_id") == run.run_id).groupBy("reason").count().collect()
+        return {r["reason"]: int(r["count"]) for r in rows}
 
     def add_images(self, images: DataFrame, run: Run, origin: str) -> int:
         """Insert images whose ``image_id`` is not stored yet (content-addressed: each stored once).
@@ -365,23 +394,33 @@ class Lakehouse:
         self._merge("images", source, "t.image_id = s.image_id", "WHEN NOT MATCHED THEN INSERT *", run)
         return int(self.current_version("images") or 0)
 
-    def update_by_key(self, table: str, values: DataFrame, key: str, run: Run | None) -> None:
-        """Set the columns of ``values`` (besides ``key``) on the rows of ``table`` with the same key."""
-        sets = ", ".join(f"t.{c} = s.{c}" for c in values.columns if c != key)
-        self._merge(table, values, f"t.{key} = s.{key}", f"WHEN MATCHED THEN UPDATE SET {sets}", run)
+    def update_row(self, table: str, key: str, value: str, values: dict[str, object], run: Run | None) -> int:
+        """Set ``values`` (Python values) on the rows of ``table`` whose ``key`` is ``value``: one SQL
+        ``UPDATE`` (cheaper than a MERGE: no join, no source). Returns the rows changed."""
+        schema = self.spark.table(self.name(table)).schema
+        sets = ", ".join(f"{c} = {sql_literal(v, schema[c].dataType)}" for c, v in values.items())
+        where = f"{key} = {sql_literal(value, T.StringType())}"
+        with self.commit_metadata(run) if run is not None else contextlib.nullcontext():
+            rows = self.spark.sql(f"UPDATE {self.name(table)} SET {sets} WHERE {where}").collect()
+        return int(rows[0][0]) if rows else 0
 
-    def insert_unless(self, table: str, rows: DataFrame, match: str, run: Run) -> None:
+    def insert_unless(self, table: str, rows: DataFrame, match: str, run: Run) -> int:
         """Insert ``rows`` (aliased ``s``) unless a row of ``table`` (``t``) satisfies ``match``: one MERGE, so
-        Delta's conflict check serializes two concurrent inserts that test the same condition."""
-        self._merge(table, rows, match, "WHEN NOT MATCHED THEN INSERT *", run)
+        Delta's conflict check serializes two concurrent inserts that test the same condition. Returns the
+        rows inserted (from the MERGE's own metrics)."""
+        result = self._merge(table, rows, match, "WHEN NOT MATCHED THEN INSERT *", run)
+        if "num_inserted_rows" in result:
+            return int(result["num_inserted_rows"])
+        return -1  # a Delta that reports no metrics: the caller checks by reading
 
-    def _merge(self, table: str, source: DataFrame, on: str, clause: str, run: Run | None) -> None:
+    def _merge(self, table: str, source: DataFrame, on: str, clause: str, run: Run | None) -> dict[str, int]:
         """SQL ``MERGE INTO`` from a DataFrame (through a temporary view): the same on classic Spark and
-        Spark Connect, where Delta's Python table API is not always there."""
+        Spark Connect, where Delta's Python table API is not always there. Returns the MERGE's metrics."""
         view = f"_mfr_merge_{table}_{secrets.token_hex(4)}"
         source.createOrReplaceTempView(view)
         try:
             with self.commit_metadata(run) if run is not None else contextlib.nullcontext():
-                self.spark.sql(f"MERGE INTO {self.name(table)} t USING {view} s ON {on} {clause}")
+                rows = self.spark.sql(f"MERGE INTO {self.name(table)} t USING {view} s ON {on} {clause}").collect()
         finally:
             self.spark.catalog.dropTempView(view)
+        return {k: int(v) for k, v in rows[0].asDict().items() if v is not None} if rows else {}

@@ -10,6 +10,7 @@ The README's reason table is ``markdown_table()`` (``python -m mfr.reasons``; a 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 STAGES = ("collect", "clean", "distill", "select", "export")
@@ -109,7 +110,7 @@ def codes(stage: str, quarantine: bool = False) -> frozenset[str]:
     return frozenset(r.code for r in REGISTRY if r.stage == stage and r.quarantine == quarantine)
 
 
-def unregistered(stage: str, found: set[str | None] | list[str | None], quarantine: bool = False) -> list[str]:
+def unregistered(stage: str, found: Iterable[str | None], quarantine: bool = False) -> list[str]:
     """Codes in ``found`` (None = kept) that are not registered for ``stage``."""
     known = codes(stage, quarantine)
     return sorted(c for c in found if c is not None and c not in known)

@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -97,16 +98,45 @@ def driver_gone(lease: dict[str, Any] | None, started_at: float, now: float, aba
     return f"no heartbeat for {age:.0f}s" if age > abandon_after_s else None
 
 
+@dataclass(frozen=True)
+class RunsSnapshot:
+    """The run log read once (one row per run: small), for the questions a stage asks as it starts."""
+
+    rows: tuple[dict[str, Any], ...]
+
+    def published(self, output_table: str) -> int | None:
+        """The output version of the last succeeded run that wrote ``output_table`` (a qualified name)."""
+        done = [r for r in self.rows if r["output_table"] == output_table and r["status"] == "succeeded"
+                and r["output_version"] is not None]
+        if not done:
+            return None
+        last = max(done, key=lambda r: (r["finished_at"] or dt.datetime.min, r["output_version"]))
+        return int(last["output_version"])
+
+    def running(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] == "running"]
+
+    def ended(self) -> set[str]:
+        return {r["run_id"] for r in self.rows if r["status"] != "running"}
+
+
 class RunLog:
     def __init__(self, tables: Lakehouse):
         self.tables = tables
         self._leases: dict[str, Lease] = {}
+        self.abandoned: set[str] = set()  # runs this log marked abandoned
 
-    def start(self, stage: str, cfg: Config, input_versions: dict[str, int], from_run: str | None) -> Run:
+    def snapshot(self) -> RunsSnapshot:
+        self.tables.ensure_schema()
+        cols = ("run_id", "stage", "status", "started_at", "finished_at", "output_table", "output_version")
+        return RunsSnapshot(tuple(r.asDict() for r in self.tables.read("runs").select(*cols).collect()))
+
+    def start(self, stage: str, cfg: Config, input_versions: dict[str, int], from_run: str | None,
+              snapshot: RunsSnapshot | None = None) -> Run:
         """Record a new ``running`` run of ``stage`` (after marking dead drivers' runs abandoned) and start
         its lease; StageBusy when another live run holds the stage."""
         self.tables.ensure_schema()
-        self.abandon_dead()
+        self.abandon_dead(snapshot)
         run = Run(new_run_id(stage), stage, cfg, dict(input_versions), from_run)
         row = {
             "run_id": run.run_id,
@@ -128,26 +158,27 @@ class RunLog:
     def _claim(self, row: DataFrame, run: Run, attempts: int = 8) -> None:
         """Insert the running row unless another run of the stage is running (one MERGE: Delta serializes
         two concurrent claims, the second sees the first or fails its commit and tries again)."""
+        inserted = 0
         for attempt in range(attempts):
             try:
-                self.tables.insert_unless(
-                    "runs", row, "t.stage = s.stage AND t.status = 'running'", run)
+                inserted = self.tables.insert_unless("runs", row, "t.stage = s.stage AND t.status = 'running'", run)
                 break
             except Exception as exc:
                 if "Concurrent" not in f"{type(exc).__name__} {exc}" or attempt == attempts - 1:
                     raise
                 time.sleep(0.2 * (attempt + 1))
-        mine = self.tables.read("runs").where(F.col("run_id") == run.run_id).count()
-        if not mine:
+        if inserted < 0:  # no MERGE metrics from this Delta: look
+            inserted = self.tables.read("runs").where(F.col("run_id") == run.run_id).count()
+        if not inserted:
             holder = self.tables.read("runs").where((F.col("stage") == run.stage) & (F.col("status") == "running"))
             held = [r["run_id"] for r in holder.select("run_id").collect()]
             raise StageBusy(f"stage {run.stage} is held by run {', '.join(held) or '?'} (still running on "
                             f"{self.tables.namespace}); wait for it, or if its driver is gone it is marked abandoned "
                             f"after runs.abandon_after_s")
 
-    def abandon_dead(self) -> list[str]:
+    def abandon_dead(self, snapshot: RunsSnapshot | None = None) -> list[str]:
         """Mark ``running`` runs whose driver is gone as ``abandoned``; returns their ids."""
-        running = self.tables.read("runs").where(F.col("status") == "running").select("run_id", "started_at").collect()
+        running = (snapshot or self.snapshot()).running()
         now, host = time.time(), socket.gethostname()
         limit = float(self.tables.cfg.settings.runs.abandon_after_s)
         gone = []
@@ -161,25 +192,19 @@ class RunLog:
             started = r["started_at"].replace(tzinfo=dt.timezone.utc).timestamp() if r["started_at"] else 0.0
             why = driver_gone(lease, started, now, limit, host)
             if why:
-                self._set(r["run_id"], {"status": F.lit("abandoned"), "finished_at": F.lit(utc_now()).cast("timestamp"),
-                                        "error": F.lit(f"abandoned: {why}")})
+                self._set(r["run_id"], {"status": "abandoned", "finished_at": utc_now(), "error": f"abandoned: {why}"})
                 self.tables.storage.delete(lease_path(self.tables, r["run_id"]))
                 log.warning("run %s marked abandoned (%s)", r["run_id"], why)
                 gone.append(r["run_id"])
+        self.abandoned.update(gone)
         return gone
 
     def live_run_ids(self) -> set[str]:
-        return {r["run_id"] for r in self.tables.read("runs").where(F.col("status") == "running").select("run_id").collect()}
+        return {r["run_id"] for r in self.snapshot().running()}
 
-    def published(self, table: str) -> int | None:
+    def published(self, table: str, snapshot: RunsSnapshot | None = None) -> int | None:
         """The output version of ``table`` from the last succeeded run that wrote it (None when none has)."""
-        rows = (
-            self.tables.read("runs")
-            .where((F.col("output_table") == self.tables.name(table)) & (F.col("status") == "succeeded")
-                   & F.col("output_version").isNotNull())
-            .orderBy(F.col("finished_at").desc(), F.col("output_version").desc()).limit(1).collect()
-        )
-        return int(rows[0]["output_version"]) if rows else None
+        return (snapshot or self.snapshot()).published(self.tables.name(table))
 
     def publish(self, table: str, cfg: Config, kind: str = "publish", restored_from: int | None = None) -> Run:
         """Make the table's current version the input of the next stage: a change made outside a stage run
@@ -206,11 +231,7 @@ class RunLog:
             lease.stop()
 
     def _set(self, run_id: str, values: dict[str, Any], run: Run | None = None) -> None:
-        row = self.tables.spark.range(1).select(
-            F.lit(run_id).alias("run_id"),
-            *[col.cast(RUNS_SCHEMA[name].dataType).alias(name) for name, col in values.items()],
-        )
-        self.tables.update_by_key("runs", row, "run_id", run)
+        self.tables.update_row("runs", "run_id", run_id, values, run)
 
     def finish(
         self,
@@ -223,32 +244,22 @@ class RunLog:
         rows_quarantined: int,
         metrics: dict[str, float],
     ) -> None:
-        metric_map = F.create_map(
-            *[x for k, v in sorted(metrics.items()) for x in (F.lit(k), F.lit(float(v)).cast("double"))]
-        ) if metrics else F.lit(None).cast(RUNS_SCHEMA["metrics"].dataType)
         self._update_run(
             run,
             {
-                "status": F.lit("succeeded"),
-                "finished_at": F.lit(utc_now()).cast("timestamp"),
-                "output_version": F.lit(output_version).cast("long"),
-                "rows_in": F.lit(int(rows_in)).cast("long"),
-                "rows_kept": F.lit(int(rows_kept)).cast("long"),
-                "rows_rejected": F.lit(int(rows_rejected)).cast("long"),
-                "rows_quarantined": F.lit(int(rows_quarantined)).cast("long"),
-                "metrics": metric_map,
+                "status": "succeeded",
+                "finished_at": utc_now(),
+                "output_version": output_version,
+                "rows_in": int(rows_in),
+                "rows_kept": int(rows_kept),
+                "rows_rejected": int(rows_rejected),
+                "rows_quarantined": int(rows_quarantined),
+                "metrics": {k: float(v) for k, v in sorted(metrics.items())} or None,
             },
         )
 
     def fail(self, run: Run, error: str) -> None:
-        self._update_run(
-            run,
-            {
-                "status": F.lit("failed"),
-                "finished_at": F.lit(utc_now()).cast("timestamp"),
-                "error": F.lit(error[:4000]),
-            },
-        )
+        self._update_run(run, {"status": "failed", "finished_at": utc_now(), "error": error[:4000]})
 
     def list(self, stage: str | None = None) -> DataFrame:
         self.tables.ensure_schema()

@@ -9,12 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from mfr import reasons
 from mfr.config import Config
 from mfr.lakehouse import Lakehouse, Run
-from mfr.runlog import RunLog
+from mfr.runlog import RunLog, RunsSnapshot
 from mfr.session import job_description
 from mfr.stages import registry
 from mfr.stages.common import StageContext
@@ -39,14 +38,14 @@ class RunResult:
     metrics: dict[str, float]
 
 
-def input_tables(stage: str, cfg: Config, log_: RunLog) -> list[str]:
+def input_tables(stage: str, cfg: Config, log_: RunLog, snapshot: RunsSnapshot | None = None) -> list[str]:
     """Tables a stage reads. Distill reads cleaned once a clean run has published it (else collected)
     unless configured."""
     if stage == "distill":
         chosen = cfg.settings.distillation.input_table
         if chosen:
             return [chosen]
-        return ["cleaned"] if log_.published("cleaned") is not None else ["collected"]
+        return ["cleaned"] if log_.published("cleaned", snapshot) is not None else ["collected"]
     return list(registry.stage(stage).inputs)
 
 
@@ -74,9 +73,10 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
     check_storage(stage, cfg, lh)
     lh.ensure_schema()
     log_ = RunLog(lh)
-    cfg, inputs = _pin_inputs(stage, cfg, lh, log_, from_run)
-    run = log_.start(stage, cfg, inputs, from_run)
-    swept = lh.sweep_intermediates(log_.live_run_ids())
+    snapshot = log_.snapshot()  # the run log read once for pinning, abandoning and sweeping
+    cfg, inputs = _pin_inputs(stage, cfg, lh, log_, from_run, snapshot)
+    run = log_.start(stage, cfg, inputs, from_run, snapshot)
+    swept = lh.sweep_intermediates(snapshot.ended() | log_.abandoned)
     if swept:
         log.info("removed intermediates of %d ended run(s): %s", len(swept), ", ".join(swept))
     timings: dict[str, float] = {}
@@ -129,7 +129,8 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
     return RunResult(run.run_id, stage, lh.name(table), version, out.rows_in, kept, rejected, quarantined, metrics)
 
 
-def _pin_inputs(stage: str, cfg: Config, lh: Lakehouse, log_: RunLog, from_run: str | None) -> tuple[Config, dict[str, int]]:
+def _pin_inputs(stage: str, cfg: Config, lh: Lakehouse, log_: RunLog, from_run: str | None,
+                snapshot: RunsSnapshot) -> tuple[Config, dict[str, int]]:
     """The input versions the run reads (an earlier run's with --from-run, a chosen one, else the current)."""
     if from_run:
         earlier = log_.get(from_run)
@@ -140,10 +141,10 @@ def _pin_inputs(stage: str, cfg: Config, lh: Lakehouse, log_: RunLog, from_run: 
     else:
         pinned = _chosen_versions(stage, cfg, lh)
     inputs = {}
-    for table in input_tables(stage, cfg, log_):
+    for table in input_tables(stage, cfg, log_, snapshot):
         version = pinned.get(table)
         if version is None:
-            version = log_.published(table)
+            version = log_.published(table, snapshot)
         if version is None:
             raise ValueError(f"stage '{stage}' reads {lh.name(table)}, which no finished run has written yet: run its stage first")
         inputs[table] = int(version)
@@ -169,21 +170,19 @@ def _count_outcomes(stage: str, lh: Lakehouse, table: str, version: int, run: Ru
     """(kept, rejected by reason, quarantined) of the written version; unregistered codes fail the run."""
     written = lh.read(table, version)
     by_reason = {r["reject_reason"]: int(r["count"]) for r in written.groupBy("reject_reason").count().collect()}
-    _check_reasons(stage, set(by_reason), lh, run if quarantines else None)
+    in_quarantine = lh.quarantined_by_reason(run) if quarantines else {}
+    _check_reasons(stage, set(by_reason), set(in_quarantine))
     kept = by_reason.pop(None, 0)
-    quarantined = lh.quarantined_count(run) if quarantines else 0
-    return kept, by_reason, quarantined
+    return kept, by_reason, sum(in_quarantine.values())
 
 
 class UnregisteredReason(RuntimeError):
     """A stage wrote a reason code that mfr.reasons does not list for it."""
 
 
-def _check_reasons(stage: str, found: set[str | None], lh: Lakehouse, run: Run | None) -> None:
+def _check_reasons(stage: str, found: set[str | None], quarantined: set[str]) -> None:
     bad = reasons.unregistered(stage, found)
-    if run is not None:
-        q = {r["reason"] for r in lh.read("quarantine").where(F.col("run_id") == run.run_id).select("reason").distinct().collect()}
-        bad += [f"{c} (quarantine)" for c in reasons.unregistered(stage, q, quarantine=True)]
+    bad += [f"{c} (quarantine)" for c in reasons.unregistered(stage, quarantined, quarantine=True)]
     if bad:
         raise UnregisteredReason(f"{stage} wrote reason codes not registered in mfr.reasons: {', '.join(bad)}")
 
