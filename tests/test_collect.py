@@ -165,27 +165,6 @@ def test_minimal_dump_with_extra_columns_and_missing_ids(spark, make_cfg, tmp_pa
     assert r.metrics["ignored_columns"] == 1.0
 
 
-@pytest.mark.slow  # `make test-slow`
-def test_collect_real_sample(spark, make_cfg, real_sample):
-    cfg, r = _collect(spark, make_cfg, real_sample)
-    assert r.rows_in == 110 and r.rows_kept + r.rows_rejected + r.rows_quarantined == 110
-    lh = Lakehouse(spark, cfg)
-    df = lh.read("collected")
-    assert df.select("source").distinct().count() == 11
-    mmr1 = df.where(F.col("source") == "MMR1").collect()
-    assert len(mmr1) == 10 and all(x["image_id"] is None for x in mmr1)
-    bmmr = df.where(F.col("sample_key") == "BMMR:72393").collect()[0]
-    assert bmmr["answer"] == "C" and bmmr["original_question"].startswith("<image>如图所示")
-    assert bmmr["source_pass_rate"] == 1.0 and bmmr["source_is_consistent"] is True
-    assert bmmr["cot_response"].startswith("<think>")
-    src = pq.read_table(real_sample / "BMMR" / "train-00000-of-00001.parquet").to_pylist()[0]
-    import hashlib
-
-    assert bmmr["image_id"] == hashlib.sha256(src["image"]["bytes"]).hexdigest()
-    img = lh.read("images").where(F.col("image_id") == bmmr["image_id"]).collect()[0]
-    assert bytes(img["bytes"]) == src["image"]["bytes"] and img["format"] == "JPEG"
-
-
 def test_object_store_listing_goes_through_hadoop_fs(spark, synthetic_dump):
     """Object-store URIs are listed by Hadoop's FileSystem and their schemas read by Spark; file:// stands in."""
     from mfr.dump.listing import _spark_schema, list_local, list_remote

@@ -26,10 +26,12 @@ GOLDEN = Path(__file__).parent / "golden"
 STAGES = ("collect", "clean", "distill", "select", "export")
 
 
-def _funnel(spark, cfg, tmp_path: Path) -> list[str]:
+def _funnel(spark, cfg, tmp_path: Path, after_collect=None) -> list[str]:
     lh = Lakehouse(spark, cfg)
     lines = []
     for stage in STAGES:
+        if stage == "clean" and after_collect is not None:
+            after_collect(lh)
         extra = [f"export.out={tmp_path / 'export'}"] if stage == "export" else []
         result = run_stage(spark, cfg.with_overrides(extra), stage)
         table = result.output_table.split(".")[-1]
@@ -62,8 +64,29 @@ def test_golden_funnel_synthetic(spark, make_cfg, synthetic_dump, tmp_path) -> N
     _check("funnel_synthetic.json", {"counts": _counts(lines), "lines": lines})
 
 
+def _check_collected_real_rows(real_sample: Path):
+    """What collect keeps of real rows: sources, MMR1 without images, a Chinese BMMR row's fields and image."""
+    import pyarrow.parquet as pq
+
+    def check(lh: Lakehouse) -> None:
+        df = lh.read("collected")
+        assert df.select("source").distinct().count() == 11
+        mmr1 = df.where(F.col("source") == "MMR1").collect()
+        assert len(mmr1) == 10 and all(x["image_id"] is None for x in mmr1)
+        bmmr = df.where(F.col("sample_key") == "BMMR:72393").collect()[0]
+        assert bmmr["answer"] == "C" and bmmr["original_question"].startswith("<image>如图所示")
+        assert bmmr["source_pass_rate"] == 1.0 and bmmr["source_is_consistent"] is True
+        assert bmmr["cot_response"].startswith("<think>")
+        src = pq.read_table(real_sample / "BMMR" / "train-00000-of-00001.parquet").to_pylist()[0]
+        assert bmmr["image_id"] == hashlib.sha256(src["image"]["bytes"]).hexdigest()
+        img = lh.read("images").where(F.col("image_id") == bmmr["image_id"]).collect()[0]
+        assert bytes(img["bytes"]) == src["image"]["bytes"] and img["format"] == "JPEG"
+
+    return check
+
+
 @pytest.mark.slow
 def test_golden_funnel_real_sample(spark, make_cfg, real_sample, tmp_path) -> None:
-    lines = _funnel(spark, make_cfg(f"collection.source={real_sample}"), tmp_path)
+    lines = _funnel(spark, make_cfg(f"collection.source={real_sample}"), tmp_path, _check_collected_real_rows(real_sample))
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     _check("funnel_real_sample.json", {"counts": _counts(lines), "sha256": digest})
