@@ -49,10 +49,35 @@ def test_broken_rows_are_rejected_with_a_reason(question, cot, path, reason) -> 
     assert sharegpt_record(question, cot, path) == (None, reason)
 
 
-def test_non_thinking_and_answer_without_tags() -> None:
-    assert split_cot("<think>t</think>\nplain answer") == ("t", "plain answer")
-    rec, _ = sharegpt_record("Q", COT, "x.jpg", thinking=False)
-    assert rec["messages"][1]["content"] == "42"
+def test_the_written_solution_is_exported_whole() -> None:
+    solution = ("The figure has three rows of 14 dots, so the count is 3 × 14 = 42.\n\n"
+                "Thus, the final answer is <answer>42</answer>.")
+    cot = f"<think>I count the rows first.</think>\n\n{solution}"
+    rec, _ = sharegpt_record("Q", cot, "x.jpg")
+    assert rec["messages"][1]["content"] == f"<think>\nI count the rows first.\n</think>\n\n{solution}"
+    rec, _ = sharegpt_record("Q", cot, "x.jpg", thinking=False)
+    assert rec["messages"][1]["content"] == solution  # non-thinking: the written solution, not just "42"
+    explanatory = "<think>Why does ice float?</think>\nIce is less dense than water because its lattice is open."
+    assert split_cot(explanatory) == ("Why does ice float?", "Ice is less dense than water because its lattice is open.")
+
+
+def test_real_dump_responses_keep_their_written_solution(real_sample) -> None:
+    import pyarrow.parquet as pq
+
+    from mfr.text.cot import parse_trace
+
+    checked = 0
+    for shard in sorted(real_sample.glob("*/*.parquet")):
+        for row in pq.read_table(shard, columns=["question", "qwen3vl_235b_thinking_response"]).to_pylist():
+            trace = parse_trace(row["qwen3vl_235b_thinking_response"])
+            if trace.problem or not trace.solution.strip() or not trace.think.strip():
+                continue
+            rec, why = sharegpt_record(row["question"].replace("<image>", ""), row["qwen3vl_235b_thinking_response"], "x.jpg")
+            assert why is None
+            written = trace.solution.strip().replace("<image>", "[image]")
+            assert rec["messages"][1]["content"].endswith(written)
+            checked += 1
+    assert checked >= 50
 
 
 def test_quotas_keep_proportions_and_sum() -> None:

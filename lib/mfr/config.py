@@ -185,7 +185,7 @@ SCHEMA: dict[str, Any] = {
         "overwrite": _s("bool", False, "replace what an earlier export wrote in export.out"),
         "subset": _s("str", "selected", "selected (1.8M analogue) | hard (pass_rate < 1) | hardest (pass_rate = 0) | all"),
         "formats": _s("list[str]", ["llamafactory", "hf"], "llamafactory and/or hf"),
-        "thinking": _s("bool", True, "assistant turn <think>…</think><answer>…</answer>; false = the answer only"),
+        "thinking": _s("bool", True, "assistant turn = <think>…</think> + the written solution as the teacher wrote it; false = the written solution only"),
         "caption_in_answer": _s("bool", False, "open the think block with the dense caption"),
         "shard_rows": _s("int", 20000, "rows per JSONL/parquet file"),
         "table_version": _s("int|null", None, "selected table version to export; null = latest"),

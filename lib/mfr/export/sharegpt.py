@@ -9,24 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from mfr.text.cot import ANSWER_TAG, THINK_CLOSE, THINK_OPEN, parse_trace
+from mfr.text.cot import THINK_CLOSE, THINK_OPEN, parse_trace
 
 IMAGE_TAG = "<image>"
 NEUTRAL_TAG = "[image]"  # what a stray tag becomes in model text: readable, not a placeholder
 
 
 def split_cot(cot: str | None) -> tuple[str, str] | None:
-    """(think, answer) of a ``<think>…</think>`` trace; the answer is the last answer tag after the
-    think block, else the plain text after it. None when there is no usable structure."""
+    """(think, written solution) of a ``<think>…</think>`` trace: the block's text and everything the
+    teacher wrote after it, as written (the final-answer line and tag included; an explanatory answer has
+    none). None when there is no usable structure or either part is empty."""
     trace = parse_trace(cot)
     if trace.problem or trace.think is None:
         return None
-    think = trace.think.strip()
-    tags = ANSWER_TAG.findall(trace.solution)
-    answer = (tags[-1] if tags else trace.solution).strip()
-    if not think or not answer:
+    think, solution = trace.think.strip(), trace.solution.strip()
+    if not think or not solution:
         return None
-    return think, answer
+    return think, solution
 
 
 def user_turn(question: str | None) -> tuple[str | None, str | None]:
@@ -43,20 +42,21 @@ def user_turn(question: str | None) -> tuple[str | None, str | None]:
 
 def assistant_turn(cot: str | None, caption: str | None = None, thinking: bool = True,
                    with_caption: bool = False) -> tuple[str | None, str | None]:
-    """(content, None) or (None, reason). Thinking: ``<think>…</think>\\n<answer>…</answer>``, the
-    caption (when asked) opening the think block; non-thinking: the answer alone."""
+    """(content, None) or (None, reason). Thinking: ``<think>…</think>`` and the written solution after
+    it, as the teacher wrote them (the caption, when asked, opening the think block); non-thinking: the
+    written solution alone. Nothing of the solution is cut: it is most of what the student learns to write."""
     parts = split_cot(cot)
     if parts is None:
         return None, "cot_unusable"
-    think, answer = parts
+    think, solution = parts
     if with_caption:
         if not caption or not caption.strip():
             return None, "caption_missing"
         think = f"{caption.strip()}\n\n{think}"
-    think, answer = think.replace(IMAGE_TAG, NEUTRAL_TAG), answer.replace(IMAGE_TAG, NEUTRAL_TAG)
+    think, solution = think.replace(IMAGE_TAG, NEUTRAL_TAG), solution.replace(IMAGE_TAG, NEUTRAL_TAG)
     if not thinking:
-        return answer, None
-    return f"{THINK_OPEN}\n{think}\n{THINK_CLOSE}\n\n<answer>{answer}</answer>", None
+        return solution, None
+    return f"{THINK_OPEN}\n{think}\n{THINK_CLOSE}\n\n{solution}", None
 
 
 def sharegpt_record(question: str | None, cot: str | None, image_path: str | None, caption: str | None = None,
