@@ -32,8 +32,21 @@ def _with_server(cfg, url, *extra):
 def _needs(spark, cfg):
     rows = Lakehouse(spark, cfg).read("collected").where(F.col("reject_reason").isNull()).collect()
     cot = {r["sample_key"] for r in rows if result_problem("cot", r["cot_response"], 100)}
-    cap = {r["sample_key"] for r in rows if r["image_id"] and result_problem("caption", r["caption"], 20)}
+    cap = {r["sample_key"] for r in rows if r["image_id"] and result_problem("caption", r["caption"], 100)}
     return rows, cot, cap
+
+
+def test_a_caption_is_valid_at_distill_by_the_bar_select_applies(make_cfg):
+    """A caption select would reject (< selection.content.min_caption_words) is resampled at distill."""
+    from types import SimpleNamespace
+
+    from mfr.stages.distill import _purpose
+
+    for sets, expected in (((), 100), (("selection.content.min_caption_words=120",), 120),
+                           (("distillation.caption.min_words=30",), 30)):
+        assert _purpose(SimpleNamespace(cfg=make_cfg(*sets)), "caption").min_words == expected
+    assert result_problem("caption", " ".join(["word"] * 99), 100) == "too_short"
+    assert result_problem("caption", " ".join(["word"] * 100), 100) is None
 
 
 def test_without_endpoints_rows_needing_a_model_are_pending(spark, collected):

@@ -124,7 +124,9 @@ SCHEMA: dict[str, Any] = {
             "max_tokens": _s("int", 16384),
             "seed": _s("int", 0),
             "max_resamples": _s("int", 1),
-            "min_words": _s("int", 20, "a valid caption has at least this many words"),
+            "min_words": _s("int|null", None, "a valid caption has at least this many words; null = "
+                            "selection.content.min_caption_words (the bar select applies, so a short caption is "
+                            "resampled at distill, not bought and then rejected)"),
             "prompt": _s("str", "caption.txt", "prompt file under prompts/"),
         },
     },
@@ -185,7 +187,8 @@ SCHEMA: dict[str, Any] = {
         "overwrite": _s("bool", False, "replace what an earlier export wrote in export.out"),
         "subset": _s("str", "selected", "selected (1.8M analogue) | hard (pass_rate < 1) | hardest (pass_rate = 0) | all"),
         "formats": _s("list[str]", ["llamafactory", "hf"], "llamafactory and/or hf"),
-        "thinking": _s("bool", True, "assistant turn = <think>…</think> + the written solution as the teacher wrote it; false = the written solution only"),
+        "thinking": _s("bool", True, "assistant turn = <think>…</think> + the written solution as the teacher "
+                                      "wrote it; false = the written solution only"),
         "caption_in_answer": _s("bool", False, "open the think block with the dense caption"),
         "shard_rows": _s("int", 20000, "rows per JSONL/parquet file"),
         "table_version": _s("int|null", None, "selected table version to export; null = latest"),

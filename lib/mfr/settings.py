@@ -103,7 +103,7 @@ class CaptionConfig:
     max_tokens: int
     seed: int
     max_resamples: int
-    min_words: int
+    min_words: int | None
     prompt: str
 
 

@@ -83,7 +83,8 @@ def _purpose(ctx: StageContext, name: str) -> Purpose:
     text_col = "cot_response" if name == "cot" else "caption"
     return Purpose(
         name, text_col, f"{name}_model", f"{name}_origin", section, settings, missing, template, version, params,
-        sec.min_words, sec.max_resamples, sec.seed,
+        sec.min_words if sec.min_words is not None else ctx.cfg.settings.selection.content.min_caption_words,
+        sec.max_resamples, sec.seed,
     )
 
 
