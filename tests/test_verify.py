@@ -52,8 +52,7 @@ def test_verdicts(question, gold, pred, expected, method):
     assert (v.consistent, v.method) == (expected, method), v
 
 
-def test_missing_gold_and_missing_answer():
-    assert verify("q", None, _trace("3")).consistent is None
+def test_missing_answer():
     assert verify("q", "3", "<think>no answer given</think>").consistent is False
 
 
@@ -112,3 +111,9 @@ def test_pass_rate_grading():
     assert pass_rate("q", "5", [(ok, "stop"), (bad, "stop"), (ok, "stop"), (ok, "length")]) == 0.5
     assert pass_rate("q", None, [(ok, "stop")]) is None
     assert pass_rate("q", "5", []) is None
+
+
+@pytest.mark.parametrize("gold", [None, "", "   "])
+def test_no_gold_answer_is_consistent_as_in_the_seed(gold):
+    v = verify("What is shown?", gold, "<think>look</think>The answer is <answer>7</answer>")
+    assert (v.consistent, v.method) == (True, "no_gold")

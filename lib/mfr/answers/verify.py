@@ -304,7 +304,8 @@ def _many_vs_many(g_items: list[str], p_items: list[str]) -> tuple[bool | None, 
 
 def verify(question: str | None, gold: str | None, response: str | None) -> Verdict:
     if gold is None or not str(gold).strip():
-        return Verdict(None, "no_gold", "no ground-truth answer to compare with")
+        # the seed's rule: nothing to compare with counts as consistent (the row is not lost, no judge is asked)
+        return Verdict(True, "no_gold", "no ground-truth answer: consistent by the seed's rule")
     pred = predicted_answer(response)
     if pred is None:
         return Verdict(False, "no_answer", "the trace gives no final answer")

@@ -142,7 +142,8 @@ def select(ctx: StageContext) -> StageOutput:
                    & F.col("repetition_reason").isNull())
         if cfg.settings.selection.quality.consistency:
             quality = quality & F.coalesce(gate_col, F.lit(False))
-        probed = _probe(ctx, checked.where(quality), probe_client)
+        graded = F.coalesce(F.trim(F.col("answer")), F.lit("")) != ""  # no gold: nothing to grade samples by
+        probed = _probe(ctx, checked.where(quality & graded), probe_client)
         checked = checked.join(probed, "sample_key", "left")
         pass_rate = F.col("_probe_pass_rate")
     else:
