@@ -81,6 +81,11 @@ def test_content_and_structure_filters():
     assert structure_problem("<think>a <answer>x</answer></think>", "s", rules) == "answer_missing"
     assert structure_problem("<think>a</think>", "ai2d", rules) is None  # answer check skipped for this source
     assert structure_problem("<think>a</think>", "s", rules) == "answer_missing"
+    seed = SelectionRules(no_answer_check_sources=frozenset({"LLaVA-CoT", "FineVision-ai2d_merged"}))
+    assert structure_problem("<think>a</think>", "LLaVA-CoT-100k", seed) is None  # a substring, as the seed matches
+    assert structure_problem("<think>a</think>", "FineVision-ai2d_merged", seed) is None
+    assert structure_problem("<think>a</think>", "LLaVA", seed) == "answer_missing"
+    assert structure_problem("<think>a</think>", None, seed) == "answer_missing"
 
 
 def test_agreement_with_dump_labels_on_the_real_sample(real_sample):

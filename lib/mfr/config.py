@@ -140,7 +140,7 @@ SCHEMA: dict[str, Any] = {
             "no_answer_check_sources": _s(
                 "list[str]",
                 ["FineVision-visualwebinstruct(filtered)", "LLaVA-CoT", "FineVision-ai2d_merged"],
-                "sources whose traces need no <answer> outside <think>",
+                "sources whose traces need no <answer> outside <think> (matched as substrings, as the seed does)",
             ),
         },
         "quality": {

@@ -49,9 +49,15 @@ def structure_problem(response: str | None, source: str | None, rules: Selection
     trace = parse_trace(response)
     if trace.problem:
         return "think_structure"
-    if source in rules.no_answer_check_sources:
+    if exempt_from_answer_check(source, rules):
         return None
     return None if trace.has_outside_answer else "answer_missing"
+
+
+def exempt_from_answer_check(source: str | None, rules: SelectionRules) -> bool:
+    """The seed matches its no-answer-check names as substrings of the source (``LLaVA-CoT`` covers
+    ``LLaVA-CoT-100k``)."""
+    return bool(source) and any(name in source for name in rules.no_answer_check_sources if name)
 
 
 @dataclass(frozen=True)
