@@ -57,7 +57,9 @@ def structure_problem(response: str | None, source: str | None, rules: Selection
 def exempt_from_answer_check(source: str | None, rules: SelectionRules) -> bool:
     """The seed matches its no-answer-check names as substrings of the source (``LLaVA-CoT`` covers
     ``LLaVA-CoT-100k``)."""
-    return bool(source) and any(name in source for name in rules.no_answer_check_sources if name)
+    if not source:
+        return False
+    return any(name in source for name in rules.no_answer_check_sources if name)
 
 
 @dataclass(frozen=True)
