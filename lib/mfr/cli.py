@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mfr.config import Config, ConfigError, load_config
+from mfr.config import Config, ConfigError, config_from_mapping, load_config
 from mfr.printing import format_table, rows_as_json
 from mfr.resources import default_config
 from mfr.stages.registry import NAMES
@@ -181,16 +181,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     if not isinstance(seed, dict):
         raise ConfigError(f"{args.seed}: not a mapping of keys")
     tree, notes = import_seed(seed)
-    text = render(tree, notes, args.seed)
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-        fh.write(text)
-    try:
-        load_config(fh.name)  # what we print must load as it is
-    finally:
-        os.unlink(fh.name)
-    sys.stdout.write(text)
+    config_from_mapping(tree, f"config imported from {args.seed}")  # what we print must load as it is
+    sys.stdout.write(render(tree, notes, args.seed))
     for note in notes:
         print(f"mfr config import: {note}", file=sys.stderr)
     return 0

@@ -384,3 +384,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise
         files = (str(p),)
     return Config(data, files).with_overrides(overrides)
+
+
+def config_from_mapping(tree: Mapping[str, Any], where: str) -> Config:
+    """Defaults with ``tree`` on top, validated like a file (``where`` names it in errors)."""
+    data = defaults()
+    _merge(data, dict(tree), where)
+    return Config(data, (where,))
