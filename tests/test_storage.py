@@ -96,6 +96,27 @@ def test_journal_batches_are_whole_objects_flushed_by_count_time_and_close():
     assert all(os.path.basename(f).startswith("shard-0-part-3-attempt-0-") for f in st.list_files(root, ".jsonl"))
 
 
+def test_journal_batch_put_does_not_hold_up_calls_finishing_meanwhile():
+    class SlowStore(Storage):
+        def write_bytes(self, path: str, data: bytes) -> None:
+            time.sleep(0.6)  # a slow PUT
+            super().write_bytes(path, data)
+
+    st = SlowStore()
+    root = f"memory://journal-slow-{os.getpid()}-{time.time_ns()}"
+    w = JournalWriter(st, journal_prefix(root, "run-1", shard=0, partition=0, attempt=0), batch=1000, flush_s=0.2)
+    w.write({"request_key": "k0", "status": "ok"})
+    time.sleep(0.35)  # the timer's PUT of k0 is under way
+    started = time.monotonic()
+    for i in range(1, 50):
+        w.write({"request_key": f"k{i}", "status": "ok"})
+    assert time.monotonic() - started < 0.3  # not queued behind the PUT
+    w.close()
+    files = st.list_files(root, ".jsonl")
+    keys = [r["request_key"] for f in files for r in read_records(st, f)]
+    assert sorted(keys, key=lambda k: int(k[1:])) == [f"k{i}" for i in range(50)] and len(files) >= 2
+
+
 def test_local_journal_has_each_call_on_disk_as_soon_as_it_finishes(tmp_path):
     st = Storage()
     root = str(tmp_path / "journal")

@@ -8,7 +8,7 @@ what the driver reads to show progress. Two ways of writing, picked by where the
   job loses only the calls in flight;
 * object stores and Volumes' FUSE mount (no appends there): each batch is a whole object of its own,
   written once ``batch`` calls wait or the oldest has waited ``flush_s``, so a killed job also repeats the
-  calls that finished within the last ``flush_s``.
+  calls that finished within the last ``flush_s`` (plus the time one PUT takes).
 
 Names: ``<dir>/<run_id>/calls/shard-<s>-part-<p>-attempt-<a>-<n>.jsonl``. Readers keep a byte offset per
 file and read only what grew (a whole object is read once).
@@ -35,6 +35,7 @@ class JournalWriter:
         self._since = 0.0
         self._seq = 0
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._closed = threading.Event()
         self._file: IO[str] | None = None
         if appendable(prefix):
@@ -54,22 +55,28 @@ class JournalWriter:
             if not self._buf:
                 self._since = time.monotonic()
             self._buf.append(line)
-            if len(self._buf) >= self.batch:
-                self._flush()
+            full = len(self._buf) >= self.batch
+        if full:
+            self._flush()
 
     def _tick(self) -> None:
-        while not self._closed.wait(self.flush_s / 2):
+        # checked often, so a call is written at most ``flush_s`` (plus one PUT) after it finished
+        while not self._closed.wait(min(0.25, self.flush_s / 4)):
             with self._lock:
-                if self._buf and time.monotonic() - self._since >= self.flush_s:
-                    self._flush()
+                due = bool(self._buf) and time.monotonic() - self._since >= self.flush_s
+            if due:
+                self._flush()
 
     def _flush(self) -> None:
-        if not self._buf:
-            return
-        data = "".join(self._buf).encode("utf-8")
-        self.storage.write_bytes(f"{self.prefix}-{self._seq:06d}.jsonl", data)
-        self._seq += 1
-        self._buf = []
+        # the buffer is swapped under the lock and written outside it: calls finishing meanwhile are not
+        # held up by the store's PUT; the write lock keeps objects in sequence order
+        with self._write_lock:
+            with self._lock:
+                lines, self._buf = self._buf, []
+                seq = self._seq
+                self._seq += 1 if lines else 0
+            if lines:
+                self.storage.write_bytes(f"{self.prefix}-{seq:06d}.jsonl", "".join(lines).encode("utf-8"))
 
     def close(self) -> None:
         self._closed.set()
@@ -77,7 +84,7 @@ class JournalWriter:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-            self._flush()
+        self._flush()
 
 
 def journal_prefix(root: str, run_id: str, shard: int, partition: int, attempt: int) -> str:
