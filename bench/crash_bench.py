@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable, PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=os.pathsep.join([str(REPO / "lib"), str(REPO)]))  # this checkout's package first
     return env
 
 
