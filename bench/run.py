@@ -1,6 +1,6 @@
 """Run the benchmarks and merge their figures into bench/results/latest.json.
 
-`python -m bench.run [AREA ...]` (areas: collect, clean, llm, select, select_stage, crash). Each area measures its
+`python -m bench.run [AREA ...]` (areas: collect, clean, llm, select, select_stage, fidelity, crash). Each area measures its
 comparison side by side in the same run, on this machine, and reports ratios next to the raw rates.
 """
 
@@ -22,7 +22,7 @@ WORKDIR = ROOT / "lakehouse" / "bench"
 
 
 def _areas():
-    from bench import clean_bench, collect_bench, crash_bench, llm_bench, select_bench
+    from bench import clean_bench, collect_bench, crash_bench, fidelity_bench, llm_bench, select_bench
 
     return {
         "collect": collect_bench.run,
@@ -30,6 +30,7 @@ def _areas():
         "llm": llm_bench.run,
         "select": select_bench.run,
         "select_stage": select_bench.run_stage_bench,
+        "fidelity": fidelity_bench.run,
         "crash": crash_bench.run,
     }
 

@@ -49,11 +49,49 @@ def default_responder(body: dict[str, Any], index: int, words: int) -> str:
     text = json.dumps(body.get("messages", []))
     filler = " ".join(f"w{(i * 7 + index) % 97}" for i in range(words))
     if "<answer>" in text:
-        answer = "42"
-        if "ANSWER=" in text:  # tests can steer the answer through the question
-            answer = text.split("ANSWER=", 1)[1].split("\\", 1)[0].split('"', 1)[0].split()[0]
+        answer = _steered_answer(text)
         return f"<think>Phase one: I read the image. {filler} So the result is {answer}.</think>\n<answer>{answer}</answer>"
     return f"The image shows a diagram. {filler}"
+
+
+def _steered_answer(text: str) -> str:
+    if "ANSWER=" in text:  # tests can steer the answer through the question
+        return text.split("ANSWER=", 1)[1].split("\\", 1)[0].split('"', 1)[0].split()[0]
+    return "42"
+
+
+def dump_shaped_responder(body: dict[str, Any], index: int, words: int,
+                          answers: dict[str, str] | None = None) -> str | dict[str, str]:
+    """Answers in the shapes of the published dump: a CoT prompt gets native thinking in
+    ``reasoning_content`` and a written solution in four phases ending with the final-answer line; a
+    caption prompt gets the markdown block with its bolded sections. Other prompts: the default.
+    ``answers``: question text -> the answer to give when the prompt holds that question."""
+    text = json.dumps(body.get("messages", []))
+    filler = " ".join(f"w{(i * 7 + index) % 97}" for i in range(words))
+    if "final answer is <answer>" in text:
+        answer = next((a for q, a in (answers or {}).items() if q and json.dumps(q)[1:-1] in text), None) or _steered_answer(text)
+        thinking = f"Okay, let me look at the figure first. {filler} So the answer should be {answer}."
+        solution = "\n\n".join([
+            f"### Phase 1: Comprehensive Information Extraction\nThe figure gives {filler[:200]}.",
+            "### Phase 2: Strategic Problem Setup\nWe need the value asked for, using the relations above.",
+            f"### Phase 3: Rigorous Solution Execution\nWorking step by step, {filler[:300]} gives {answer}.",
+            "### Phase 4: Solution Validation\nThe result agrees with the figure and every part is answered.",
+            f"Therefore, the final answer is <answer>{answer}</answer>.",
+        ])
+        return {"reasoning_content": thinking, "content": "\n\n" + solution}
+    if "### Image 1: <Category>" in text:
+        return "\n\n".join([
+            "### Image 1: Geometric Diagram",
+            f"**Scene Summary:** A labelled diagram of a triangle. {filler[:120]}",
+            f"**Explicit Component Breakdown:**\n* **Side AB (`AB`):** length 5 cm. {filler[:200]}",
+            f"**Interactions and Relationships:**\n* Side AB meets side BC at B. {filler[:200]}",
+            "**Implicit and Inferred Properties:**\n* **Triangle ABC:** the question states it is isosceles.",
+            "**Identified Ambiguities:**\n* None.",
+        ])
+    return default_responder(body, index, words)
+
+
+RESPONDERS = {"default": default_responder, "dump": dump_shaped_responder}
 
 
 class OpenAIServer:
@@ -62,7 +100,7 @@ class OpenAIServer:
         settings: ServerSettings | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        responder: Callable[[dict[str, Any], int, int], str] = default_responder,
+        responder: Callable[[dict[str, Any], int, int], str | dict[str, str]] = default_responder,
     ):
         self.settings = settings or ServerSettings()
         self.host, self.port = host, port
@@ -244,15 +282,16 @@ class OpenAIServer:
         n = int(body.get("n") or 1)
         choices = []
         for i in range(n):
-            text = self.responder(body, i, self.settings.words)
+            reply = self.responder(body, i, self.settings.words)
+            message = {"role": "assistant", **(reply if isinstance(reply, dict) else {"content": reply})}
             if truncated:
-                text = text[: len(text) // 3]
+                message["content"] = message["content"][: len(message["content"]) // 3]
             choices.append({
                 "index": i,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "finish_reason": "length" if truncated else "stop",
             })
-        completion_tokens = sum(len(c["message"]["content"].split()) for c in choices)
+        completion_tokens = sum(len((c["message"]["content"] + c["message"].get("reasoning_content", "")).split()) for c in choices)
         return {
             "id": f"cmpl-{key[:12]}",
             "object": "chat.completion",
@@ -273,10 +312,12 @@ def main() -> None:
     parser.add_argument("--hang-s", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port-file", help="write the bound port here once listening")
+    parser.add_argument("--responder", choices=sorted(RESPONDERS), default="default",
+                        help="dump: answers in the published dump's shapes (thinking field, markdown captions)")
     args = parser.parse_args()
     srv = OpenAIServer(
         ServerSettings(args.latency_mean, args.latency_sigma, args.capacity, json.loads(args.faults), None, args.hang_s, seed=args.seed),
-        port=args.port,
+        port=args.port, responder=RESPONDERS[args.responder],
     )
     srv.keep_bodies = False
 

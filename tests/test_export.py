@@ -122,6 +122,12 @@ def test_export_round_trip(spark, pipeline_cfg, tmp_path):
         assert placeholder_count(rec) == len(rec["images"]) == 1
         assert (lf / rec["images"][0]).is_file()
         assert rec["messages"][1]["content"].startswith("<think>")
+    # the dump-shaped teacher's traces passed every check and are exported whole: thinking + written solution
+    distilled = selected.where("cot_origin = 'distilled'").count()
+    teacher = [rec["messages"][1]["content"] for rec in records + rl if "Okay, let me look at the figure first." in rec["messages"][1]["content"]]
+    assert distilled >= 3 and len(teacher) == distilled
+    assert all("</think>" in t and "### Phase 3: Rigorous Solution Execution" in t.split("</think>")[1]
+               and t.rstrip().endswith("</answer>.") for t in teacher)
     assert "dataset_dir: " + str(lf.resolve()) in (lf / "mfr_8b.yaml").read_text()
     # HF dataset: loads with datasets and the images decode
     import datasets

@@ -76,6 +76,33 @@ def _dead_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
+@pytest.mark.parametrize("message", [
+    {"reasoning_content": "Let me think.", "content": "The solution. <answer>7</answer>"},  # vLLM's reasoning parser
+    {"reasoning": "Let me think.", "content": "The solution. <answer>7</answer>"},  # newer servers' field name
+    {"content": "Let me think.</think>The solution. <answer>7</answer>"},  # the template opened <think>
+    {"content": "<think>Let me think.</think>The solution. <answer>7</answer>"},  # inline
+])
+def test_the_thinking_is_stored_in_front_of_the_written_solution_however_the_server_returns_it(message):
+    with OpenAIServer(responder=lambda body, i, words: dict(message)) as srv:
+        res = OpenAIClient(_settings(srv.url)).call(_req())
+    assert res.status == "ok" and res.text == "<think>Let me think.</think>The solution. <answer>7</answer>"
+
+
+def test_a_dump_shaped_teacher_reply_is_a_valid_trace_with_its_written_solution():
+    from mfr.prompts import load_prompt
+    from mfr.text.cot import cot_problem, parse_trace
+    from tests.openai_server import dump_shaped_responder
+
+    template, _ = load_prompt("distill.txt")
+    with OpenAIServer(responder=dump_shaped_responder) as srv:
+        res = OpenAIClient(_settings(srv.url)).call(
+            ChatRequest("k", [{"role": "user", "content": template.replace("{question}", "How long? ANSWER=5cm")}], {}))
+    trace = parse_trace(res.text)
+    assert cot_problem(res.text, 200) is None and trace.final_answer == "5cm"
+    assert trace.think.startswith("Okay") and "### Phase 4: Solution Validation" in trace.solution
+    assert trace.solution.rstrip().endswith("Therefore, the final answer is <answer>5cm</answer>.")
+
+
 def test_breaker_fails_a_dead_endpoint_fast():
     client = OpenAIClient(_settings(_dead_url(), max_attempts=2, breaker_cooldown_s=60), sleep=lambda s: None)
     results = [client.call(_req(i)) for i in range(30)]

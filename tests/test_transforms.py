@@ -119,21 +119,32 @@ def test_stored_state_picks_the_first_valid_answer_and_the_last_outcome(spark) -
     ]
 
 
+
+def test_a_trace_without_an_answer_tag_is_valid_only_for_the_no_answer_check_sources(spark) -> None:
+    trace = "<think>" + "thinking " * 120 + "</think>A written explanation with no tag."
+    calls = spark.createDataFrame([_call("exempt", 0, "ok", trace), _call("plain", 0, "ok", trace)], LLM_CALLS_SCHEMA)
+    sources = spark.createDataFrame([("exempt", "LLaVA-CoT-100k"), ("plain", "MMR1")], "sample_key string, source string")
+    state = stored_state(calls.join(sources, "sample_key"), "cot", 100, frozenset({"LLaVA-CoT"})).select(
+        "sample_key", "_best.sample_index", "_last.reason", "_last.error")
+    assert rows(state, *state.columns) == [("exempt", 0, None, None), ("plain", None, "cot_invalid", "answer_missing")]
+
+
 @pytest.fixture
 def checked(spark) -> DataFrame:
     schema = ("sample_key string, content_reason string, structure_reason string, repetition_reason string, "
               "is_consistent boolean, consistency_analysis string, source_is_consistent boolean, "
-              "source_consistency_analysis string, pass_rate double")
+              "source_consistency_analysis string, pass_rate double, cot_origin string")
     return spark.createDataFrame(
         [
-            ("content", "cot_too_short", "think_structure", None, False, "x", False, "y", 1.0),
-            ("structure", None, "answer_missing", "ngram_repetition", False, "x", False, "y", 1.0),
-            ("repeats", None, None, "ngram_repetition", False, "x", True, "y", 0.0),
-            ("mismatch", None, None, None, False, "gold 1 vs predicted 2", True, "dump says yes", 0.0),
-            ("undecided", None, None, None, None, None, True, "dump says yes", 0.0),
-            ("easy", None, None, None, True, "ok", True, "ok", 1.0),
-            ("no_rate", None, None, None, True, "ok", True, "ok", None),
-            ("hard", None, None, None, True, "ok", False, "dump says no", 0.25),
+            ("content", "cot_too_short", "think_structure", None, False, "x", False, "y", 1.0, "dump"),
+            ("structure", None, "answer_missing", "ngram_repetition", False, "x", False, "y", 1.0, "dump"),
+            ("repeats", None, None, "ngram_repetition", False, "x", True, "y", 0.0, "dump"),
+            ("mismatch", None, None, None, False, "gold 1 vs predicted 2", True, "dump says yes", 0.0, "dump"),
+            ("undecided", None, None, None, None, None, True, "dump says yes", 0.0, "distilled"),
+            ("easy", None, None, None, True, "ok", True, "ok", 1.0, "distilled"),
+            ("no_rate", None, None, None, True, "ok", True, "ok", None, "dump"),
+            ("hard", None, None, None, True, "ok", False, "dump says no", 0.25, "dump"),
+            ("unlabelled", None, None, None, False, "ours says no", None, None, 0.0, "dump"),
         ],
         schema,
     )
@@ -150,6 +161,19 @@ def test_decide_follows_the_seeds_order(checked) -> None:
         ("repeats", "ngram_repetition", None),
         ("structure", "answer_missing", None),
         ("undecided", "answer_mismatch", None),  # undecided by rules and no judge: not consistent
+        ("unlabelled", "answer_mismatch", "ours says no"),
+    ]
+
+
+def test_auto_gate_uses_the_dumps_label_only_for_the_dumps_own_trace(checked) -> None:
+    out = decide(checked, gate="auto", consistency=True, threshold=None)
+    assert rows(out.where("reject_reason IS NULL OR reject_reason = 'answer_mismatch'"), "sample_key", "reject_reason", "reject_detail") == [
+        ("easy", None, None),                                # distilled: our verdict (consistent)
+        ("hard", "answer_mismatch", "dump says no"),         # the dump's trace: the dump's label
+        ("mismatch", None, None),                            # the dump's trace labelled consistent by the dump
+        ("no_rate", None, None),
+        ("undecided", "answer_mismatch", None),              # distilled: ours (undecided, no judge)
+        ("unlabelled", "answer_mismatch", "ours says no"),  # the dump's trace without a label: ours
     ]
 
 

@@ -122,3 +122,19 @@ def test_pass_rate_grading():
 def test_no_gold_answer_is_consistent_as_in_the_seed(gold):
     v = verify("What is shown?", gold, "<think>look</think>The answer is <answer>7</answer>")
     assert (v.consistent, v.method) == (True, "no_gold")
+
+
+@pytest.mark.parametrize("gold, pred, question, expected", [
+    ("3   5   7", "3, 5, 7", None, True),        # parts laid out with runs of spaces
+    ("3\n5\n7", "3, 5, 7", None, True),          # or on lines of their own
+    ("3   5   7", "3, 5, 8", None, False),
+    ("2; 4", "2, 4", None, True),
+    ("A", "The triangle is an isosceles one", "Which? A. the triangle is isosceles B. x = 3", None),  # the option reworded
+    ("A", "x = 3", "Which? A. the triangle is isosceles B. x = 3", False),  # another option's content
+    ("A", "isosceles triangle", None, None),     # a letter against text, no options to map it
+    (r"\triangle ABC \sim \triangle DEF", "△ABC ∼ △DEF", None, None),  # two notations of one statement
+    (r"\frac{(a+b)^2}{4} - \frac{(a-b)^2}{4} = ab", r"ab = \frac{(a+b)^2 - (a-b)^2}{4}", None, None),  # an identity
+    ("x^2+1", "x^2+2", None, False),             # plain expressions: math-verify's "different" stands
+])
+def test_when_the_rules_are_not_sure_the_verdict_is_undecided(gold, pred, question, expected):
+    assert verify(question, gold, f"<think>t</think> Therefore, the final answer is <answer>{pred}</answer>.").consistent is expected

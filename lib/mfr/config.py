@@ -149,7 +149,8 @@ SCHEMA: dict[str, Any] = {
             "consistency": _s("bool", True),
         },
         "consistency": {
-            "gate": _s("str", "computed", "which correctness label gates: computed (ours) or source (the dump's)"),
+            "gate": _s("str", "auto", "which correctness label gates: auto (the dump's label for the dump's own trace, "
+                                      "ours for traces we distilled), computed (ours) or source (the dump's)"),
         },
         "verify": {
             "client": _client(None, "LLM judge for answers the rules cannot decide"),

@@ -6,6 +6,7 @@ Applied in the seed's order — content, structure, repetition, correctness — 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mfr.answers.verify import Verdict, verify
@@ -49,17 +50,18 @@ def structure_problem(response: str | None, source: str | None, rules: Selection
     trace = parse_trace(response)
     if trace.problem:
         return "think_structure"
-    if exempt_from_answer_check(source, rules):
+    if exempt_from_answer_check(source, rules.no_answer_check_sources):
         return None
     return None if trace.has_outside_answer else "answer_missing"
 
 
-def exempt_from_answer_check(source: str | None, rules: SelectionRules) -> bool:
-    """The seed matches its no-answer-check names as substrings of the source (``LLaVA-CoT`` covers
-    ``LLaVA-CoT-100k``)."""
+def exempt_from_answer_check(source: str | None, names: Iterable[str]) -> bool:
+    """Whether ``source`` is one of ``selection.structure.no_answer_check_sources``: no answer tag needed
+    (at distill and select) and no answer check. The seed matches the names as substrings of the source
+    (``LLaVA-CoT`` covers ``LLaVA-CoT-100k``)."""
     if not source:
         return False
-    return any(name in source for name in rules.no_answer_check_sources if name)
+    return any(name in source for name in names if name)
 
 
 @dataclass(frozen=True)

@@ -177,19 +177,31 @@ def _num_match(g: str, p: str) -> bool | None:
     return gp != pp and _numbers_equal(gv / 100 if gp else gv, pv / 100 if pp else pv)
 
 
+_SPACED = re.compile(r"[ \t]{2,}|\s*\n\s*")
+# a symbolic "different" is trusted only for plain expressions: statements (relations, congruence,
+# similarity) and long identities parse in more ways than math-verify compares, so there it is undecided
+_RELATION = re.compile(r"[=<>≤≥∼≅∥⊥≈]|\\(sim|cong|parallel|perp|leq?|geq?|neq|approx|equiv)\b")
+
+
 def _split_items(s: str) -> list[str] | None:
     t = _unwrap(s)
     if len(t) >= 2 and t[0] + t[-1] in ("()", "[]", "{}"):
         t = t[1:-1]
+    seps = ",，"
     if "," not in t and "，" not in t:
-        return None
+        if ";" in t:
+            seps = ";"
+        elif _SPACED.search(t.strip()):  # parts laid out with runs of spaces or on lines of their own
+            t, seps = _SPACED.sub("\x00", t.strip()), "\x00"
+        else:
+            return None
     parts, depth, cur = [], 0, ""
     for ch in t:
         if ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
-        if ch in ",，" and depth == 0:
+        if ch in seps and depth == 0:
             parts.append(cur.strip())
             cur = ""
         else:
@@ -269,14 +281,18 @@ def _atom(g: str, p: str, options: dict[str, str]) -> tuple[bool | None, str]:
             num = _num_match(opt, p)
             if num is not None:
                 return num, "choice_numeric"
-            return False, "choice_text"
-        return False, "choice"
+            if any(normalize(text) == normalize(p) for letter, text in options.items() if letter != gl):
+                return False, "choice_text"  # the trace named another option's content
+            return None, "choice_text"  # the option's content written another way: not for rules to say
+        return None, "choice"  # a letter against text, with no options to map it: undecided
     num = _num_match(g, p)
     if num is not None:
         return num, "numeric"
     if re.fullmatch(r"[A-Za-z][A-Za-z\s\-']+", _unwrap(g)) and re.fullmatch(r"[A-Za-z][A-Za-z\s\-']+", _unwrap(p)):
         return False, "words"  # both plain words and not equal: different answers
     sym = _symbolic(g, p)
+    if sym is False and (_RELATION.search(g + p) or max(len(_unwrap(g)), len(_unwrap(p))) > 40):
+        sym = None
     if sym is not None:
         return sym, "symbolic"
     return None, "undecided"

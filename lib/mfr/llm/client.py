@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 from mfr.config import client_defaults
 from mfr.llm.ratelimit import RateLimiter, estimate_tokens, per_task
 from mfr.settings import ClientConfig, build
+from mfr.text.cot import with_think_block
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -328,10 +329,9 @@ class OpenAIClient:
             text = msg.get("content")
             if text is None:
                 raise ValueError("choice without content")
-            reasoning = msg.get("reasoning_content")
-            if reasoning and "<think>" not in text:
-                # vLLM's reasoning parser splits the think part out; put it back in the trace
-                text = f"<think>{reasoning}</think>{text}"
+            # vLLM's reasoning parser splits the thinking out (``reasoning_content``; ``reasoning`` in
+            # newer servers): the stored trace has it back in front of the written solution
+            text = with_think_block(text, msg.get("reasoning_content") or msg.get("reasoning"))
             parsed.append({"text": text, "finish_reason": ch.get("finish_reason")})
         usage = body.get("usage") or {}
         result.choices = parsed

@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr import reasons
+from mfr.filters import exempt_from_answer_check
 from mfr.llm.client import ClientSettings, MissingEndpoint
 from mfr.llm.spark_calls import build_requests, call_models, persist
 from mfr.prompts import load_prompt
@@ -42,10 +43,11 @@ NEW_COLUMNS = [
 ]
 
 
-def result_problem(purpose: str, text: str | None, min_words: int) -> str | None:
-    """None when ``text`` is a usable result for ``purpose``, else a short code."""
+def result_problem(purpose: str, text: str | None, min_words: int, answer_required: bool = True) -> str | None:
+    """None when ``text`` is a usable result for ``purpose``, else a short code. ``answer_required`` is
+    off for the no-answer-check sources (as at select)."""
     if purpose == "cot":
-        return cot_problem(text, min_words=min_words)
+        return cot_problem(text, min_words=min_words, require_answer=answer_required)
     if not text or not text.strip():
         return "missing"
     return "too_short" if word_count(text) < min_words else None
@@ -66,6 +68,7 @@ class Purpose:
     min_words: int
     max_resamples: int
     base_seed: int
+    exempt: frozenset[str]  # sources that need no answer tag (selection.structure.no_answer_check_sources)
 
 
 def _purpose(ctx: StageContext, name: str) -> Purpose:
@@ -84,33 +87,42 @@ def _purpose(ctx: StageContext, name: str) -> Purpose:
     return Purpose(
         name, text_col, f"{name}_model", f"{name}_origin", section, settings, missing, template, version, params,
         sec.min_words if sec.min_words is not None else ctx.cfg.settings.selection.content.min_caption_words,
-        sec.max_resamples, sec.seed,
+        sec.max_resamples, sec.seed, frozenset(ctx.cfg.settings.selection.structure.no_answer_check_sources),
     )
 
 
-def _problem_udf(name: str, min_words: int):
+def _problem_udf(name: str, min_words: int, exempt: frozenset[str]):
     @pandas_udf(T.StringType())
-    def problem(texts: pd.Series) -> pd.Series:
-        return texts.map(lambda t: result_problem(name, t if isinstance(t, str) else None, min_words))
+    def problem(texts: pd.Series, sources: pd.Series) -> pd.Series:
+        return pd.Series([
+            result_problem(name, t if isinstance(t, str) else None, min_words,
+                           answer_required=not exempt_from_answer_check(s if isinstance(s, str) else None, exempt))
+            for t, s in zip(texts, sources)
+        ], index=texts.index, dtype=object)
 
     return problem
 
 
-def stored_results(ctx: StageContext, p: Purpose) -> DataFrame:
-    """The stored-result state of this purpose's model and prompt version (see ``stored_state``)."""
+def stored_results(ctx: StageContext, p: Purpose, sources: DataFrame) -> DataFrame:
+    """The stored-result state of this purpose's model and prompt version (see ``stored_state``);
+    ``sources``: (sample_key, source) of the rows, for the no-answer-check sources."""
     assert p.settings is not None
     calls = ctx.lakehouse.read("llm_calls").where(
         (F.col("purpose") == p.name) & (F.col("model") == p.settings.model) & (F.col("prompt_version") == p.prompt_version)
     )
-    return stored_state(calls, p.name, p.min_words)
+    if p.name == "cot" and p.exempt:
+        calls = calls.join(sources, "sample_key", "left")
+    return stored_state(calls, p.name, p.min_words, p.exempt)
 
 
-def stored_state(calls: DataFrame, purpose: str, min_words: int) -> DataFrame:
-    """Per sample_key of ``calls`` (rows of llm_calls): ``_best`` = the valid answer of the lowest sample
-    index (index, text, request_key), ``_next_index`` = one past the highest answered index, ``_last`` =
-    the outcome of the latest call (reason code and detail; null reason when it was valid)."""
+def stored_state(calls: DataFrame, purpose: str, min_words: int, exempt: frozenset[str] = frozenset()) -> DataFrame:
+    """Per sample_key of ``calls`` (rows of llm_calls, with the row's ``source`` where known): ``_best`` =
+    the valid answer of the lowest sample index (index, text, request_key), ``_next_index`` = one past the
+    highest answered index, ``_last`` = the outcome of the latest call (reason code and detail; null reason
+    when it was valid)."""
     text = F.expr("try_element_at(choices, 1)")["text"]  # error rows have no choices
-    calls = calls.withColumn("_text", text).withColumn("_problem", _problem_udf(purpose, min_words)(text))
+    source = F.col("source") if "source" in calls.columns else F.lit(None).cast("string")
+    calls = calls.withColumn("_text", text).withColumn("_problem", _problem_udf(purpose, min_words, exempt)(text, source))
     ok = F.col("status") == "ok"
     truncated = F.col("finish_reason") == "length"
     valid = ok & F.col("_problem").isNull() & ~F.coalesce(truncated, F.lit(False))
@@ -135,7 +147,8 @@ def stored_state(calls: DataFrame, purpose: str, min_words: int) -> DataFrame:
 
 def distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: bool) -> DataFrame:
     """Ask the model for rows lacking a valid result; returns rows + _<name>_text/_reason/_detail/_key."""
-    problem = _problem_udf(p.name, p.min_words)(F.col(p.text_col))
+    problem = _problem_udf(p.name, p.min_words, p.exempt)(F.col(p.text_col), F.col("source"))
+    sources = rows.select("sample_key", "source")
     needs = F.lit(True) if overwrite else problem.isNotNull()
     if p.name == "caption":
         needs = needs & F.col("image_id").isNotNull()  # no image, nothing to describe
@@ -151,7 +164,7 @@ def distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: b
     need = (
         rows.where(F.col(f"_{p.name}_needs"))
         .select("sample_key", "question", "image_id")
-        .join(stored_results(ctx, p), "sample_key", "left")
+        .join(stored_results(ctx, p, sources), "sample_key", "left")
         .where(F.col("_best").isNull())
         .select("sample_key", "question", "image_id", F.coalesce(F.col("_next_index"), F.lit(0)).alias("sample_index"))
     )
@@ -169,7 +182,7 @@ def distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: b
         log.info("distill %s round %d: %d asked, %d ok, %d errors, %.1fs",
                  p.name, round_no, stats.requested, stats.ok, stats.errors, stats.seconds)
         # rows whose answer came back but is unusable get a new sample index next round
-        stored = stored_results(ctx, p)
+        stored = stored_results(ctx, p, sources)
         need = persist(
             ctx,
             need.join(stored, "sample_key", "left")
@@ -177,7 +190,7 @@ def distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: b
             .select("sample_key", "question", "image_id", F.col("_next_index").alias("sample_index")),
             f"{p.name}-{round_no + 1}",
         )
-    stored = stored_results(ctx, p)
+    stored = stored_results(ctx, p, sources)
     joined = rows.join(stored, "sample_key", "left")
     needs_col = F.col(f"_{p.name}_needs")
     failed = needs_col & F.col("_best").isNull()

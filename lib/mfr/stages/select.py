@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterator
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -121,8 +121,8 @@ def select(ctx: StageContext) -> StageOutput:
     judge_client = ClientSettings.optional(cfg.settings.selection.verify.client, "selection.verify.client")
     probe_client = ClientSettings.optional(cfg.settings.selection.difficulty.client, "selection.difficulty.client")
     gate = cfg.settings.selection.consistency.gate
-    if gate not in ("computed", "source"):
-        raise ValueError(f"selection.consistency.gate must be computed or source, got {gate!r}")
+    if gate not in GATES:
+        raise ValueError(f"selection.consistency.gate must be one of {', '.join(GATES)}, got {gate!r}")
     source = ctx.read_input("distilled")
     rows = source.where(F.col("reject_reason").isNull())
     rows_in = rows.count()
@@ -136,7 +136,7 @@ def select(ctx: StageContext) -> StageOutput:
     checked = persist(ctx, checked, "checked")  # the checks run once, whatever reads them after
     if judge_client is not None:
         checked = persist(ctx, _judge(ctx, checked, judge_client), "judged")
-    gate_col = F.col("is_consistent") if gate == "computed" else F.col("source_is_consistent")
+    gate_col = gate_columns(gate)[0]
     if probe_client is not None:
         quality = (F.col("content_reason").isNull() & F.col("structure_reason").isNull()
                    & F.col("repetition_reason").isNull())
@@ -154,14 +154,28 @@ def select(ctx: StageContext) -> StageOutput:
     return StageOutput(rows=out, rows_in=rows_in, after_write=_after_write)
 
 
+GATES = ("auto", "computed", "source")
+
+
+def gate_columns(gate: str) -> tuple[Column, Column]:
+    """(label, analysis) that gate correctness. ``computed``: our verdict; ``source``: the dump's label;
+    ``auto``: the dump's label where the row still carries the dump's own trace (the label was given to
+    that trace), our verdict for traces we distilled or rows the dump did not label."""
+    ours = (F.col("is_consistent"), F.col("consistency_analysis"))
+    theirs = (F.col("source_is_consistent"), F.col("source_consistency_analysis"))
+    if gate == "computed":
+        return ours
+    if gate == "source":
+        return theirs
+    dumps = (F.col("cot_origin") == "dump") & F.col("source_is_consistent").isNotNull()
+    return F.when(dumps, theirs[0]).otherwise(ours[0]), F.when(dumps, theirs[1]).otherwise(ours[1])
+
+
 def decide(checked: DataFrame, *, gate: str, consistency: bool, threshold: float | None) -> DataFrame:
     """``reject_reason``: the first failing filter in the seed's order (content, structure, repetition,
     correctness, difficulty); ``reject_detail``: the verdict's analysis for a mismatch, the pass rate for
     a row too easy. Needs the decision columns and ``pass_rate``."""
-    gate_col, analysis = (
-        (F.col("is_consistent"), F.col("consistency_analysis")) if gate == "computed"
-        else (F.col("source_is_consistent"), F.col("source_consistency_analysis"))
-    )
+    gate_col, analysis = gate_columns(gate)
     mismatch = ~F.coalesce(gate_col, F.lit(False)) if consistency else F.lit(False)
     rate = F.col("pass_rate")
     no_rate = rate.isNull() if threshold is not None else F.lit(False)

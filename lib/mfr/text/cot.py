@@ -68,6 +68,19 @@ def parse_trace(text: str | None) -> Trace:
                  solution=text[end + len(THINK_CLOSE):])
 
 
+def with_think_block(content: str, reasoning: str | None = None) -> str:
+    """The trace as stored (the think block, then the written solution) from a chat reply, whichever way
+    the server returned the thinking: split out by a reasoning parser (``reasoning``), inline, or with
+    only the closing ``</think>`` (the chat template opened the block in the prompt)."""
+    if THINK_OPEN in content:
+        return content
+    if THINK_CLOSE in content:
+        return THINK_OPEN + (reasoning or "") + content
+    if reasoning:
+        return f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{content}"
+    return content
+
+
 def cot_problem(text: str | None, min_words: int = 100, require_answer: bool = True) -> str | None:
     """None when the trace is a valid CoT, else the sub-code of ``cot_invalid`` (see ``mfr.reasons``).
 
