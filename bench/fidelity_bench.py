@@ -9,8 +9,10 @@ own selection (its ``is_consistent`` label; the dump holds the rows its pipeline
   again (``pending_model`` here, where no endpoint is configured);
 * ``fidelity.export_whole_response``: of the exported records, the share whose assistant turn holds the
   dump response's written solution;
-* ``verify.agreement`` / ``verify.undecided_rate``: the rules' decided verdicts against the dump's label, and
-  the share the rules leave undecided (the judge's), over rows with a gold answer that reach select.
+* ``fidelity.verify_agreement`` / ``fidelity.verify_undecided_rate``: in the pipeline (cleaned questions),
+  the rules' decided verdicts against the dump's label, and the share the rules leave undecided (the
+  judge's), over rows with a gold answer that reach select (``verify.*``, from the select area, are the
+  same on the dump's rows as they are).
 """
 
 from __future__ import annotations
@@ -75,6 +77,6 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
         "fidelity.rebought": float(rebought),
         "fidelity.exported_records": float(len(turns)),
         "fidelity.export_whole_response": whole / len(turns) if turns else 0.0,
-        "verify.agreement": sum(r["is_consistent"] == r["source_is_consistent"] for r in decided) / len(decided) if decided else 0.0,
-        "verify.undecided_rate": (len(reached) - len(decided)) / len(reached) if reached else 0.0,
+        "fidelity.verify_agreement": sum(r["is_consistent"] == r["source_is_consistent"] for r in decided) / len(decided) if decided else 0.0,
+        "fidelity.verify_undecided_rate": (len(reached) - len(decided)) / len(reached) if reached else 0.0,
     }

@@ -76,13 +76,16 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
         verdicts = [(verify(r["question"], r["answer"], r["qwen3vl_235b_thinking_response"]).consistent, r["is_consistent"]) for r in real]
         with_gold = [(v, lab) for (v, lab), r in zip(verdicts, real) if r["answer"]]
         negatives = [lab for _, lab in verdicts if lab is False]
+        decided = [(v, lab) for v, lab in with_gold if v is not None]
         out.update({
-            "verify.agreement": sum((v is True) == lab for v, lab in with_gold) / len(labelled),
+            # rules only: the decided verdicts against the dump's label; the undecided go to the judge
+            "verify.agreement": sum(v == lab for v, lab in decided) / len(decided),
+            "verify.agreement_undecided_as_false": sum((v is True) == lab for v, lab in with_gold) / len(labelled),
             "verify.agreement_all_rows": sum((v is True) == lab for v, lab in verdicts) / len(real),
             "verify.false_accept_rate": sum(v is True and lab is False for v, lab in verdicts) / len(negatives),
             "verify.false_accepts": float(sum(v is True and lab is False for v, lab in verdicts)),
             "verify.label_inconsistent_rows": float(len(negatives)),
-            "verify.undecided_rate": sum(v is None for v, _ in verdicts) / len(real),
+            "verify.undecided_rate": (len(with_gold) - len(decided)) / len(with_gold),
         })
     return out
 

@@ -47,6 +47,7 @@ def test_clean_without_a_model(spark, collected):
     assert s["qnum"]["question"].startswith("<image>") and "Q12" not in s["qnum"]["question"]
     assert {"index_removed", "score_note_removed"} <= set(s["qnum"]["clean_actions"])
     assert "instruction_rewritten" in s["just_answer"]["clean_actions"] and "Just give" not in s["just_answer"]["question"]
+    assert s["just_answer"]["question"].endswith("Reason through the problem step by step, then give the final answer.")
     assert "@" not in s["email_signature"]["question"]
     assert s["link"]["original_question"] != s["link"]["question"]  # the text before cleaning is kept
     # routing without an endpoint: untranslated questions never pass, other routes are kept and marked
@@ -86,7 +87,7 @@ def test_clean_without_a_model(spark, collected):
 def _cleaner(body, index, words):
     text = body["messages"][0]["content"][-1]["text"]
     if "worked solution" in text:
-        return "ANSWER: 7"
+        return "<answer>7</answer>"  # the seed's protocol
     question = text.rsplit("Question:\n", 1)[1]
     if "直角三角形" in question:
         return '<think>Chinese.</think>```json\n{"error_type": ["translation"], "corrected_text": "In the right triangle, the legs are 3 and 4. Find the hypotenuse."}\n```'

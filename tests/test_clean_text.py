@@ -107,15 +107,20 @@ def test_language(text: str, lang: str) -> None:
     assert detect_language(text) == lang
 
 
+EN_REQUEST = "Reason through the problem step by step, then give the final answer."
+
+
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        ("<image>What is the value? Answer the question using a single word or phrase.", "<image>What is the value?"),
-        ("<image>Compute it. Just give the answer.", "<image>Compute it."),
+        ("<image>What is the value? Answer the question using a single word or phrase.", f"<image>What is the value? {EN_REQUEST}"),
+        ("<image>Compute it. Just give the answer.", f"<image>Compute it. {EN_REQUEST}"),
         ("<image>Which? Answer with the option's letter from the given choices directly.",
-         "<image>Which? Answer with the option's letter from the given choices."),
-        ("<image>求长度。直接写出答案。", "<image>求长度。"),
-        ("<image>Find x. Answer directly.", "<image>Find x."),
+         f"<image>Which? Answer with the option's letter from the given choices. {EN_REQUEST}"),
+        ("<image>求长度。直接写出答案。", "<image>求长度。请先逐步推理，再给出最终答案。"),
+        ("<image>Find x. Answer directly.", f"<image>Find x. {EN_REQUEST}"),
+        ("<image>Find x.\nAnswer directly.\nA. 1\nB. 2", f"<image>Find x.\n{EN_REQUEST}\nA. 1\nB. 2"),
+        ("<image>Find x. Just give the answer. Answer directly.", f"<image>Find x. {EN_REQUEST}"),  # one request
     ],
 )
 def test_certain_shallow_instructions_are_rewritten_by_rule(raw: str, expected: str) -> None:
@@ -139,7 +144,7 @@ def test_uncertain_instructions_and_tasks_go_to_the_model() -> None:
 
 def test_clean_question_combines_rules_routes_and_language() -> None:
     r = clean_question("<image>第3题（5分）图中共有几个黑色格子？直接写出答案。")
-    assert r.text == "<image>图中共有几个黑色格子？"
+    assert r.text == "<image>图中共有几个黑色格子？请先逐步推理，再给出最终答案。"
     assert r.language == "zh" and r.routes == ["translation"]
     assert {"index_removed", "score_note_removed", "instruction_rewritten"} <= set(r.actions)
 
@@ -217,6 +222,9 @@ def test_answer_extraction_declines_when_unsure(solution: str | None) -> None:
 def test_answer_extraction_reply() -> None:
     assert parse_extraction_reply("<think>hmm</think>\nANSWER: 5 cm") == "5 cm"
     assert parse_extraction_reply("ANSWER: NONE") is None
+    assert parse_extraction_reply("<think>the last line says 5</think><answer>5\\%</answer>") == "5\\%"  # the seed's protocol
+    assert parse_extraction_reply("<answer></answer>") is None  # empty: no final answer
+    assert parse_extraction_reply("<answer>Cannot be determined</answer>") == "Cannot be determined"
     assert parse_extraction_reply("no idea") is None
     assert parse_extraction_reply("**ANSWER:** $\\frac{1}{2}$") == "\\frac{1}{2}"
 

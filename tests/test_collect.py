@@ -92,6 +92,7 @@ def test_rerun_time_travel_and_images_stored_once(spark, make_cfg, synthetic_dum
     assert RunLog(lh).get(again.run_id)["from_run"] == first.run_id
 
 
+@pytest.mark.slow  # moved out of `make test` to keep it under 15 minutes on CI; `make test-slow` runs it
 def test_cap_takes_first_rows_in_dump_order_and_subset_choice(spark, make_cfg, synthetic_dump):
     cfg, r = _collect(spark, make_cfg, synthetic_dump, "collection.subsets=[synth-charts]", "collection.max_samples=5")
     ids = [x["id"] for x in Lakehouse(spark, cfg).read("collected").orderBy("source_row").collect()]
@@ -109,9 +110,9 @@ def _write(path, table):
     "case,expect",
     [
         ("missing", r"no_answer/train\.parquet: missing required column\(s\) answer"),
-        ("wrongtype", r"badid/train\.parquet: column 'id' has type string, expected int"),
-        ("empty", r"no parquet files under"),
-        ("subset", r"subset\(s\) nope not found .*available: ok"),
+        pytest.param("wrongtype", r"badid/train\.parquet: column 'id' has type string, expected int", marks=pytest.mark.slow),
+        pytest.param("empty", r"no parquet files under", marks=pytest.mark.slow),
+        pytest.param("subset", r"subset\(s\) nope not found .*available: ok", marks=pytest.mark.slow),
         ("corrupt", r"broken/train\.parquet: not a readable parquet file"),
     ],
 )
@@ -149,6 +150,7 @@ def test_a_missing_dump_fails_before_any_table_or_run(spark, make_cfg, tmp_path)
     assert not any(lh.exists(t) for t in ("runs", "images", "quarantine", "collected"))
 
 
+@pytest.mark.slow  # moved out of `make test` to keep it under 15 minutes on CI; `make test-slow` runs it
 def test_minimal_dump_with_extra_columns_and_missing_ids(spark, make_cfg, tmp_path):
     root = tmp_path / "dump"
     _write(root / "s" / "a.parquet", pa.table({

@@ -167,6 +167,7 @@ def test_export_subsets_versions_and_stray_tags(spark, pipeline_cfg, tmp_path):
         run_stage(spark, pipeline_cfg.with_overrides([f"export.out={tmp_path / 'x'}", "export.subset=easy"]), "export")
 
 
+@pytest.mark.slow  # moved out of `make test` to keep it under 15 minutes on CI; `make test-slow` runs it
 def test_push_to_hub_stand_in(spark, pipeline_cfg, tmp_path, monkeypatch):
     from tests.hub_standin import HubStandIn
 
@@ -188,3 +189,25 @@ def test_push_to_hub_stand_in(spark, pipeline_cfg, tmp_path, monkeypatch):
     assert all(t == "Bearer hf_secret_test_token" for t in hub.tokens) and hub.validated
     assert r.metrics["export.pushed"] == 1.0
     assert "hf_secret" not in json.dumps(RunLog(Lakehouse(spark, cfg)).get(r.run_id), default=str)
+
+
+def test_the_training_recipe_carries_the_seeds_values() -> None:
+    import yaml
+
+    from mfr.resources import data_dir
+
+    recipe = yaml.safe_load((data_dir("conf") / "llamafactory" / "mfr_8b.yaml").read_text())
+    seed = {  # train/config/mfr_8b.yaml of the seed, as ../shared/SEED-FACTS.md states it
+        "model_name_or_path": "Qwen/Qwen3-VL-8B-Instruct", "image_max_pixels": 589824, "image_min_pixels": 1024,
+        "video_max_pixels": 16384, "trust_remote_code": True, "stage": "sft", "finetuning_type": "full",
+        "freeze_vision_tower": True, "freeze_multi_modal_projector": True, "freeze_language_model": False,
+        "template": "qwen3_vl", "packing": True, "cutoff_len": 32768, "max_samples": 10000000,
+        "preprocessing_num_workers": 32, "dataloader_num_workers": 4, "logging_steps": 10, "save_steps": 10000000,
+        "plot_loss": True, "overwrite_output_dir": True, "save_only_model": True, "report_to": "none",
+        "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4, "learning_rate": 1.0e-5,
+        "num_train_epochs": 3.0, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "bf16": True,
+        "ddp_timeout": 1800000000, "flash_attn": "fa2", "seed": 42, "enable_liger_kernel": True,
+        "gradient_checkpointing": True,
+    }
+    assert {k: recipe.get(k) for k in seed} == seed
+    assert "z2" in recipe["deepspeed"]

@@ -58,6 +58,7 @@ def test_unknown_repo_and_subset_are_clear_errors(hub, tmp_path):
         download_dump("hf://datasets/org/mmfr", tmp_path, subsets=["nope"])
 
 
+@pytest.mark.slow  # moved out of `make test` to keep it under 15 minutes on CI; `make test-slow` runs it
 def test_collect_from_the_hub(spark, make_cfg, hub, tmp_path):
     cfg = make_cfg("collection.source=hf://datasets/org/mmfr", f"collection.cache_dir={tmp_path}", "collection.download_workers=4")
     r = run_stage(spark, cfg, "collect")

@@ -74,6 +74,7 @@ def test_a_run_that_fails_after_writing_is_never_an_input(spark, make_cfg, synth
     assert runs.list("restore").first()["input_versions"] == {"collected": 1}
 
 
+@pytest.mark.slow  # moved out of `make test` to keep it under 15 minutes on CI; `make test-slow` runs it
 def test_a_dead_drivers_run_is_abandoned_and_a_live_one_holds_the_stage(spark, make_cfg):
     cfg = make_cfg()
     lh = Lakehouse(spark, cfg)

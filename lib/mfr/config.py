@@ -155,7 +155,7 @@ SCHEMA: dict[str, Any] = {
         "verify": {
             "client": _client(None, "LLM judge for answers the rules cannot decide"),
             "prompt": _s("str", "verify.txt"),
-            "max_tokens": _s("int", 1024),
+            "max_tokens": _s("int", 512),
             "temperature": _s("float", 0.0),
         },
         "difficulty": {
@@ -163,8 +163,8 @@ SCHEMA: dict[str, Any] = {
             "num_samples": _s("int", 4),
             "client": _client(None, "small model for the pass-rate probe"),
             "prompt": _s("str", "probe.txt"),
-            "max_tokens": _s("int", 16384),
-            "temperature": _s("float", 1.0),
+            "max_tokens": _s("int", 512, "the seed's budget: a sample that cannot answer in it fails"),
+            "temperature": _s("float", 0.7),
             "top_p": _s("float", 0.95),
         },
     },

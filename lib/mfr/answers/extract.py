@@ -49,15 +49,17 @@ def extract_answer(solution: str | None) -> str | None:
 
 
 _REPLY = re.compile(r"(?im)^\s*\**\s*ANSWER\s*\**\s*[:：]\s*(.+?)\s*$")
+_REPLY_TAG = re.compile(r"(?is)<answer>(.*?)</answer>")
 
 
 def parse_extraction_reply(reply: str | None) -> str | None:
-    """The answer from the extraction model's ``ANSWER: ...`` line (think blocks ignored); None for NONE."""
+    """The answer in the extraction model's reply (think blocks ignored): the last ``<answer>…</answer>``
+    (the seed's protocol; empty means none), else an ``ANSWER: …`` line; None when there is none."""
     if not reply:
         return None
     text = re.sub(r"(?s)<think>.*?</think>", "", reply)
     text = text.rsplit("</think>", 1)[-1]
-    found = _REPLY.findall(text)
+    found = _REPLY_TAG.findall(text) or _REPLY.findall(text)
     if not found:
         return None
     ans = _tidy(found[-1])

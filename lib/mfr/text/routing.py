@@ -64,15 +64,38 @@ class Routing:
     actions: list[str] = field(default_factory=list)
 
 
+# What a shallow instruction becomes: the seed's cleaning model rewrites it into a request for reasoning
+# before the final answer; where the rules are certain they do the same, in the instruction's language.
+REASONING_REQUEST = {
+    "en": "Reason through the problem step by step, then give the final answer.",
+    "zh": "请先逐步推理，再给出最终答案。",
+}
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
 def rewrite_shallow_instructions(text: str) -> tuple[str, bool]:
-    """Remove instruction sentences that only forbid reasoning; (new text, changed)."""
-    new = _DIRECTLY_SUFFIX.sub(r"\1.", text)
-    new = _CERTAIN_RE.sub("", new)
+    """Instruction sentences that only forbid reasoning become one request for reasoning (placed where
+    the first one stood: on its own line if it had one); (new text, changed)."""
+    new, suffixes = _DIRECTLY_SUFFIX.subn(r"\1.", text)
+    found = list(_CERTAIN_RE.finditer(new))
+    if not found and not suffixes:
+        return text, False
+    rest = _CERTAIN_RE.sub("", new)
+    if not rest.replace("<image>", "").strip():  # the instruction was all there was
+        return text, False
+    zh = bool(found) and bool(_CJK.search(found[0].group(0)))
+    request = REASONING_REQUEST["zh" if zh else "en"]
+    if found:
+        at = found[0].start()
+        before = new[:at]
+        after = _CERTAIN_RE.sub("", new[found[0].end():])
+        sep = "" if zh or not before or before[-1].isspace() else " "
+        new = before + sep + request + ("\n" + after.lstrip() if after.strip() else "")
+    else:  # only "directly" was dropped from a format request: the request for reasoning follows it
+        new = new.rstrip() + ("" if zh else " ") + request
     new = "\n".join(line.rstrip(" \t") for line in new.split("\n"))
     new = re.sub(r"\n{3,}", "\n\n", new).strip()
-    if not new.replace("<image>", "").strip():  # the instruction was all there was
-        return text, False
-    return new, new != text.strip()
+    return new, True
 
 
 def route(text: str) -> Routing:
