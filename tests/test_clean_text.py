@@ -135,7 +135,9 @@ def test_uncertain_instructions_and_tasks_go_to_the_model() -> None:
     assert "instruction" in route("<image>Find x without any explanation of how.").routes
     assert route("<image>The current is directly proportional to the voltage. Find R.").routes == []
     assert "task_check" in route("<image>Write a Python function that reads the chart.").routes
-    assert "task_check" in route("<image>Please first describe the content of this figure in detail.").routes
+    # the seed's non-answer class is drawing and code: descriptions and essays stay (the dump kept them)
+    assert route("<image>Please first describe the content of this figure in detail.").routes == []
+    assert route("<image>Write a short essay on what the chart shows.").routes == []
     assert "task_check" in route("<image>请画出三角形的高。").routes
     assert route("<image>Draw conclusions: what is the area of the triangle?").routes == []
     # an instruction that is the whole question is not removed
