@@ -61,6 +61,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
 
     reached = lh.read("selected").where(
         F.col("source_is_consistent").isNotNull() & (F.coalesce(F.trim("answer"), F.lit("")) != "")
+        & (F.col("consistency_method") != "no_answer_check")  # the answer check does not apply there
     ).select("is_consistent", "source_is_consistent").collect()
     decided = [r for r in reached if r["is_consistent"] is not None]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mfr.answers.verify import parse_options, predicted_answer, verify
-from mfr.filters import SelectionRules, content_problem, structure_problem
+from mfr.filters import SelectionRules, check_row, content_problem, structure_problem
 
 
 def _trace(ans: str) -> str:
@@ -86,6 +86,11 @@ def test_content_and_structure_filters():
     assert structure_problem("<think>a</think>", "FineVision-ai2d_merged", seed) is None
     assert structure_problem("<think>a</think>", "LLaVA", seed) == "answer_missing"
     assert structure_problem("<think>a</think>", None, seed) == "answer_missing"
+    # the exempt sources skip the answer check as well: a row there is consistent whatever its answer
+    wrong = "<think>t</think> Therefore, the final answer is <answer>7</answer>."
+    assert check_row("LLaVA-CoT-100k", "q", "5", wrong, "c", seed).verdict.consistent is True
+    assert check_row("LLaVA-CoT-100k", "q", "5", wrong, "c", seed).verdict.method == "no_answer_check"
+    assert check_row("MMR1", "q", "5", wrong, "c", seed).verdict.consistent is False
 
 
 def test_agreement_with_dump_labels_on_the_real_sample(real_sample):

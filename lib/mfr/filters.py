@@ -72,11 +72,17 @@ class RowChecks:
     verdict: Verdict
 
 
+EXEMPT_VERDICT = Verdict(True, "no_answer_check",
+                         "the source is exempt from the answer check (selection.structure.no_answer_check_sources)")
+
+
 def check_row(source: str | None, question: str | None, answer: str | None, response: str | None,
               caption: str | None, rules: SelectionRules) -> RowChecks:
+    """The seed's checks of one row; the no-answer-check sources skip the answer check too."""
+    exempt = exempt_from_answer_check(source, rules.no_answer_check_sources)
     return RowChecks(
         content_problem(response, caption, rules),
         structure_problem(response, source, rules),
         repetition_problem(response, rules.ngram_n, rules.ngram_freq),
-        verify(question, answer, response),
+        EXEMPT_VERDICT if exempt else verify(question, answer, response),
     )

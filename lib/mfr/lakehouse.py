@@ -100,6 +100,9 @@ LLM_CALLS_SCHEMA = T.StructType(
         T.StructField("created_at", T.TimestampType(), True),
     ]
 )
+SYSTEM_SCHEMAS = {
+    "runs": RUNS_SCHEMA, "quarantine": QUARANTINE_SCHEMA, "images": IMAGES_SCHEMA, "llm_calls": LLM_CALLS_SCHEMA,
+}
 
 _USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
@@ -397,7 +400,8 @@ class Lakehouse:
     def update_row(self, table: str, key: str, value: str, values: dict[str, object], run: Run | None) -> int:
         """Set ``values`` (Python values) on the rows of ``table`` whose ``key`` is ``value``: one SQL
         ``UPDATE`` (cheaper than a MERGE: no join, no source). Returns the rows changed."""
-        schema = self.spark.table(self.name(table)).schema
+        # the system tables' schemas are known here: no round trip (one per update on Spark Connect)
+        schema = SYSTEM_SCHEMAS.get(table) or self.spark.table(self.name(table)).schema
         sets = ", ".join(f"{c} = {sql_literal(v, schema[c].dataType)}" for c, v in values.items())
         where = f"{key} = {sql_literal(value, T.StringType())}"
         with self.commit_metadata(run) if run is not None else contextlib.nullcontext():

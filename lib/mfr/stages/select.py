@@ -196,8 +196,10 @@ def decide(checked: DataFrame, *, gate: str, consistency: bool, threshold: float
 
 
 def agreement(df: DataFrame) -> dict[str, float]:
-    """How often our verdict (undecided = not consistent) equals the dump's label, where both exist."""
-    both = df.where(F.col("source_is_consistent").isNotNull())
+    """How often our verdict (undecided = not consistent) equals the dump's label, where both exist and
+    the answer check applies (not for the no-answer-check sources)."""
+    both = df.where(F.col("source_is_consistent").isNotNull()
+                    & ~F.coalesce(F.col("consistency_method") == "no_answer_check", F.lit(False)))
     row = both.agg(
         F.count("*").alias("n"),
         F.sum((F.coalesce(F.col("is_consistent"), F.lit(False)) == F.col("source_is_consistent")).cast("int")).alias("agree"),
