@@ -207,10 +207,8 @@ class Lakehouse:
         if self._ready:
             return
         self.create_schema()
-        self._ensure_table("runs", RUNS_SCHEMA)
-        self._ensure_table("quarantine", QUARANTINE_SCHEMA)
-        self._ensure_table("images", IMAGES_SCHEMA)
-        self._ensure_table("llm_calls", LLM_CALLS_SCHEMA)
+        for table, schema in SYSTEM_SCHEMAS.items():  # runs first: the run log exists before what runs record
+            self._ensure_table(table, schema)
         self._ready = True
 
     def _ensure_table(self, table: str, schema: T.StructType, attempts: int = 5) -> None:
