@@ -22,13 +22,11 @@ import re
 import uuid
 from pathlib import Path
 
-from pyspark.sql import functions as F
-
+from bench.select_bench import REAL
 from mfr.lakehouse import Lakehouse
 from mfr.runner import run_stage
 from mfr.storage import Storage
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "mmfr-real-sample"
 _TAGS = re.compile(r"<\s*/?\s*(image|video|audio)\s*>|\[(image|video|audio)\]", re.I)
 
 
@@ -42,7 +40,7 @@ def _solution(response: str) -> str:
     return _untagged(response.split("</think>", 1)[-1]).strip()
 
 
-def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # noqa: ARG001, ANN001
+def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
     if not REAL.is_dir():
         print(f"fidelity: no real sample at {REAL}, skipped")
         return {}
@@ -53,21 +51,22 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
     lh = Lakehouse(spark, cfg)
     dump = {r["sample_key"]: r for r in lh.read("collected").select(
         "sample_key", "image_id", "source_is_consistent", "cot_response").collect()}
-    kept = {r["sample_key"] for r in lh.read("selected").where(F.col("reject_reason").isNull()).select("sample_key").collect()}
+    selected = lh.read("selected").select(
+        "sample_key", "reject_reason", "answer", "is_consistent", "source_is_consistent", "consistency_method").collect()
+    kept = {r["sample_key"] for r in selected if r["reject_reason"] is None}
     distilled = {r["sample_key"]: r["reject_reason"] for r in lh.read("distilled").select("sample_key", "reject_reason").collect()}
     dump_kept = [k for k, r in dump.items() if r["source_is_consistent"] is True and r["image_id"]]
     dump_rejected = [k for k, r in dump.items() if r["source_is_consistent"] is False]
     rebought = sum(distilled.get(k) == "pending_model" for k in dump_kept)
 
-    reached = lh.read("selected").where(
-        F.col("source_is_consistent").isNotNull() & (F.coalesce(F.trim("answer"), F.lit("")) != "")
-        & (F.col("consistency_method") != "no_answer_check")  # the answer check does not apply there
-    ).select("is_consistent", "source_is_consistent").collect()
+    reached = [r for r in selected if r["source_is_consistent"] is not None and (r["answer"] or "").strip()
+               and r["consistency_method"] != "no_answer_check"]  # the answer check does not apply there
     decided = [r for r in reached if r["is_consistent"] is not None]
 
     storage = Storage()
     files = [f for f in storage.list_files(str(out), ".jsonl") if "/mfr_sft/" in f or "/mfr_rl/" in f]
-    turns = [_untagged(json.loads(line)["messages"][1]["content"]) for f in files for line in storage.read_text(f).splitlines() if line]
+    lines = [line for f in files for line in storage.read_text(f).splitlines() if line]
+    turns = [_untagged(json.loads(line)["messages"][1]["content"]) for line in lines]
     solutions = [_solution(r["cot_response"]) for r in dump.values() if r["cot_response"]]
     whole = sum(any(s and s in turn for s in solutions) for turn in turns)
     return {
@@ -78,6 +77,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
         "fidelity.rebought": float(rebought),
         "fidelity.exported_records": float(len(turns)),
         "fidelity.export_whole_response": whole / len(turns) if turns else 0.0,
-        "fidelity.verify_agreement": sum(r["is_consistent"] == r["source_is_consistent"] for r in decided) / len(decided) if decided else 0.0,
+        "fidelity.verify_agreement":
+            sum(r["is_consistent"] == r["source_is_consistent"] for r in decided) / len(decided) if decided else 0.0,
         "fidelity.verify_undecided_rate": (len(reached) - len(decided)) / len(reached) if reached else 0.0,
     }
