@@ -7,7 +7,11 @@ so client and server never share a GIL. Figures:
 * ``llm.efficiency_end_to_end``: the same over the whole ``call_models`` (staging and commits included);
 * ``llm.efficiency_client`` and ``llm.client_cpu_s_per_1k``: the client alone (one process, window 256);
 * ``llm.speedup_vs_serial``: the Spark path's rate ÷ one request at a time (the seed's way);
-* ``llm.fault_completion`` and ``llm.duplicate_success_calls`` under 20% injected faults.
+* ``llm.fault_completion`` and ``llm.duplicate_success_calls`` under 20% injected faults;
+* ``llm.utilisation_heavy_tail``: two servers (CoT and caption, 16 slots each, lognormal service times
+  σ 1.0) asked side by side with at least 5 commits (``llm.shard_size``) per purpose; each server's busy
+  slot-seconds ÷ (16 × the span from the first call of either server to the last of either), the lower
+  of the two (``..._cot``/``..._caption`` each).
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ import urllib.request
 from pathlib import Path
 
 from mfr.lakehouse import Lakehouse
-from mfr.runlog import RunLog
 from mfr.llm.client import ChatRequest, ClientSettings, OpenAIClient
-from mfr.llm.spark_calls import call_models
+from mfr.llm.spark_calls import Ask, call_many, call_models
 from mfr.llm.window import sliding_window
+from mfr.runlog import RunLog
 from mfr.stages.common import StageContext
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +36,13 @@ CAPACITY, MEAN = 256, 0.5
 
 
 class Server:
-    def __init__(self, workdir: Path, latency: float, faults: dict | None = None, hang_s: float = 30.0):
+    def __init__(self, workdir: Path, latency: float, faults: dict | None = None, hang_s: float = 30.0,
+                 capacity: int = CAPACITY, sigma: float = 0.5, seed: int = 0):
         port_file = workdir / f"port-{time.time_ns()}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.openai_server", "--latency-mean", str(latency), "--latency-sigma", "0.5",
-             "--capacity", str(CAPACITY), "--faults", json.dumps(faults or {}), "--hang-s", str(hang_s),
-             "--port-file", str(port_file)],
+            [sys.executable, "-m", "tests.openai_server", "--latency-mean", str(latency), "--latency-sigma", str(sigma),
+             "--capacity", str(capacity), "--faults", json.dumps(faults or {}), "--hang-s", str(hang_s),
+             "--port-file", str(port_file), "--seed", str(seed)],
             cwd=ROOT,
         )
         for _ in range(200):
@@ -70,21 +75,52 @@ def _client_only(url: str, n: int, window: int) -> tuple[float, float]:
     return n / elapsed, cpu / n * 1000
 
 
-def _spark_calls(spark, make_cfg, url: str, n: int, settings: ClientSettings, prefix: str) -> tuple[float, dict]:
-    cfg = make_cfg("llm.progress_interval_s=5")
+def _context(spark, make_cfg, *overrides: str) -> StageContext:
+    cfg = make_cfg("llm.progress_interval_s=5", *overrides)
     lh = Lakehouse(spark, cfg)
     lh.ensure_schema()
     run = RunLog(lh).start("distill", cfg, {}, None)
-    ctx = StageContext(spark, cfg, run, lh, {})
+    return StageContext(spark, cfg, run, lh, {})
+
+
+def _requests(spark, n: int, prefix: str, purpose: str = "cot"):
     msgs = json.dumps(_messages())
-    rows = [(f"{prefix}{i}", f"s:{i}", "cot", "m", "p@1", 0, msgs, '{"max_tokens": 64}', None) for i in range(n)]
-    reqs = spark.createDataFrame(
+    rows = [(f"{prefix}{i}", f"s:{i}", purpose, "m", "p@1", 0, msgs, '{"max_tokens": 64}', None) for i in range(n)]
+    return spark.createDataFrame(
         rows, "request_key string, sample_key string, purpose string, model string, prompt_version string, "
         "sample_index int, messages_json string, params_json string, image_id string",
     )
+
+
+def _spark_calls(spark, make_cfg, url: str, n: int, settings: ClientSettings, prefix: str) -> tuple[float, dict]:
+    ctx = _context(spark, make_cfg)
+    reqs = _requests(spark, n, prefix)
     start = time.perf_counter()
     stats = call_models(ctx, reqs, settings, "cot")
     return time.perf_counter() - start, {"ok": stats.ok, "errors": stats.errors}
+
+
+HEAVY_SLOTS, HEAVY_MEAN, HEAVY_ROWS, HEAVY_SHARDS = 16, 0.2, 2500, 5
+
+
+def _utilisation_heavy_tail(spark, make_cfg, workdir: Path) -> dict[str, float]:
+    """CoT and caption servers side by side; busy slot-seconds over the common span."""
+    servers = {p: Server(workdir, HEAVY_MEAN, capacity=HEAVY_SLOTS, sigma=1.0, seed=i) for i, p in enumerate(("cot", "caption"))}
+    try:
+        ctx = _context(spark, make_cfg, f"llm.shard_size={HEAVY_ROWS // HEAVY_SHARDS}")
+        asks = [Ask(_requests(spark, HEAVY_ROWS, f"u-{p}-", p),
+                    ClientSettings((srv.url,), "m", max_concurrency=HEAVY_SLOTS, timeout_s=60), p)
+                for p, srv in servers.items()]
+        stats = call_many(ctx, asks)
+        st = {p: srv.stats() for p, srv in servers.items()}
+    finally:
+        for srv in servers.values():
+            srv.close()
+    assert all(s.ok == HEAVY_ROWS for s in stats.values()), stats
+    span = max(s["last_response_at"] for s in st.values()) - min(s["first_request_at"] for s in st.values())
+    out = {f"llm.utilisation_heavy_tail_{p}": s["busy_slot_s"] / (HEAVY_SLOTS * span) for p, s in st.items()}
+    out["llm.utilisation_heavy_tail"] = min(out.values())
+    return out
 
 
 def run(spark, make_cfg, workdir: Path, rows: int = 16000) -> dict[str, float]:
@@ -112,6 +148,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 16000) -> dict[str, float]:
         out["llm.speedup_vs_serial"] = out["llm.rps"] / serial_rate
     finally:
         server.close()
+    out.update(_utilisation_heavy_tail(spark, make_cfg, workdir))
     faults = {"http_500": 0.06, "reset": 0.04, "malformed": 0.04, "http_429": 0.04, "hang": 0.02}
     server = Server(workdir, 0.1, faults, hang_s=20)
     try:

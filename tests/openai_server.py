@@ -116,6 +116,7 @@ class OpenAIServer:
         self.arrivals: list[float] = []  # time.monotonic() of each request (in-process servers only)
         self.authorizations: set[str] = set()
         self.first_request_at: float | None = None
+        self.busy_slot_s = 0.0
         self.last_response_at: float | None = None
         self.keep_bodies = True
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,6 +171,9 @@ class OpenAIServer:
             "duplicate_successes": sum(v - 1 for v in self.successes.values() if v > 1),
             "keys": len(self.attempts),
             "busy_s": (self.last_response_at - self.first_request_at) if self.first_request_at and self.last_response_at else 0.0,
+            "busy_slot_s": self.busy_slot_s,  # service time summed over requests (slot-seconds the engine was busy)
+            "first_request_at": self.first_request_at,
+            "last_response_at": self.last_response_at,
         }
 
     # ---- HTTP ----------------------------------------------------------------------------------
@@ -259,6 +263,7 @@ class OpenAIServer:
                     return False
                 if delay:
                     await asyncio.sleep(delay)
+                    self.busy_slot_s += delay
             finally:
                 self.in_flight -= 1
         if fault == "reset":

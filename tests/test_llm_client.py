@@ -9,7 +9,7 @@ import pytest
 from mfr.llm.client import ChatRequest, ClientSettings, MissingEndpoint, OpenAIClient, _Breaker
 from mfr.llm.images import image_data_url, scale_factor
 from mfr.llm.keys import request_key
-from mfr.llm.window import sliding_window
+from mfr.llm.window import grouped_windows, sliding_window
 from tests.openai_server import OpenAIServer, ServerSettings
 
 
@@ -160,6 +160,53 @@ def test_sliding_window_never_waits_for_its_slowest_request():
     done = list(sliding_window(call, range(40), 4))
     assert sorted(done) == list(range(40))
     assert done.index(0) > 25  # the held request finished after the others had flowed past it
+
+
+def test_grouped_windows_keep_each_endpoint_full_whatever_the_order():
+    """All of group a's requests come first: group b still gets its own window from the start."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+    flying = {"a": 0, "b": 0}
+    peak = {"a": 0, "b": 0}
+    b_started_while_a_had = []
+
+    def call(item: tuple[str, int]) -> tuple[str, int]:
+        group = item[0]
+        with lock:
+            flying[group] += 1
+            peak[group] = max(peak[group], flying[group])
+            if group == "b":
+                b_started_while_a_had.append(flying["a"])
+        time.sleep(0.01)
+        with lock:
+            flying[group] -= 1
+        return item
+
+    reqs = [("a", ("a", i)) for i in range(60)] + [("b", ("b", i)) for i in range(30)]
+    done = list(grouped_windows(call, reqs, {"a": 4, "b": 3}, lookahead=100))
+    assert sorted(done) == sorted(r for _, r in reqs)
+    assert peak == {"a": 4, "b": 3}  # each window full, never over
+    assert b_started_while_a_had[0] > 0  # b did not wait for a's requests to finish
+
+
+def test_grouped_windows_finish_the_calls_in_flight_when_the_input_fails():
+    def source():
+        for i in range(10):
+            yield 0, i
+        raise RuntimeError("the input broke")
+
+    got = []
+    with pytest.raises(RuntimeError, match="input broke"):
+        for r in grouped_windows(lambda i: i, source(), {0: 4}):
+            got.append(r)
+    assert sorted(got) == list(range(10))  # every request read before the failure was answered and handed out
+
+
+def test_grouped_windows_refuse_an_unknown_group():
+    with pytest.raises(KeyError):
+        list(grouped_windows(lambda i: i, [("x", 1)], {0: 2}))
 
 
 def test_api_key_only_in_the_header(monkeypatch):

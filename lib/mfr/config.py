@@ -179,9 +179,11 @@ SCHEMA: dict[str, Any] = {
     "llm": {
         "staging_dir": _s("str|null", None, "call journals, leases and intermediates; null = <lakehouse.location>/_mfr when "
                                             "set, else <warehouse>/_llm (must be shared by driver and executors)"),
-        "shard_size": _s("int", 20000, "requests per Delta commit of results"),
+        "shard_size": _s("int", 20000, "finished calls per Delta commit, made while calls continue"),
+        "commit_interval_s": _s("float", 60.0, "longest wait between two commits of finished calls"),
         "progress_interval_s": _s("float", 5.0, "seconds between driver progress lines"),
-        "tasks": _s("int|null", None, "Spark tasks per shard; null = the session's default parallelism"),
+        "tasks": _s("int|null", None, "Spark tasks making calls at once; null = every task slot but one (kept "
+                                      "free for the commits made while calls continue)"),
     },
     "export": {
         "out": _s("str|null", "lakehouse/export", "output folder (refused when not empty unless overwrite)"),

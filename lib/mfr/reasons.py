@@ -58,7 +58,7 @@ REGISTRY: tuple[Reason, ...] = (
            "mfr.stages.clean.mark_duplicates"),
     # distill
     Reason("distill", "pending_model", "needs a CoT or caption and the teacher endpoint is not set (the detail names the key)",
-           "mfr.stages.distill.distill_purpose"),
+           "mfr.stages.distill.purpose_results"),
     Reason("distill", "llm_error", "the teacher call failed after its retries (the detail holds the error)",
            "mfr.stages.distill.stored_state"),
     Reason("distill", "cot_invalid", "every CoT asked for was unusable", "mfr.text.cot.cot_problem", subcodes=_COT_SUBCODES),

@@ -183,6 +183,7 @@ class RunsConfig:
 class LlmConfig:
     staging_dir: str | None
     shard_size: int
+    commit_interval_s: float
     progress_interval_s: float
     tasks: int | None
 

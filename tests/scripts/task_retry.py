@@ -1,12 +1,14 @@
 """Force a Spark task retry in the middle of model calls (master local[2,3]) and report what was stored.
 
-Test-only: the library's task function is wrapped so that attempt 0 of every task dies after yielding
-half of its results; Spark retries the task, and the shard's idempotent commit must still store each
-result once. Prints a JSON summary.
+Test-only: the library's task function is wrapped so that attempt 0 of every task dies after a quarter
+of its requests were answered (and journaled); Spark retries the task, which must not ask those again,
+and the driver must store each result once. Prints a JSON summary.
 """
 
 import json
 import sys
+import time
+from pathlib import Path
 
 from pyspark import TaskContext
 
@@ -28,15 +30,28 @@ def main(warehouse: str, server_url: str) -> None:
     ctx = StageContext(spark, cfg, run, lh, {})
     original = spark_calls._task_fn
 
+    marker = Path(warehouse) / "attempt-0-died"
+
     def dying_task_fn(*args, **kwargs):
         inner = original(*args, **kwargs)
 
         def run_(batches):
-            tc = TaskContext.get()
-            for i, out in enumerate(inner(batches)):
-                yield out
-                if tc.attemptNumber() == 0 and i >= 0:
-                    raise RuntimeError("injected executor failure after the first batch")
+            if TaskContext.get().attemptNumber() > 0:
+                yield from inner(batches)
+                return
+
+            def feed():
+                sent = 0
+                for b in batches:
+                    for start in range(0, len(b), 50):
+                        yield b.iloc[start:start + 50]
+                        sent += 50
+                        if sent >= 300:
+                            time.sleep(1.0)  # what was sent comes back and reaches the journal
+                            marker.write_text("1")
+                            raise RuntimeError("injected executor failure mid-task")
+
+            yield from inner(feed())
 
         return run_
 
@@ -51,6 +66,7 @@ def main(warehouse: str, server_url: str) -> None:
         "distinct_keys": calls.select("request_key").distinct().count(),
         "ok": calls.where("status = 'ok'").count(),
         "requested": stats.requested,
+        "attempt_0_died": marker.exists(),
     }
     print("SUMMARY " + json.dumps(summary))
 

@@ -10,8 +10,8 @@ what the driver reads to show progress. Two ways of writing, picked by where the
   written once ``batch`` calls wait or the oldest has waited ``flush_s``, so a killed job also repeats the
   calls that finished within the last ``flush_s`` (plus the time one PUT takes).
 
-Names: ``<dir>/<run_id>/calls/shard-<s>-part-<p>-attempt-<a>-<n>.jsonl``. Readers keep a byte offset per
-file and read only what grew (a whole object is read once).
+Names: ``<dir>/<run_id>/<call_id>/part-<p>-attempt-<a>-<n>.jsonl`` (``call_id``: one per ``call_many``).
+Readers keep a byte offset per file and read only what grew (a whole object is read once).
 """
 
 from __future__ import annotations
@@ -87,8 +87,20 @@ class JournalWriter:
         self._flush()
 
 
-def journal_prefix(root: str, run_id: str, shard: int, partition: int, attempt: int) -> str:
-    return join(root, run_id, "calls", f"shard-{shard}-part-{partition}-attempt-{attempt}")
+def journal_prefix(root: str, run_id: str, call_id: str, partition: int, attempt: int) -> str:
+    return join(root, run_id, call_id, f"part-{partition}-attempt-{attempt}")
+
+
+def earlier_attempts(storage: Storage, root: str, run_id: str, call_id: str, partition: int, attempt: int) -> set[str]:
+    """Request keys journaled by the earlier attempts of a task (a retried task does not ask them again:
+    the driver stores them from those journals)."""
+    keys: set[str] = set()
+    for a in range(attempt):
+        prefix = journal_prefix(root, run_id, call_id, partition, a).rsplit("/", 1)[-1] + "-"
+        for path in storage.list_files(join(root, run_id, call_id), ".jsonl"):
+            if path.rsplit("/", 1)[-1].startswith(prefix):
+                keys.update(r["request_key"] for r in read_records(storage, path))
+    return keys
 
 
 def parse_records(text: str) -> list[dict[str, Any]]:
@@ -128,7 +140,9 @@ class Progress:
     errors: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def poll(self) -> None:
+    def poll(self) -> list[dict[str, Any]]:
+        """Read what the journals gained since the last poll; returns the new records."""
+        new: list[dict[str, Any]] = []
         with self._lock:
             for path, size in self.storage.list_sizes(self.folder, ".jsonl").items():
                 offset = self.seen.get(path, 0)
@@ -139,6 +153,7 @@ class Progress:
                 except FileNotFoundError:  # committed and removed meanwhile
                     continue
                 self.seen[path] = offset + used
+                new.extend(records)
                 for rec in records:
                     self.done += 1
                     self.tokens += int(rec.get("completion_tokens") or 0)
@@ -146,3 +161,12 @@ class Progress:
                         self.ok += 1
                     for kind, n in (rec.get("errors_by_kind") or {}).items():
                         self.errors[kind] += int(n)
+        return new
+
+    def whole(self, path: str) -> bool:
+        """Whether ``path`` was read to its end and is a whole object (batch journals are never appended to)."""
+        return not appendable(path) and path in self.seen
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self.seen.pop(path, None)

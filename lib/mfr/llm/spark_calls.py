@@ -1,16 +1,24 @@
 """Model calls from Spark tasks, stored once in ``<schema>.llm_calls``.
 
-``call_models`` takes a DataFrame of requests (one row per call, with a deterministic ``request_key``)
-and makes sure each has a stored success, asking only for keys that have none:
+``call_many`` takes DataFrames of requests (one row per call, with a deterministic ``request_key``), one
+per purpose with its client, and makes sure each has a stored success, asking only for keys that have none:
 
 1. journals left by a killed run are stored first (their finished calls are not asked again);
-2. pending requests (anti-join on successful ``request_key``) are staged once as parquet, with the
-   image bytes they need, split into shards;
-3. each shard is one Spark job: ``mapInPandas`` keeps a sliding window of requests in flight per task
-   (the endpoint's ``max_concurrency`` × replicas split across the tasks running at once), journals each
-   result as it lands, and the shard's results are appended as one idempotent Delta commit
-   (``txnAppId``/``txnVersion``), so task retries or a retried commit never store a result twice;
-4. a driver thread prints progress from the journals every few seconds.
+2. pending requests of every purpose (anti-join on successful ``request_key``) are staged once as
+   parquet with the image bytes they need, one file per call task, purposes interleaved;
+3. one Spark job makes all the calls: each task keeps a sliding window per endpoint (its
+   ``max_concurrency`` × replicas split across the tasks calling at once) and journals each result as it
+   lands; there is no job boundary to wait on until the last request is sent;
+4. meanwhile a driver thread reads the journals, prints progress and stores finished calls in
+   ``llm_calls`` every ``llm.shard_size`` calls or ``llm.commit_interval_s``, each batch one idempotent
+   Delta commit (``txnAppId``/``txnVersion``). A retried task skips the keys its earlier attempts
+   journaled, and the driver keeps one success per key, so a retry never asks or stores twice; a killed
+   driver loses only the calls in flight (the next run stores the journals first).
+
+Why the driver stores the results (and not the call job's own output): a Delta commit lands only when
+its job ends, so results written by the call job would wait for its slowest task; journals committed in
+the background keep ``llm_calls`` current and the journals small whatever the job's length. The commit
+jobs need a free task slot, hence ``call_tasks`` leaves one.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -180,67 +189,98 @@ def _messages(messages_json: str, image: bytes | None) -> list[dict[str, Any]]:
     return messages
 
 
-def _task_fn(settings: ClientSettings, window: int, share: int, run_id: str, journal_root: str, shard: int,
-             storage: Storage):
-    """The mapInPandas body: a sliding window of calls over this task's requests (``share``: tasks calling
-    at once, each with its share of the rate caps)."""
+def _task_fn(clients: list[ClientSettings], windows: dict[int, int], share: int, run_id: str, journal_root: str,
+             call_id: str, storage: Storage):
+    """The mapInPandas body: one sliding window per endpoint over this task's requests of every purpose
+    (``_client``: the index of the request's client; ``windows``: endpoint group -> window; ``share``:
+    tasks calling at once, each with its share of the rate caps). Results go to the journal only (the
+    driver stores them while calls continue); the task yields one row of counts."""
+    groups = _endpoint_groups(clients)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pyspark import TaskContext
 
         from mfr.llm.client import OpenAIClient
-        from mfr.llm.window import sliding_window
+        from mfr.llm.journal import earlier_attempts
+        from mfr.llm.window import grouped_windows
 
         tc = TaskContext.get()
         part, attempt = (tc.partitionId(), tc.attemptNumber()) if tc else (0, 0)
-        journal = JournalWriter(storage, journal_prefix(journal_root, run_id, shard, part, attempt))
-        client = OpenAIClient(settings, pool=window, share=share)
+        # a retried task leaves what its earlier attempts journaled to the driver (never asked twice)
+        skip = earlier_attempts(storage, journal_root, run_id, call_id, part, attempt) if attempt else set()
+        journal = JournalWriter(storage, journal_prefix(journal_root, run_id, call_id, part, attempt))
+        made = [OpenAIClient(s, pool=windows[groups[i]], share=share) for i, s in enumerate(clients)]
         rows_by_key: dict[str, dict[str, Any]] = {}
+        counts = {"asked": 0, "ok": 0, "skipped": 0}
 
-        def requests() -> Iterator[ChatRequest | CallResult]:
+        def requests() -> Iterator[tuple[int, ChatRequest | CallResult]]:
             for batch in batches:
                 for row in cast(list[dict[str, Any]], batch.to_dict("records")):
+                    if row["request_key"] in skip:
+                        counts["skipped"] += 1
+                        continue
                     rows_by_key[row["request_key"]] = row
+                    client = int(row["_client"])
                     try:
                         messages = _messages(row["messages_json"], row.get("image_bytes"))
                     except Exception as exc:
-                        yield CallResult(row["request_key"], "error", error_kind="bad_input", error=f"{type(exc).__name__}: {exc}")
+                        yield groups[client], CallResult(row["request_key"], "error", error_kind="bad_input",
+                                                         error=f"{type(exc).__name__}: {exc}")
                         continue
-                    yield ChatRequest(row["request_key"], messages, json.loads(row["params_json"]))
+                    yield groups[client], ChatRequest(row["request_key"], messages, json.loads(row["params_json"]))
 
         def call(item: ChatRequest | CallResult) -> CallResult:
-            return item if isinstance(item, CallResult) else client.call(item)
+            if isinstance(item, CallResult):
+                return item
+            return made[int(rows_by_key[item.key]["_client"])].call(item)
 
-        out: list[dict[str, Any]] = []
         try:
-            for result in sliding_window(call, requests(), window):
-                rec = _record(result, rows_by_key.pop(result.request_key), run_id)
-                journal.write(rec)
-                rec.pop("errors_by_kind")
-                out.append(rec)
-                if len(out) >= 256:
-                    yield pd.DataFrame(out, columns=_RESULT_FIELDS)
-                    out = []
-            if out:
-                yield pd.DataFrame(out, columns=_RESULT_FIELDS)
+            for result in grouped_windows(call, requests(), windows):
+                journal.write(_record(result, rows_by_key.pop(result.request_key), run_id))
+                counts["asked"] += 1
+                counts["ok"] += result.status == "ok"
         finally:
             journal.close()
-            client.close()
+            for c in made:
+                c.close()
+        yield pd.DataFrame([(part, attempt, counts["asked"], counts["ok"], counts["skipped"])],
+                           columns=["partition", "attempt", "asked", "ok", "skipped"])
 
     return run
 
 
-class _ProgressPrinter(threading.Thread):
-    def __init__(self, storage: Storage, folder: str, total: int, label: str, interval: float):
+_TASK_COUNTS = "partition int, attempt int, asked long, ok long, skipped long"
+
+
+def _endpoint_groups(clients: list[ClientSettings]) -> list[int]:
+    """Clients that share their endpoints (the same ``api_base`` set) share one window."""
+    seen: dict[tuple[str, ...], int] = {}
+    return [seen.setdefault(tuple(sorted(c.api_bases)), len(seen)) for c in clients]
+
+
+class _Store(threading.Thread):
+    """The driver's side of a call: reads the journals as they grow, prints progress, and stores the
+    finished calls in ``llm_calls`` while calls continue (every ``every`` calls or ``interval_s``), each
+    batch one idempotent Delta commit (``txnAppId`` = the call's id, ``txnVersion`` = the batch number)."""
+
+    def __init__(self, ctx, folder: str, total: int, label: str, app_id: str, every: int, interval_s: float,
+                 progress_s: float):
         super().__init__(daemon=True)
-        self.progress = Progress(storage, folder)
-        self.total, self.label, self.interval = total, label, interval
+        self.ctx, self.folder, self.total, self.label, self.app_id = ctx, folder, total, label, app_id
+        self.every, self.interval_s, self.progress_s = every, interval_s, progress_s
+        self.progress = Progress(ctx.lakehouse.storage, folder)
         self.stop = threading.Event()
         self.start_time = time.monotonic()
+        self.buffer: dict[str, dict[str, Any]] = {}
+        self.stored_ok: set[str] = set()
+        self.batches = 0
+        self.ok: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.failure: BaseException | None = None
+        self._lock = threading.Lock()
 
     def line(self) -> str:
         p = self.progress
-        p.poll()
         elapsed = max(time.monotonic() - self.start_time, 1e-6)
         rate = p.done / elapsed
         eta = (self.total - p.done) / rate if rate > 0 else float("inf")
@@ -248,12 +288,72 @@ class _ProgressPrinter(threading.Thread):
         return (
             f"{self.label}: {p.done}/{self.total} calls ({100.0 * p.done / max(self.total, 1):.1f}%), "
             f"{rate:.1f} req/s, {p.tokens / elapsed / 1000:.1f}k tok/s, retried errors: {errors}, "
-            f"ETA {eta:.0f}s" if math.isfinite(eta) else f"{self.label}: {p.done}/{self.total} calls, starting"
+            f"{self.batches} commits, ETA {eta:.0f}s" if math.isfinite(eta) else f"{self.label}: {p.done}/{self.total} calls, starting"
         )
 
+    def poll(self) -> None:
+        for rec in self.progress.poll():
+            key = rec["request_key"]
+            if key in self.stored_ok:
+                continue  # a speculative or retried attempt's second answer
+            if key not in self.buffer or (rec["status"] == "ok" and self.buffer[key]["status"] != "ok"):
+                self.buffer[key] = rec
+
+    def commit(self) -> None:
+        """Store what was read so far as one idempotent commit, then drop the journal objects it came from."""
+        with self._lock:
+            self.poll()
+            if not self.buffer:
+                return
+            records, self.buffer = list(self.buffer.values()), {}
+            whole = [p for p in self.progress.seen if self.progress.whole(p)]
+            self.ctx.lakehouse.append_once(_records_frame(self.ctx.spark, records), "llm_calls", self.ctx.run,
+                                           self.app_id, self.batches)
+            self.batches += 1
+            for r in records:
+                (self.ok if r["status"] == "ok" else self.errors)[r["purpose"]] += 1
+                if r["status"] == "ok":
+                    self.stored_ok.add(r["request_key"])
+            for path in whole:  # stored: the object is no longer needed (appended files go at the end)
+                self.ctx.lakehouse.storage.delete(path)
+                self.progress.forget(path)
+
     def run(self) -> None:
-        while not self.stop.wait(self.interval):
-            log.info(self.line())
+        last_commit = last_line = time.monotonic()
+        while not self.stop.wait(min(1.0, self.progress_s, self.interval_s)):
+            try:
+                with self._lock:
+                    self.poll()
+                    due = len(self.buffer) >= self.every or (self.buffer and time.monotonic() - last_commit >= self.interval_s)
+                if due:
+                    self.commit()
+                    last_commit = time.monotonic()
+                if time.monotonic() - last_line >= self.progress_s:
+                    log.info(self.line())
+                    last_line = time.monotonic()
+            except BaseException as exc:  # reported by finish(); the journals keep the calls
+                self.failure = exc
+                return
+
+    def finish(self) -> None:
+        """Stop, store the rest, remove the call's journals."""
+        self.stop.set()
+        self.join()
+        if self.failure is not None:
+            raise RuntimeError(f"{self.label}: storing finished calls failed (they stay in the journals and the "
+                               f"next run stores them): {self.failure}") from self.failure
+        self.commit()
+        log.info(self.line())
+        self.ctx.lakehouse.storage.delete(self.folder)
+
+
+def _records_frame(spark: SparkSession, records: list[dict[str, Any]]) -> DataFrame:
+    rows = []
+    for r in records:
+        r = {k: r.get(k) for k in _RESULT_FIELDS}
+        r["created_at"] = pd.Timestamp(r["created_at"]).to_pydatetime() if r["created_at"] else None
+        rows.append(r)
+    return spark.createDataFrame(pd.DataFrame(rows, columns=_RESULT_FIELDS), LLM_CALLS_SCHEMA)
 
 
 def recover_journals(ctx, label: str = "llm") -> int:
@@ -275,14 +375,12 @@ def recover_journals(ctx, label: str = "llm") -> int:
         for r in records:  # one result per key, a success over an error
             if r["request_key"] not in best or (r["status"] == "ok" and best[r["request_key"]]["status"] != "ok"):
                 best[r["request_key"]] = r
-        rows = []
-        for r in best.values():
-            r = {k: r.get(k) for k in _RESULT_FIELDS}
-            r["created_at"] = pd.Timestamp(r["created_at"]).to_pydatetime() if r["created_at"] else None
-            rows.append(r)
-        df = ctx.spark.createDataFrame(pd.DataFrame(rows, columns=_RESULT_FIELDS), LLM_CALLS_SCHEMA)
-        done = lh.read("llm_calls").where(F.col("status") == "ok").select("request_key")
-        fresh = df.join(done, "request_key", "left_anti")
+        df = _records_frame(ctx.spark, list(best.values()))
+        calls = lh.read("llm_calls")
+        done = calls.where(F.col("status") == "ok").select("request_key")
+        # a killed driver may have stored a batch without removing its journal: those rows are skipped
+        stored_rows = calls.where(F.col("status") != "ok").select("request_key", "created_at")
+        fresh = df.join(done, "request_key", "left_anti").join(stored_rows, ["request_key", "created_at"], "left_anti")
         stored = fresh.count()
         if stored:
             app = f"recover-{ctx.run_id}-{label}"
@@ -293,90 +391,134 @@ def recover_journals(ctx, label: str = "llm") -> int:
     return stored
 
 
-def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) -> CallStats:
-    """Make sure every request has a stored result; ask only for keys without a stored success.
+@dataclass
+class Ask:
+    """One purpose's requests (REQUEST_COLUMNS) and the client that answers them; ``label`` is the
+    requests' purpose (it names the call's journals, commits and progress line)."""
+    requests: DataFrame
+    settings: ClientSettings
+    label: str
 
-    ``label`` is the requests' purpose (cot, caption, …): it names the staging folder, the progress
-    line and the idempotent commits of this purpose within the run.
+
+def call_tasks(spark: SparkSession, configured: int | None) -> int:
+    """Tasks that make calls at once: ``llm.tasks``, else every task slot but one, which stays free for the
+    commits made while calls continue (calls are I/O bound: one task keeps hundreds in flight)."""
+    if configured:
+        return int(configured)
+    return max(1, parallelism(spark, None) - 1)
+
+
+def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
+    """Make sure every request of every ask has a stored result; ask only for keys without a stored success.
+
+    The purposes run side by side in one Spark job: each task interleaves the requests of all of them and
+    keeps one window per endpoint (clients with the same endpoints share it), so no endpoint waits for
+    another purpose or a job boundary. Results are stored by the driver while calls continue. Returns
+    the stats per ask's label.
     """
     spark, lh, cfg = ctx.spark, ctx.lakehouse, ctx.cfg
+    labels = [a.label for a in asks]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"call_many needs one ask per purpose, got {labels}")
     start = time.monotonic()
-    stats = CallStats()
-    stats.recovered = recover_journals(ctx, label)
-    requests = requests.select(*REQUEST_COLUMNS).dropDuplicates(["request_key"])
+    out = {a.label: CallStats() for a in asks}
+    recovered = recover_journals(ctx, "+".join(labels))
+    if asks:
+        out[asks[0].label].recovered = recovered
     done = lh.read("llm_calls").where(F.col("status") == "ok").select("request_key").distinct()
-    pending = requests.join(done, "request_key", "left_anti")
-    root = ctx.lakehouse.staging_root
-    call_id = f"{label.replace('/', '_')}-{uuid.uuid4().hex[:8]}"  # one per call: rounds never share commits
+    pending = None
+    for i, a in enumerate(asks):
+        mine = (a.requests.select(*REQUEST_COLUMNS).dropDuplicates(["request_key"])
+                .join(done, "request_key", "left_anti").withColumn("_client", F.lit(i)))
+        pending = mine if pending is None else pending.unionByName(mine)
+    if pending is None:
+        return out
+    root = lh.staging_root
+    call_id = f"{'+'.join(labels).replace('/', '_')}-{uuid.uuid4().hex[:8]}"  # one per call: rounds never share commits
     staged = join(root, "requests", ctx.run_id, call_id)
-    shard_size = max(1, int(cfg.settings.llm.shard_size))
+    tasks = call_tasks(spark, cfg.settings.llm.tasks)
     images = lh.read("images").select("image_id", F.col("bytes").alias("image_bytes"))
-    with_images = pending.join(images, "image_id", "left")
-    # Stage the pending requests once (with their image bytes) so shards never recompute the plan.
-    with_images.write.mode("overwrite").parquet(staged)
+    # Staged once with their image bytes, in one file per call task, purposes interleaved (ordered by a
+    # hash of the key) so each task's endpoints all have work from its first row to its last.
+    hashed = pending.join(images, "image_id", "left").withColumn("_h", F.xxhash64("request_key"))
+    hashed.repartition(tasks, "_h").sortWithinPartitions("_h").drop("_h").write.mode("overwrite").parquet(staged)
     staged_df = spark.read.parquet(staged)
-    n = staged_df.count()
-    stats.requested = n
+    counts = {int(r["_client"]): int(r["count"]) for r in staged_df.groupBy("_client").count().collect()}
+    n = sum(counts.values())
+    for i, a in enumerate(asks):
+        out[a.label].requested = out[a.label].sent = counts.get(i, 0)
     if n == 0:
         lh.storage.delete(staged)
-        stats.seconds = time.monotonic() - start
-        return stats
-    shards = math.ceil(n / shard_size)
-    tasks = parallelism(spark, cfg.settings.llm.tasks)
+        return out
+    clients = [a.settings for a in asks]
+    groups = _endpoint_groups(clients)
+    concurrent = max(1, min(tasks, parallelism(spark, None)))
+    windows: dict[int, int] = {}
+    for i, s in enumerate(clients):  # clients sharing an endpoint: the smaller promise holds
+        w = max(1, (s.max_concurrency * len(s.api_bases)) // concurrent)
+        windows[groups[i]] = min(windows.get(groups[i], w), w)
     journal_root = join(root, "journal")
-    run_journals = join(journal_root, ctx.run_id)
-    progress = _ProgressPrinter(lh.storage, run_journals, n, label, float(cfg.settings.llm.progress_interval_s))
-    progress.start()
+    folder = join(journal_root, ctx.run_id, call_id)
+    llm = cfg.settings.llm
+    store = _Store(ctx, folder, n, "+".join(labels), f"{ctx.run_id}-{call_id}", max(1, int(llm.shard_size)),
+                   float(llm.commit_interval_s), float(llm.progress_interval_s))
+    store.start()
     try:
-        keyed = staged_df.withColumn("_shard", F.abs(F.xxhash64("request_key")) % shards)
-        for shard in range(shards):
-            part = keyed.where(F.col("_shard") == shard).drop("_shard")
-            n_tasks = max(1, min(tasks, shard_size))
-            concurrent = max(1, min(n_tasks, parallelism(spark, None)))
-            window = max(1, (settings.max_concurrency * len(settings.api_bases)) // concurrent)
-            results = part.repartition(n_tasks).mapInPandas(
-                _task_fn(settings, window, concurrent, ctx.run_id, journal_root, shard, lh.storage), LLM_CALLS_SCHEMA
-            )
-            lh.append_once(results, "llm_calls", ctx.run, f"{ctx.run_id}-{call_id}", shard)
-            progress.progress.poll()  # count the shard before its journals go
-            for f in lh.storage.list_files(run_journals, ".jsonl"):
-                if f.rsplit("/", 1)[-1].startswith(f"shard-{shard}-part-"):
-                    lh.storage.delete(f)  # committed: the journal is no longer needed
+        with job_description(spark, f"mfr {ctx.run.stage}: {' + '.join(labels)} calls"):
+            staged_df.coalesce(tasks).mapInPandas(
+                _task_fn(clients, windows, concurrent, ctx.run_id, journal_root, call_id, lh.storage), _TASK_COUNTS
+            ).collect()
     finally:
-        progress.stop.set()
-        log.info(progress.line())
-    # count this call's results only (a run may call several rounds of the same purpose)
-    this_call = lh.read("llm_calls").where(F.col("run_id") == ctx.run_id).join(
-        staged_df.select("request_key"), "request_key", "left_semi"
-    )
-    counts = {r["status"]: r["count"] for r in this_call.groupBy("status").count().collect()}
+        store.finish()
     lh.storage.delete(staged)
-    stats.ok, stats.errors = int(counts.get("ok", 0)), int(counts.get("error", 0))
-    stats.sent = n
-    stats.seconds = time.monotonic() - start
-    return stats
+    for a in asks:
+        out[a.label].ok, out[a.label].errors = store.ok[a.label], store.errors[a.label]
+        out[a.label].seconds = time.monotonic() - start
+    return out
 
 
-def ask(ctx, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFrame:
-    """Make sure every request has a result, then return (sample_key, choices) of the successes.
+def call_models(ctx, requests: DataFrame, settings: ClientSettings, label: str) -> CallStats:
+    """``call_many`` for one purpose."""
+    return call_many(ctx, [Ask(requests, settings, label)])[label]
+
+
+def ask_many(ctx, asks: list[Ask]) -> dict[str, DataFrame]:
+    """Make sure every request of every ask has a result (the purposes side by side, ``call_many``), then
+    return per label the (sample_key, choices) of the successes.
 
     Requests are staged first so the rows asked and the rows joined back are the same ones.
     """
-    reqs = persist(ctx, reqs, f"{purpose}-requests")
-    stats = call_models(ctx, reqs, settings, purpose)
-    log.info("%s: %d asked, %d ok, %d errors", purpose, stats.requested, stats.ok, stats.errors)
-    ok = ctx.lakehouse.read("llm_calls").where((F.col("purpose") == purpose) & (F.col("status") == "ok"))
-    ok = ok.select("request_key", "choices").dropDuplicates(["request_key"])
-    return reqs.select("request_key", "sample_key").join(ok, "request_key").select("sample_key", "choices")
+    tag = uuid.uuid4().hex[:6]  # a purpose may be asked again in the same run
+    staged = [Ask(persist(ctx, a.requests, f"{a.label}-requests-{tag}"), a.settings, a.label) for a in asks]
+    stats = call_many(ctx, staged)
+    out = {}
+    for a in staged:
+        st = stats[a.label]
+        log.info("%s: %d asked, %d ok, %d errors", a.label, st.requested, st.ok, st.errors)
+        ok = ctx.lakehouse.read("llm_calls").where((F.col("purpose") == a.label) & (F.col("status") == "ok"))
+        ok = ok.select("request_key", "choices").dropDuplicates(["request_key"])
+        out[a.label] = a.requests.select("request_key", "sample_key").join(ok, "request_key").select("sample_key", "choices")
+    return out
+
+
+def ask(ctx, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFrame:
+    """``ask_many`` for one purpose."""
+    return ask_many(ctx, [Ask(reqs, settings, purpose)])[purpose]
+
+
+def prompt_requests(df: DataFrame, *, purpose: str, settings: ClientSettings, prompt: str,
+                    params: dict[str, Any], fields: list[str], with_image: bool) -> DataFrame:
+    """One request per row of ``df`` with the prompt file ``prompt`` (its ``{field}`` slots filled)."""
+    from mfr.prompts import load_prompt
+
+    template, version = load_prompt(prompt)
+    return build_requests(df, purpose=purpose, model=settings.model, template=template, prompt_version=version,
+                          params=params, fields=fields, with_image=with_image)
 
 
 def ask_prompt(ctx, df: DataFrame, *, purpose: str, settings: ClientSettings, prompt: str,
                params: dict[str, Any], fields: list[str], with_image: bool) -> DataFrame:
-    """One request per row of ``df`` with the prompt file ``prompt`` (its ``{field}`` slots filled),
-    asked through ``ask``: (sample_key, choices) of the successes."""
-    from mfr.prompts import load_prompt
-
-    template, version = load_prompt(prompt)
-    reqs = build_requests(df, purpose=purpose, model=settings.model, template=template, prompt_version=version,
-                          params=params, fields=fields, with_image=with_image)
+    """``prompt_requests`` asked through ``ask``: (sample_key, choices) of the successes."""
+    reqs = prompt_requests(df, purpose=purpose, settings=settings, prompt=prompt, params=params, fields=fields,
+                           with_image=with_image)
     return ask(ctx, reqs, settings, purpose)

@@ -29,7 +29,7 @@ from pyspark.sql import types as T
 from mfr import reasons
 from mfr.filters import exempt_from_answer_check
 from mfr.llm.client import ClientSettings, MissingEndpoint
-from mfr.llm.spark_calls import build_requests, call_models, persist
+from mfr.llm.spark_calls import Ask, build_requests, call_many, persist
 from mfr.prompts import load_prompt
 from mfr.settings import CaptionConfig, CotConfig
 from mfr.stages.common import StageContext, StageOutput, reason
@@ -145,54 +145,92 @@ def stored_state(calls: DataFrame, purpose: str, min_words: int, exempt: frozens
     )
 
 
-def distill_purpose(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: bool) -> DataFrame:
-    """Ask the model for rows lacking a valid result; returns rows + _<name>_text/_reason/_detail/_key."""
+def _needs(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: bool) -> DataFrame:
+    """``rows`` with ``_<name>_needs``: the row lacks a valid result for the purpose (or overwrite)."""
     problem = _problem_udf(p.name, p.min_words, p.exempt)(F.col(p.text_col), F.col("source"))
-    sources = rows.select("sample_key", "source")
     needs = F.lit(True) if overwrite else problem.isNotNull()
     if p.name == "caption":
         needs = needs & F.col("image_id").isNotNull()  # no image, nothing to describe
-    rows = rows.withColumn(f"_{p.name}_needs", needs)
+    return rows.withColumn(f"_{p.name}_needs", needs)
+
+
+def _first_need(ctx: StageContext, rows: DataFrame, p: Purpose) -> DataFrame:
+    """Rows that need the purpose and have no valid stored result: (sample_key, question, image_id,
+    sample_index = the next index to ask)."""
+    need = (
+        rows.where(F.col(f"_{p.name}_needs"))
+        .select("sample_key", "question", "image_id")
+        .join(stored_results(ctx, p, rows.select("sample_key", "source")), "sample_key", "left")
+        .where(F.col("_best").isNull())
+        .select("sample_key", "question", "image_id", F.coalesce(F.col("_next_index"), F.lit(0)).alias("sample_index"))
+    )
+    return persist(ctx, need, f"{p.name}-0")
+
+
+def _round_requests(ctx: StageContext, need: DataFrame, p: Purpose, round_no: int) -> DataFrame:
+    assert p.settings is not None
+    base_params = {k: v for k, v in p.params.items() if k != "seed"}
+    reqs = build_requests(
+        need, purpose=p.name, model=p.settings.model, template=p.template, prompt_version=p.prompt_version,
+        params=base_params, fields=["question"], with_image=True, seed_base=p.base_seed,
+    )
+    return persist(ctx, reqs, f"{p.name}-req-{round_no}")
+
+
+def _next_need(ctx: StageContext, need: DataFrame, reqs: DataFrame, p: Purpose, sources: DataFrame,
+               round_no: int) -> DataFrame:
+    """Rows of ``need`` whose answer came back unusable get a new sample index next round. Only this
+    round's calls are read: the rows of ``need`` had no valid result before it (and the run's own
+    commits are found by their run id, so Delta skips every other run's files)."""
+    assert p.settings is not None
+    calls = ctx.lakehouse.read("llm_calls").where(
+        (F.col("run_id") == ctx.run_id) & (F.col("purpose") == p.name) & (F.col("model") == p.settings.model)
+        & (F.col("prompt_version") == p.prompt_version)
+    ).join(reqs.select("request_key"), "request_key", "left_semi")
+    if p.name == "cot" and p.exempt:
+        calls = calls.join(sources, "sample_key", "left")
+    state = stored_state(calls, p.name, p.min_words, p.exempt)
+    return persist(
+        ctx,
+        need.join(state, "sample_key", "left")
+        .where(F.col("_best").isNull() & (F.col("_last.reason") != reasons.code("distill", "llm_error")))
+        .select("sample_key", "question", "image_id", F.col("_next_index").alias("sample_index")),
+        f"{p.name}-{round_no + 1}",
+    )
+
+
+def ask_teachers(ctx: StageContext, rows: DataFrame, purposes: list[Purpose]) -> None:
+    """Ask every purpose's teacher for the rows that need it, the purposes side by side (one call job per
+    round, each endpoint with its own window); an unusable answer is asked again with the next sample
+    index, up to each purpose's ``max_resamples``."""
+    sources = rows.select("sample_key", "source")
+    need = {p.name: _first_need(ctx, rows, p) for p in purposes}
+    for round_no in range(max((p.max_resamples for p in purposes), default=-1) + 1):
+        asking = [p for p in purposes if round_no <= p.max_resamples and need[p.name].limit(1).count() > 0]
+        if not asking:
+            break
+        reqs = {p.name: _round_requests(ctx, need[p.name], p, round_no) for p in asking}
+        stats = call_many(ctx, [Ask(reqs[p.name], p.settings, p.name) for p in asking if p.settings is not None])
+        for p in asking:
+            st = stats[p.name]
+            log.info("distill %s round %d: %d asked, %d ok, %d errors, %.1fs",
+                     p.name, round_no, st.requested, st.ok, st.errors, st.seconds)
+            need[p.name] = _next_need(ctx, need[p.name], reqs[p.name], p, sources, round_no)
+
+
+def purpose_results(ctx: StageContext, rows: DataFrame, p: Purpose) -> DataFrame:
+    """``rows`` + _<name>_text/_reason/_detail/_key from the stored results (pending_model without an endpoint)."""
+    needs_col = F.col(f"_{p.name}_needs")
     if p.settings is None:
         return rows.select(
             "*",
             F.lit(None).cast("string").alias(f"_{p.name}_text"),
-            F.when(F.col(f"_{p.name}_needs"), reason("distill", "pending_model")).alias(f"_{p.name}_reason"),
-            F.when(F.col(f"_{p.name}_needs"), F.lit(p.missing)).alias(f"_{p.name}_detail"),
+            F.when(needs_col, reason("distill", "pending_model")).alias(f"_{p.name}_reason"),
+            F.when(needs_col, F.lit(p.missing)).alias(f"_{p.name}_detail"),
             F.lit(None).cast("string").alias(f"_{p.name}_key"),
         )
-    need = (
-        rows.where(F.col(f"_{p.name}_needs"))
-        .select("sample_key", "question", "image_id")
-        .join(stored_results(ctx, p, sources), "sample_key", "left")
-        .where(F.col("_best").isNull())
-        .select("sample_key", "question", "image_id", F.coalesce(F.col("_next_index"), F.lit(0)).alias("sample_index"))
-    )
-    need = persist(ctx, need, f"{p.name}-0")
-    for round_no in range(p.max_resamples + 1):
-        if need.limit(1).count() == 0:
-            break
-        base_params = {k: v for k, v in p.params.items() if k != "seed"}
-        reqs = build_requests(
-            need, purpose=p.name, model=p.settings.model, template=p.template, prompt_version=p.prompt_version,
-            params=base_params, fields=["question"], with_image=True, seed_base=p.base_seed,
-        )
-        reqs = persist(ctx, reqs, f"{p.name}-req-{round_no}")
-        stats = call_models(ctx, reqs, p.settings, p.name)
-        log.info("distill %s round %d: %d asked, %d ok, %d errors, %.1fs",
-                 p.name, round_no, stats.requested, stats.ok, stats.errors, stats.seconds)
-        # rows whose answer came back but is unusable get a new sample index next round
-        stored = stored_results(ctx, p, sources)
-        need = persist(
-            ctx,
-            need.join(stored, "sample_key", "left")
-            .where(F.col("_best").isNull() & (F.col("_last.reason") != reasons.code("distill", "llm_error")))
-            .select("sample_key", "question", "image_id", F.col("_next_index").alias("sample_index")),
-            f"{p.name}-{round_no + 1}",
-        )
-    stored = stored_results(ctx, p, sources)
+    stored = stored_results(ctx, p, rows.select("sample_key", "source"))
     joined = rows.join(stored, "sample_key", "left")
-    needs_col = F.col(f"_{p.name}_needs")
     failed = needs_col & F.col("_best").isNull()
     return joined.select(
         *rows.columns,
@@ -220,7 +258,11 @@ def distill(ctx: StageContext) -> StageOutput:
     for p in (cot, caption):
         if p.settings is None:
             log.warning("distill: %s — rows that need a %s are rejected pending_model", p.missing, p.name)
-        rows = distill_purpose(ctx, rows, p, overwrite)
+        rows = _needs(ctx, rows, p, overwrite)
+    rows = persist(ctx, rows, "rows")  # the needs are computed once for the rounds and the results
+    ask_teachers(ctx, rows, [p for p in (cot, caption) if p.settings is not None])
+    for p in (cot, caption):
+        rows = purpose_results(ctx, rows, p)
     out_cols = []
     owner = {c: p for p in (cot, caption) for c in (p.text_col, p.model_col, p.origin_col)}
     for c in base_columns:

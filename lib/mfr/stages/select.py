@@ -28,7 +28,7 @@ from mfr.answers.verify import parse_judgment, predicted_answer
 from mfr.answers.verify import pass_rate as graded_pass_rate
 from mfr.filters import SelectionRules, check_row
 from mfr.llm.client import ClientSettings
-from mfr.llm.spark_calls import ask_prompt, persist
+from mfr.llm.spark_calls import Ask, ask_many, persist, prompt_requests
 from mfr.stages.common import StageContext, StageOutput, blank, reason
 from mfr.vectorized import pandas_udf
 
@@ -66,8 +66,8 @@ def _checks_udf(rules: SelectionRules):
     return checks
 
 
-def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> DataFrame:
-    """Send answers the rules could not decide to the LLM judge; its verdict fills is_consistent."""
+def _judge_requests(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> DataFrame:
+    """Requests to the LLM judge for the answers the rules could not decide."""
     cfg = ctx.cfg
     undecided = checked.where(
         F.col("is_consistent").isNull() & F.col("content_reason").isNull() & F.col("structure_reason").isNull()
@@ -75,11 +75,15 @@ def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> D
     )
     pred = F.udf(predicted_answer, T.StringType())
     params = {"temperature": cfg.settings.selection.verify.temperature, "max_tokens": cfg.settings.selection.verify.max_tokens, "n": 1}
-    replies = ask_prompt(
-        ctx, undecided.select("sample_key", "image_id", "question", F.col("answer").alias("gold"), pred("cot_response").alias("predicted")),
+    return prompt_requests(
+        undecided.select("sample_key", "image_id", "question", F.col("answer").alias("gold"), pred("cot_response").alias("predicted")),
         purpose="verify", settings=settings, prompt=cfg.settings.selection.verify.prompt, params=params,
         fields=["question", "gold", "predicted"], with_image=False,
     )
+
+
+def _apply_judge(checked: DataFrame, replies: DataFrame) -> DataFrame:
+    """The judge's verdict fills is_consistent where the rules left it undecided."""
     judge = F.udf(lambda choices: parse_judgment(choices[0]["text"]) if choices else None, T.BooleanType())
     verdicts = replies.select(
         "sample_key", judge("choices").alias("_j"), F.expr("try_element_at(choices, 1).text").alias("_reply")
@@ -94,15 +98,26 @@ def _judge(ctx: StageContext, checked: DataFrame, settings: ClientSettings) -> D
     ).select(*checked.columns)
 
 
-def _probe(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -> DataFrame:
-    """pass_rate of the small model: n samples in one request (shared prefill), graded by the verifier."""
-    cfg = ctx.cfg
-    n = int(cfg.settings.selection.difficulty.num_samples)
-    params = {"temperature": cfg.settings.selection.difficulty.temperature, "top_p": cfg.settings.selection.difficulty.top_p,
-              "max_tokens": cfg.settings.selection.difficulty.max_tokens, "n": n}
-    answers = ask_prompt(ctx, candidates.select("sample_key", "image_id", "question"), purpose="pass_rate",
-                         settings=settings, prompt=cfg.settings.selection.difficulty.prompt, params=params,
-                         fields=["question"], with_image=True)
+def _probe_candidates(ctx: StageContext, checked: DataFrame, gate: str) -> DataFrame:
+    """Rows the probe grades: every quality filter passed, consistent (when correctness gates), a gold answer."""
+    quality = (F.col("content_reason").isNull() & F.col("structure_reason").isNull()
+               & F.col("repetition_reason").isNull())
+    if ctx.cfg.settings.selection.quality.consistency:
+        quality = quality & F.coalesce(gate_columns(gate)[0], F.lit(False))
+    graded = F.coalesce(F.trim(F.col("answer")), F.lit("")) != ""  # no gold: nothing to grade samples by
+    return checked.where(quality & graded).select("sample_key", "image_id", "question", "answer")
+
+
+def _probe_requests(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -> DataFrame:
+    """n samples of the small model in one request (shared prefill)."""
+    d = ctx.cfg.settings.selection.difficulty
+    params = {"temperature": d.temperature, "top_p": d.top_p, "max_tokens": d.max_tokens, "n": int(d.num_samples)}
+    return prompt_requests(candidates.select("sample_key", "image_id", "question"), purpose="pass_rate",
+                           settings=settings, prompt=d.prompt, params=params, fields=["question"], with_image=True)
+
+
+def _grade(candidates: DataFrame, answers: DataFrame) -> DataFrame:
+    """pass_rate of the probe's samples, graded by the verifier against the gold answer."""
 
     @pandas_udf(T.DoubleType())
     def grade(question: pd.Series, gold: pd.Series, choices: pd.Series) -> pd.Series:
@@ -114,6 +129,32 @@ def _probe(ctx: StageContext, candidates: DataFrame, settings: ClientSettings) -
     return candidates.select("sample_key", "question", "answer").join(answers, "sample_key").select(
         "sample_key", grade("question", "answer", "choices").alias("_probe_pass_rate")
     )
+
+
+def ask_judge_and_probe(ctx: StageContext, checked: DataFrame, gate: str, judge_client: ClientSettings | None,
+                        probe_client: ClientSettings | None) -> DataFrame:
+    """The judge and the probe side by side: the probe starts with the rows already consistent while the
+    judge decides the rest, then grades the rows the judge found consistent. Returns ``checked`` with the
+    judge's verdicts and ``_probe_pass_rate`` (null when not probed)."""
+    asks = []
+    if judge_client is not None:
+        asks.append(Ask(_judge_requests(ctx, checked, judge_client), judge_client, "verify"))
+    first = None
+    if probe_client is not None:
+        first = persist(ctx, _probe_candidates(ctx, checked, gate), "probe-0")
+        asks.append(Ask(_probe_requests(ctx, first, probe_client), probe_client, "pass_rate"))
+    replies = ask_many(ctx, asks) if asks else {}
+    if judge_client is not None:
+        checked = persist(ctx, _apply_judge(checked, replies["verify"]), "judged")
+    if probe_client is None or first is None:
+        return checked.withColumn("_probe_pass_rate", F.lit(None).cast("double"))
+    probed = _grade(first, replies["pass_rate"])
+    if judge_client is not None:  # rows the judge made consistent
+        later = persist(ctx, _probe_candidates(ctx, checked, gate).join(first.select("sample_key"), "sample_key", "left_anti"), "probe-1")
+        if later.limit(1).count():
+            answers = ask_many(ctx, [Ask(_probe_requests(ctx, later, probe_client), probe_client, "pass_rate")])["pass_rate"]
+            probed = probed.unionByName(_grade(later, answers))
+    return checked.join(probed, "sample_key", "left")
 
 
 def select(ctx: StageContext) -> StageOutput:
@@ -134,20 +175,8 @@ def select(ctx: StageContext) -> StageOutput:
         _checks_udf(rules)(F.col("source"), F.col("question"), F.col("answer"), F.col("cot_response"), F.col("caption")).alias("_c"),
     ).select(*base, *[F.col(f"_c.{c}").alias(c) for c in DECISION_COLUMNS])
     checked = persist(ctx, checked, "checked")  # the checks run once, whatever reads them after
-    if judge_client is not None:
-        checked = persist(ctx, _judge(ctx, checked, judge_client), "judged")
-    gate_col = gate_columns(gate)[0]
-    if probe_client is not None:
-        quality = (F.col("content_reason").isNull() & F.col("structure_reason").isNull()
-                   & F.col("repetition_reason").isNull())
-        if cfg.settings.selection.quality.consistency:
-            quality = quality & F.coalesce(gate_col, F.lit(False))
-        graded = F.coalesce(F.trim(F.col("answer")), F.lit("")) != ""  # no gold: nothing to grade samples by
-        probed = _probe(ctx, checked.where(quality & graded), probe_client)
-        checked = checked.join(probed, "sample_key", "left")
-        pass_rate = F.col("_probe_pass_rate")
-    else:
-        pass_rate = F.col("source_pass_rate")
+    checked = ask_judge_and_probe(ctx, checked, gate, judge_client, probe_client)
+    pass_rate = F.col("_probe_pass_rate") if probe_client is not None else F.col("source_pass_rate")
     decided = decide(checked.withColumn("pass_rate", pass_rate), gate=gate,
                      consistency=bool(cfg.settings.selection.quality.consistency), threshold=cfg.settings.selection.difficulty.threshold)
     out = decided.select(*base, *DECISION_COLUMNS, "pass_rate", "reject_reason", "reject_detail", F.lit(ctx.run_id).alias("run_id"))
