@@ -85,6 +85,7 @@ test-s3: setup $(S3_JARS)/.fetched
 
 bench: setup
 	$(PY) -m bench.run
+	$(PY) -m bench.run scale
 
 clean-lakehouse:
 	rm -rf lakehouse

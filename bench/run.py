@@ -1,6 +1,6 @@
 """Run the benchmarks and merge their figures into bench/results/latest.json.
 
-`python -m bench.run [AREA ...]` (areas: collect, clean, llm, select, select_stage, fidelity, crash). Each area measures its
+`python -m bench.run [AREA ...]` (areas: collect, clean, llm, select, select_stage, fidelity, crash, scale). Each area measures its
 comparison side by side in the same run, on this machine, and reports ratios next to the raw rates.
 """
 
@@ -22,7 +22,7 @@ WORKDIR = ROOT / "lakehouse" / "bench"
 
 
 def _areas():
-    from bench import clean_bench, collect_bench, crash_bench, fidelity_bench, llm_bench, select_bench
+    from bench import clean_bench, collect_bench, crash_bench, fidelity_bench, llm_bench, scale_bench, select_bench
 
     return {
         "collect": collect_bench.run,
@@ -32,10 +32,11 @@ def _areas():
         "select_stage": select_bench.run_stage_bench,
         "fidelity": fidelity_bench.run,
         "crash": crash_bench.run,
+        "scale": scale_bench.run,
     }
 
 
-OWN_DRIVERS = {"crash"}  # areas that start their own driver processes: no session here
+OWN_DRIVERS = {"crash", "scale"}  # areas that start their own driver processes: no session here
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=None, help="crash: kills per stage (default 5)")
     args = parser.parse_args(argv)
     areas = _areas()
-    chosen = args.areas or [a for a in areas if a not in OWN_DRIVERS]  # crash: ~30 min, asked for by name
+    chosen = args.areas or [a for a in areas if a not in OWN_DRIVERS]  # crash, scale: long, asked for by name
     WORKDIR.mkdir(parents=True, exist_ok=True)
     warehouse = WORKDIR / "warehouse"
     base = [f"lakehouse.warehouse={warehouse}", "spark.master=local[2]", "spark.shuffle_partitions=4"]

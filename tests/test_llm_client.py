@@ -84,8 +84,10 @@ def _dead_url() -> str:
 ])
 def test_the_thinking_is_stored_in_front_of_the_written_solution_however_the_server_returns_it(message):
     with OpenAIServer(responder=lambda body, i, words: dict(message)) as srv:
-        res = OpenAIClient(_settings(srv.url)).call(_req())
+        res = OpenAIClient(_settings(srv.url, keep_thinking=True)).call(_req())
+        other = OpenAIClient(_settings(srv.url)).call(_req())  # a caption, a verdict: the written answer only
     assert res.status == "ok" and res.text == "<think>Let me think.</think>The solution. <answer>7</answer>"
+    assert other.status == "ok" and other.text == "The solution. <answer>7</answer>"
 
 
 def test_a_dump_shaped_teacher_reply_is_a_valid_trace_with_its_written_solution():
@@ -95,7 +97,7 @@ def test_a_dump_shaped_teacher_reply_is_a_valid_trace_with_its_written_solution(
 
     template, _ = load_prompt("distill.txt")
     with OpenAIServer(responder=dump_shaped_responder) as srv:
-        res = OpenAIClient(_settings(srv.url)).call(
+        res = OpenAIClient(_settings(srv.url, keep_thinking=True)).call(
             ChatRequest("k", [{"role": "user", "content": template.replace("{question}", "How long? ANSWER=5cm")}], {}))
     trace = parse_trace(res.text)
     assert cot_problem(res.text, 200) is None and trace.final_answer == "5cm"

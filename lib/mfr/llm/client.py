@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from mfr.config import client_defaults
 from mfr.llm.ratelimit import RateLimiter, estimate_tokens, per_task
 from mfr.settings import ClientConfig, build
-from mfr.text.cot import with_think_block
+from mfr.text.cot import with_think_block, without_thinking
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -62,6 +62,7 @@ class ClientSettings:
     tokens_per_min: float | None = None
     response_format: Mapping[str, Any] | None = None
     extra_body: Mapping[str, Any] | None = None
+    keep_thinking: bool = False  # only the CoT trace keeps the thinking (distill sets it); captions, verdicts do not
 
     @classmethod
     def optional(cls, section: ClientConfig | Mapping[str, Any], where: str) -> ClientSettings | None:
@@ -284,7 +285,7 @@ class OpenAIClient:
                 resp = ep.session.post(ep.url, data=payload, headers=headers, timeout=(s.connect_timeout_s, s.timeout_s))
                 if resp.status_code == 200:
                     try:
-                        self._parse(resp.json(), result)
+                        self._parse(resp.json(), result, self.settings.keep_thinking)
                         ok = True
                     except (ValueError, KeyError, TypeError, IndexError) as exc:
                         kind, msg = "malformed", f"malformed response body: {_short(str(exc))}"
@@ -319,7 +320,7 @@ class OpenAIClient:
         return result
 
     @staticmethod
-    def _parse(body: Any, result: CallResult) -> None:
+    def _parse(body: Any, result: CallResult, keep_thinking: bool) -> None:
         choices = body["choices"]
         if not isinstance(choices, list) or not choices:
             raise ValueError("no choices in response")
@@ -330,8 +331,12 @@ class OpenAIClient:
             if text is None:
                 raise ValueError("choice without content")
             # vLLM's reasoning parser splits the thinking out (``reasoning_content``; ``reasoning`` in
-            # newer servers): the stored trace has it back in front of the written solution
-            text = with_think_block(text, msg.get("reasoning_content") or msg.get("reasoning"))
+            # newer servers): a stored trace has it back in front of the written solution; every other
+            # purpose keeps the written answer only
+            if keep_thinking:
+                text = with_think_block(text, msg.get("reasoning_content") or msg.get("reasoning"))
+            else:
+                text = without_thinking(text)
             parsed.append({"text": text, "finish_reason": ch.get("finish_reason")})
         usage = body.get("usage") or {}
         result.choices = parsed

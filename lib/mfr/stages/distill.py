@@ -17,6 +17,7 @@ Reject reasons: ``pending_model``, ``llm_error``, ``cot_invalid``, ``cot_truncat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +76,8 @@ def _purpose(ctx: StageContext, name: str) -> Purpose:
     section = f"distillation.{name}"
     sec: CotConfig | CaptionConfig = getattr(ctx.cfg.settings.distillation, name)
     try:
-        settings: ClientSettings | None = ClientSettings.from_section(sec.client, f"{section}.client")
+        settings: ClientSettings | None = dataclasses.replace(
+            ClientSettings.from_section(sec.client, f"{section}.client"), keep_thinking=name == "cot")
         missing = None
     except MissingEndpoint as exc:
         settings, missing = None, str(exc)

@@ -81,6 +81,13 @@ def with_think_block(content: str, reasoning: str | None = None) -> str:
     return content
 
 
+def without_thinking(content: str) -> str:
+    """The written answer only: whatever precedes the last ``</think>`` is the model's thinking (a
+    caption, a verdict or a cleaned question is stored without it)."""
+    end = content.rfind(THINK_CLOSE)
+    return content[end + len(THINK_CLOSE):].lstrip() if end >= 0 else content
+
+
 def cot_problem(text: str | None, min_words: int = 100, require_answer: bool = True) -> str | None:
     """None when the trace is a valid CoT, else the sub-code of ``cot_invalid`` (see ``mfr.reasons``).
 

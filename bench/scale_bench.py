@@ -1,0 +1,123 @@
+"""Scale (`python -m bench.run scale`): the whole pipeline on the synthetic dump at N and 4N rows.
+
+Each size runs in a driver process of its own (a fresh JVM, as a job on a cluster), with a test teacher
+that answers at once in the dump's shapes (CoT and caption). Figures:
+
+* ``scale.seconds.<stage>.n`` / ``.4n``: each stage's whole run (its bookkeeping included);
+* ``scale.growth.<stage>`` = log(t₄ₙ / tₙ) / log 4: 1.0 is linear, below 1 the fixed costs still weigh;
+* ``scale.driver_rss_mb.n`` / ``.4n`` and ``scale.driver_rss_ratio``: peak resident memory of the driver
+  (its Python process and its JVM, sampled every 0.2 s; the executors' Python workers are not the driver);
+* ``scale.rows_per_s.<stage>`` at 4N (rows in ÷ seconds, 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+from mfr.sample.synthetic import write_sample
+from mfr.stages.registry import NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(REPO / "lib"), str(REPO)]))
+    return env
+
+
+def _teacher(root: Path) -> tuple[subprocess.Popen, str]:
+    port_file = root / "port"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server", "--responder", "dump", "--capacity", "256",
+                             "--port-file", str(port_file)], cwd=REPO, env=_env())
+    for _ in range(100):
+        if port_file.exists() and port_file.read_text():
+            return proc, f"http://127.0.0.1:{port_file.read_text()}/v1"
+        time.sleep(0.1)
+    raise RuntimeError("test server did not start")
+
+
+def _driver_rss(pid: int) -> int:
+    """RSS of the driver: its Python process and the JVM it started (not the executors' Python workers)."""
+    try:
+        proc = psutil.Process(pid)
+        total = proc.memory_info().rss
+        for child in proc.children(recursive=True):
+            if "java" in child.name():
+                total += child.memory_info().rss
+        return total
+    except psutil.NoSuchProcess:
+        return 0
+
+
+def _one_size(root: Path, url: str, rows: int) -> tuple[dict[str, float], dict[str, int], int]:
+    work = root / f"n{rows}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    dump = work / "dump"
+    write_sample(dump, rows)
+    teacher = {"api_base": url, "max_concurrency": 64, "backoff_base_s": 0.01}
+    config = work / "scale.yaml"
+    config.write_text(yaml.safe_dump({
+        "lakehouse": {"warehouse": str(work / "lake")},
+        "spark": {"master": "local[2]", "shuffle_partitions": 4},
+        "collection": {"source": str(dump)},
+        "distillation": {"cot": {"client": {**teacher, "model": "cot-model"}},
+                         "caption": {"client": {**teacher, "model": "caption-model"}}},
+        "export": {"out": str(work / "export"), "overwrite": True},
+    }))
+    proc = subprocess.Popen([sys.executable, "-m", "bench.scale_driver", str(config)], cwd=REPO, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.2):
+            peak = max(peak, _driver_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate(timeout=3600)
+    done.set()
+    sampler.join()
+    lines = {ln.split(" ", 1)[0]: json.loads(ln.split(" ", 1)[1]) for ln in out.splitlines() if ln.startswith(("TIMES ", "ROWS "))}
+    if proc.returncode != 0 or "TIMES" not in lines:
+        raise RuntimeError(f"scale driver failed at {rows} rows (exit {proc.returncode}): {out[-2000:]}")
+    shutil.rmtree(work, ignore_errors=True)
+    return lines["TIMES"], lines["ROWS"], peak
+
+
+def run(spark, make_cfg, workdir: Path, rows: int = 5000) -> dict[str, float]:
+    root = workdir / "scale"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    server, url = _teacher(root)
+    try:
+        t1, _, rss1 = _one_size(root, url, rows)
+        t4, rows4, rss4 = _one_size(root, url, 4 * rows)
+    finally:
+        server.kill()
+    out: dict[str, float] = {"scale.rows_n": float(rows)}
+    for stage in NAMES:
+        out[f"scale.seconds.{stage}.n"] = t1[stage]
+        out[f"scale.seconds.{stage}.4n"] = t4[stage]
+        out[f"scale.growth.{stage}"] = math.log(t4[stage] / t1[stage]) / math.log(4)
+        out[f"scale.rows_per_s.{stage}"] = rows4[stage] / t4[stage]
+    out["scale.driver_rss_mb.n"] = rss1 / 2**20
+    out["scale.driver_rss_mb.4n"] = rss4 / 2**20
+    out["scale.driver_rss_ratio"] = rss4 / rss1
+    print(f"scale: {json.dumps({k: round(v, 3) for k, v in out.items()})}", file=sys.stderr)
+    return out
