@@ -104,3 +104,24 @@ def test_two_runs_of_one_stage_at_once_serialize_or_one_is_told_busy(connect_ser
                              "SELECT count(*) AS n, count(DISTINCT sample_key) AS d FROM mfr.collected", *sets[:2]],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert json.loads(counts.stdout) == [{"n": done[-1]["rows"], "d": done[-1]["rows"]}]  # whole, no duplicates
+
+
+@pytest.mark.slow
+def test_model_calls_over_spark_connect_store_each_result_once_while_calls_continue(connect_server, synthetic_dump,
+                                                                                     tmp_path) -> None:
+    """Distill over Connect: CoT and caption asked side by side, finished calls stored by the driver's
+    thread in several commits while the call job runs, each success once."""
+    pytest.importorskip("grpc")
+    from tests.openai_server import OpenAIServer, ServerSettings, dump_shaped_responder
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "lib"), os.environ.get("PYTHONPATH", "")])}
+    with OpenAIServer(ServerSettings(latency_mean_s=0.1), responder=dump_shaped_responder) as teacher:
+        out = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "connect_calls.py"), connect_server,
+                              str(synthetic_dump), str(tmp_path), teacher.url],
+                             capture_output=True, text=True, timeout=1200, env=env)
+        stats = teacher.stats()
+    assert out.returncode == 0, out.stderr[-4000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["pending"] == 0 and got["distilled_cot"] > 0
+    assert got["ok"] == got["distinct_ok"] == stats["successes"]  # every answer stored, once
+    assert got["commits"] >= 3  # stored in batches of 20 while the calls went on, not once at the end

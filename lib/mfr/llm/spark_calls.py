@@ -400,12 +400,17 @@ class Ask:
     label: str
 
 
-def call_tasks(spark: SparkSession, configured: int | None) -> int:
-    """Tasks that make calls at once: ``llm.tasks``, else every task slot but one, which stays free for the
-    commits made while calls continue (calls are I/O bound: one task keeps hundreds in flight)."""
+PER_TASK_WINDOW = 64  # requests one task keeps in flight comfortably (threads, base64 images, JSON)
+
+
+def call_tasks(spark: SparkSession, configured: int | None, in_flight: int) -> int:
+    """Tasks that make calls at once: ``llm.tasks``, else enough for ``in_flight`` requests at about
+    ``PER_TASK_WINDOW`` each, never more than every task slot but one, which stays free for the commits
+    made while calls continue. Calls are I/O bound: a few tasks with wide windows keep endpoints fuller
+    than many with a request or two each (a task that runs out of work idles its share of the window)."""
     if configured:
         return int(configured)
-    return max(1, parallelism(spark, None) - 1)
+    return max(1, min(math.ceil(in_flight / PER_TASK_WINDOW), parallelism(spark, None) - 1))
 
 
 def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
@@ -436,7 +441,12 @@ def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
     root = lh.staging_root
     call_id = f"{'+'.join(labels).replace('/', '_')}-{uuid.uuid4().hex[:8]}"  # one per call: rounds never share commits
     staged = join(root, "requests", ctx.run_id, call_id)
-    tasks = call_tasks(spark, cfg.settings.llm.tasks)
+    clients = [a.settings for a in asks]
+    groups = _endpoint_groups(clients)
+    reach: dict[int, int] = {}  # requests in flight per endpoint group (the smaller promise holds)
+    for i, c in enumerate(clients):
+        reach[groups[i]] = min(reach.get(groups[i], 1 << 30), c.max_concurrency * len(c.api_bases))
+    tasks = call_tasks(spark, cfg.settings.llm.tasks, sum(reach.values()))
     images = lh.read("images").select("image_id", F.col("bytes").alias("image_bytes"))
     # Staged once with their image bytes, in one file per call task, purposes interleaved (ordered by a
     # hash of the key) so each task's endpoints all have work from its first row to its last.
@@ -450,13 +460,8 @@ def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
     if n == 0:
         lh.storage.delete(staged)
         return out
-    clients = [a.settings for a in asks]
-    groups = _endpoint_groups(clients)
     concurrent = max(1, min(tasks, parallelism(spark, None)))
-    windows: dict[int, int] = {}
-    for i, s in enumerate(clients):  # clients sharing an endpoint: the smaller promise holds
-        w = max(1, (s.max_concurrency * len(s.api_bases)) // concurrent)
-        windows[groups[i]] = min(windows.get(groups[i], w), w)
+    windows = {g: max(1, n // concurrent) for g, n in reach.items()}
     journal_root = join(root, "journal")
     folder = join(journal_root, ctx.run_id, call_id)
     llm = cfg.settings.llm
