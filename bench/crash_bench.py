@@ -86,7 +86,8 @@ def _recovered(got: dict, ref: dict, upto: str) -> tuple[bool, str]:
     return True, "ok"
 
 
-def run(spark, make_cfg, workdir: Path, rows: int = 30, trials: int = 5, seed: int = 7) -> dict[str, float]:
+def run(spark, make_cfg, workdir: Path, rows: int = 30, trials: int = 5, seed: int = 7,
+        stages: list[str] | None = None) -> dict[str, float]:
     from mfr.sample.synthetic import write_sample
 
     root = workdir / "crash"
@@ -119,12 +120,16 @@ def run(spark, make_cfg, workdir: Path, rows: int = 30, trials: int = 5, seed: i
         ref = _finish(config, "-")
         print(f"uninterrupted: {', '.join(f'{s} {d:.0f}s' for s, d in durations.items())}", file=sys.stderr)
         total = recovered = duplicates = abandoned = 0
+        # drawn for every stage, so the trials of a stage kill at the same moments whichever stages run
+        moments = {stage: [rng.uniform(0.15, 0.95) * durations[stage] for _ in range(trials)] for stage in NAMES}
         for stage in NAMES:
+            if stages and stage not in stages:
+                continue
             for trial in range(trials):
                 _restore(root / f"snap-{stage}", lake)
                 proc = _driver(config, stage)
                 creating = stage == "collect" and trial == 0
-                moment = rng.uniform(0.15, 0.95) * durations[stage]
+                moment = moments[stage][trial]
                 start = time.monotonic()
                 while proc.poll() is None and time.monotonic() - start < (durations[stage] if creating else moment):
                     if creating and list(lake.rglob("runs/_delta_log/*.json")):
@@ -141,9 +146,10 @@ def run(spark, make_cfg, workdir: Path, rows: int = 30, trials: int = 5, seed: i
                 print(f"{stage} trial {trial}: killed at {when:.1f}s → {why}", file=sys.stderr)
     finally:
         server.kill()
+    suffix = "" if not stages else "." + "+".join(s for s in NAMES if s in stages)  # a partial run: its own figures
     return {
-        "reliability.kill_trials": float(total),
-        "reliability.recovered": float(recovered),
-        "reliability.duplicates": float(duplicates),
-        "reliability.abandoned_marked": float(abandoned),
+        f"reliability.kill_trials{suffix}": float(total),
+        f"reliability.recovered{suffix}": float(recovered),
+        f"reliability.duplicates{suffix}": float(duplicates),
+        f"reliability.abandoned_marked{suffix}": float(abandoned),
     }
