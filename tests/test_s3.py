@@ -177,7 +177,8 @@ def test_sigkill_mid_distill_on_s3_then_rerun(s3, tmp_path, synthetic_dump):
     dump = f"s3a://{BUCKET}/dump"
     for f in sorted(synthetic_dump.rglob("*.parquet")):  # the dump itself is read from S3
         storage.put_file(str(f), f"{dump}/{f.relative_to(synthetic_dump).as_posix()}")
-    server, url = _server_process(tmp_path, latency=0.15)
+    # CoT and caption share the window of 8: ~13 calls/s, so the kill lands mid-stage (about 170 calls in all)
+    server, url = _server_process(tmp_path, latency=0.6)
     cfg = _config(tmp_path, s3, "killed", collection={"source": dump}, distillation={"overwrite": True})
     sets = [x for s in _teacher_sets(url) for x in ("--set", s)]
     try:
