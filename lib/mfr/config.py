@@ -182,8 +182,8 @@ SCHEMA: dict[str, Any] = {
         "shard_size": _s("int", 20000, "finished calls per Delta commit, made while calls continue"),
         "commit_interval_s": _s("float", 60.0, "longest wait between two commits of finished calls"),
         "progress_interval_s": _s("float", 5.0, "seconds between driver progress lines"),
-        "tasks": _s("int|null", None, "Spark tasks making calls at once; null = one per 64 requests in flight, "
-                                      "at most every task slot but one (kept free for the commits made meanwhile)"),
+        "tasks": _s("int|null", None, "Spark tasks making calls at once; null = one per 64 requests in flight "
+                                      "(a slot stays free for the commits made meanwhile unless every slot is needed)"),
     },
     "export": {
         "out": _s("str|null", "lakehouse/export", "output folder (refused when not empty unless overwrite)"),

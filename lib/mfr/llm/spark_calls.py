@@ -405,12 +405,16 @@ PER_TASK_WINDOW = 64  # requests one task keeps in flight comfortably (threads, 
 
 def call_tasks(spark: SparkSession, configured: int | None, in_flight: int) -> int:
     """Tasks that make calls at once: ``llm.tasks``, else enough for ``in_flight`` requests at about
-    ``PER_TASK_WINDOW`` each, never more than every task slot but one, which stays free for the commits
-    made while calls continue. Calls are I/O bound: a few tasks with wide windows keep endpoints fuller
-    than many with a request or two each (a task that runs out of work idles its share of the window)."""
+    ``PER_TASK_WINDOW`` each. When that is fewer than the task slots, one slot stays free for the commits
+    made while calls continue; when the windows need every slot (a small cluster, a wide endpoint), the
+    calls get them all and the commits wait for the first task to end (the journals hold the results).
+    Calls are I/O bound: a few tasks with wide windows keep endpoints fuller than many with a request or
+    two each (a task that runs out of work idles its share of the window)."""
     if configured:
         return int(configured)
-    return max(1, min(math.ceil(in_flight / PER_TASK_WINDOW), parallelism(spark, None) - 1))
+    slots = parallelism(spark, None)
+    wanted = max(1, math.ceil(in_flight / PER_TASK_WINDOW))
+    return wanted if wanted < slots else slots
 
 
 def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
