@@ -38,14 +38,9 @@ def _env() -> dict[str, str]:
 
 
 def _teacher(root: Path) -> tuple[subprocess.Popen, str]:
-    port_file = root / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server", "--latency-mean", "0.05", "--capacity", "64",
-                             "--port-file", str(port_file)], cwd=REPO, env=_env())
-    for _ in range(100):
-        if port_file.exists() and port_file.read_text():
-            return proc, f"http://127.0.0.1:{port_file.read_text()}/v1"
-        time.sleep(0.1)
-    raise RuntimeError("test server did not start")
+    from tests.openai_server import spawn
+
+    return spawn(root, "--latency-mean", "0.05", "--capacity", "64", env=_env())
 
 
 def _driver(config: Path, stage: str) -> subprocess.Popen:

@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -39,14 +38,9 @@ def _env() -> dict[str, str]:
 
 
 def _teacher(root: Path) -> tuple[subprocess.Popen, str]:
-    port_file = root / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server", "--responder", "dump", "--capacity", "256",
-                             "--port-file", str(port_file)], cwd=REPO, env=_env())
-    for _ in range(100):
-        if port_file.exists() and port_file.read_text():
-            return proc, f"http://127.0.0.1:{port_file.read_text()}/v1"
-        time.sleep(0.1)
-    raise RuntimeError("test server did not start")
+    from tests.openai_server import spawn
+
+    return spawn(root, "--responder", "dump", "--capacity", "256", env=_env())
 
 
 def _driver_rss(pid: int) -> int:

@@ -22,10 +22,13 @@ import asyncio
 import json
 import math
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 FAULTS = ("http_500", "reset", "hang", "malformed", "http_429", "truncated")
@@ -305,6 +308,20 @@ class OpenAIServer:
             "choices": choices,
             "usage": {"prompt_tokens": 100, "completion_tokens": completion_tokens, "total_tokens": 100 + completion_tokens},
         }
+
+
+def spawn(folder: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start the server as its own process (``args``: the command-line switches) and wait for its port;
+    returns the process and its ``/v1`` URL. The port is handed over in a file under ``folder``."""
+    port_file = Path(folder) / f"port-{time.time_ns()}"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server", *args, "--port-file", str(port_file)],
+                            cwd=Path(__file__).resolve().parents[1], env=env)
+    for _ in range(200):
+        if port_file.exists() and port_file.read_text():
+            return proc, f"http://127.0.0.1:{port_file.read_text()}/v1"
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("test server did not start")
 
 
 def main() -> None:

@@ -153,16 +153,9 @@ def test_the_whole_pipeline_on_s3_from_the_hub(s3, tmp_path, synthetic_dump):
 
 
 def _server_process(tmp_path: Path, latency: float):
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.openai_server", "--latency-mean", str(latency), "--capacity", "64",
-         "--port-file", str(port_file)], cwd=REPO, env=_env(),
-    )
-    for _ in range(100):
-        if port_file.exists() and port_file.read_text():
-            return proc, f"http://127.0.0.1:{port_file.read_text()}/v1"
-        time.sleep(0.1)
-    raise RuntimeError("test server did not start")
+    from tests.openai_server import spawn
+
+    return spawn(tmp_path, "--latency-mean", str(latency), "--capacity", "64", env=_env())
 
 
 def _stats(url: str) -> dict:
