@@ -1,12 +1,14 @@
 """Scale (`python -m bench.run scale`): the whole pipeline on the synthetic dump at N and 4N rows.
 
-Each size runs in a driver process of its own (a fresh JVM, as a job on a cluster), with a test teacher
-that answers at once in the dump's shapes (CoT and caption). Figures:
+Each size runs in a driver process of its own (a fresh driver JVM and two executor JVMs of one core each,
+``local-cluster[2,1,1536]``, as a job on a cluster), with a test teacher that answers at once in the dump's
+shapes; distill asks every row (CoT and caption). The lakehouse's tables are created before the stages
+(``scale.seconds.schema.*``: once per lakehouse, not per row). Figures:
 
 * ``scale.seconds.<stage>.n`` / ``.4n``: each stage's whole run (its bookkeeping included);
 * ``scale.growth.<stage>`` = log(t₄ₙ / tₙ) / log 4: 1.0 is linear, below 1 the fixed costs still weigh;
 * ``scale.driver_rss_mb.n`` / ``.4n`` and ``scale.driver_rss_ratio``: peak resident memory of the driver
-  (its Python process and its JVM, sampled every 0.2 s; the executors' Python workers are not the driver);
+  (its Python process and its JVM, sampled every 0.2 s; the executors' JVMs and Python workers are not);
 * ``scale.rows_per_s.<stage>`` at 4N (rows in ÷ seconds, 2 cores).
 """
 
@@ -49,10 +51,10 @@ def _driver_rss(pid: int) -> int:
         proc = psutil.Process(pid)
         total = proc.memory_info().rss
         for child in proc.children(recursive=True):
-            if "java" in child.name():
-                total += child.memory_info().rss
+            if "java" in child.name() and "org.apache.spark.deploy.SparkSubmit" in " ".join(child.cmdline()):
+                total += child.memory_info().rss  # the driver JVM (executor JVMs are its children)
         return total
-    except psutil.NoSuchProcess:
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return 0
 
 
@@ -66,9 +68,11 @@ def _one_size(root: Path, url: str, rows: int) -> tuple[dict[str, float], dict[s
     config = work / "scale.yaml"
     config.write_text(yaml.safe_dump({
         "lakehouse": {"warehouse": str(work / "lake")},
-        "spark": {"master": "local[2]", "shuffle_partitions": 4},
+        # two executor JVMs of one core each: the driver's JVM holds the driver alone, as on a cluster
+        "spark": {"master": "local-cluster[2,1,1536]", "shuffle_partitions": 4},
         "collection": {"source": str(dump)},
-        "distillation": {"cot": {"client": {**teacher, "model": "cot-model"}},
+        # every row is asked (as when the traces are rebuilt), not only rows whose dump trace is unusable
+        "distillation": {"overwrite": True, "cot": {"client": {**teacher, "model": "cot-model"}},
                          "caption": {"client": {**teacher, "model": "caption-model"}}},
         "export": {"out": str(work / "export"), "overwrite": True},
     }))
@@ -105,6 +109,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 5000) -> dict[str, float]:
     finally:
         server.kill()
     out: dict[str, float] = {"scale.rows_n": float(rows)}
+    out["scale.seconds.schema.n"], out["scale.seconds.schema.4n"] = t1["schema"], t4["schema"]
     for stage in NAMES:
         out[f"scale.seconds.{stage}.n"] = t1[stage]
         out[f"scale.seconds.{stage}.4n"] = t4[stage]

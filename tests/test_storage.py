@@ -79,7 +79,7 @@ def test_describe_names_the_kind():
 def test_journal_batches_are_whole_objects_flushed_by_count_time_and_close():
     st = Storage()
     root = f"memory://journal-{os.getpid()}-{time.time_ns()}"  # no appends there, like S3 or Volumes
-    prefix = journal_prefix(root, "run-1", shard=0, partition=3, attempt=0)
+    prefix = journal_prefix(root, "run-1", call_id="cot-1", partition=3, attempt=0)
     w = JournalWriter(st, prefix, batch=3, flush_s=0.3)
     for i in range(4):
         w.write({"request_key": f"k{i}", "status": "ok", "completion_tokens": 10})
@@ -93,7 +93,42 @@ def test_journal_batches_are_whole_objects_flushed_by_count_time_and_close():
     progress.poll()
     progress.poll()  # objects never change: each is read once
     assert (progress.done, progress.ok, progress.tokens, dict(progress.errors)) == (5, 4, 40, {"timeout": 2})
-    assert all(os.path.basename(f).startswith("shard-0-part-3-attempt-0-") for f in st.list_files(root, ".jsonl"))
+    assert all(os.path.basename(f).startswith("part-3-attempt-0-") for f in st.list_files(root, ".jsonl"))
+    assert all("/run-1/cot-1/" in f for f in st.list_files(root, ".jsonl"))
+
+
+def test_a_retried_task_finds_what_its_earlier_attempts_journaled(tmp_path):
+    from mfr.llm.journal import earlier_attempts
+
+    st = Storage()
+    root = str(tmp_path / "journal")
+    for part, attempt, keys in ((2, 0, ["a", "b"]), (2, 1, ["c"]), (5, 0, ["x"]), (2, 0, [])):
+        w = JournalWriter(st, journal_prefix(root, "run-1", "cot-1", part, attempt))
+        for k in keys:
+            w.write({"request_key": k, "status": "ok"})
+        w.close()
+    other = JournalWriter(st, journal_prefix(root, "run-1", "caption-2", 2, 0))  # another call of the run
+    other.write({"request_key": "z", "status": "ok"})
+    other.close()
+    assert earlier_attempts(st, root, "run-1", "cot-1", 2, 0) == set()
+    assert earlier_attempts(st, root, "run-1", "cot-1", 2, 1) == {"a", "b"}
+    assert earlier_attempts(st, root, "run-1", "cot-1", 2, 2) == {"a", "b", "c"}
+
+
+def test_progress_hands_each_new_record_once_and_drops_read_objects():
+    st = Storage()
+    root = f"memory://journal-new-{os.getpid()}-{time.time_ns()}"
+    w = JournalWriter(st, journal_prefix(root, "run-1", "cot-1", 0, 0), batch=2, flush_s=60)
+    progress = Progress(st, join(root, "run-1"))
+    for k in ("k0", "k1", "k2"):
+        w.write({"request_key": k, "status": "ok"})
+    assert [r["request_key"] for r in progress.poll()] == ["k0", "k1"]
+    assert progress.poll() == []
+    (path,) = [p for p in progress.seen if progress.whole(p)]  # an object store batch: read to its end
+    st.delete(path)
+    progress.forget(path)
+    w.close()
+    assert [r["request_key"] for r in progress.poll()] == ["k2"] and progress.done == 3
 
 
 def test_journal_batch_put_does_not_hold_up_calls_finishing_meanwhile():
@@ -104,7 +139,7 @@ def test_journal_batch_put_does_not_hold_up_calls_finishing_meanwhile():
 
     st = SlowStore()
     root = f"memory://journal-slow-{os.getpid()}-{time.time_ns()}"
-    w = JournalWriter(st, journal_prefix(root, "run-1", shard=0, partition=0, attempt=0), batch=1000, flush_s=0.2)
+    w = JournalWriter(st, journal_prefix(root, "run-1", call_id="cot-1", partition=0, attempt=0), batch=1000, flush_s=0.2)
     w.write({"request_key": "k0", "status": "ok"})
     time.sleep(0.35)  # the timer's PUT of k0 is under way
     started = time.monotonic()
@@ -120,7 +155,7 @@ def test_journal_batch_put_does_not_hold_up_calls_finishing_meanwhile():
 def test_local_journal_has_each_call_on_disk_as_soon_as_it_finishes(tmp_path):
     st = Storage()
     root = str(tmp_path / "journal")
-    w = JournalWriter(st, journal_prefix(root, "run-1", shard=1, partition=0, attempt=0), batch=64, flush_s=60)
+    w = JournalWriter(st, journal_prefix(root, "run-1", call_id="cot-2", partition=0, attempt=0), batch=64, flush_s=60)
     progress = Progress(st, join(root, "run-1"))
     w.write({"request_key": "k0", "status": "ok", "completion_tokens": 7, "text": "a\u2028b"})
     (path,) = st.list_files(root, ".jsonl")
