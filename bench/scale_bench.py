@@ -39,10 +39,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _teacher(root: Path) -> tuple[subprocess.Popen, str]:
+def _teacher(root: Path, dump: Path) -> tuple[subprocess.Popen, str]:
+    """Answers at once in the dump's shapes, with the gold answer (so select keeps rows and export has work)."""
     from tests.openai_server import spawn
 
-    return spawn(root, "--responder", "dump", "--capacity", "256", env=_env())
+    return spawn(root, "--responder", "dump", "--answers-from", str(dump), "--capacity", "256", env=_env())
 
 
 def _driver_rss(pid: int) -> int:
@@ -58,12 +59,21 @@ def _driver_rss(pid: int) -> int:
         return 0
 
 
-def _one_size(root: Path, url: str, rows: int) -> tuple[dict[str, float], dict[str, int], int]:
+def _one_size(root: Path, rows: int) -> tuple[dict[str, float], dict[str, int], int]:
     work = root / f"n{rows}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     dump = work / "dump"
     write_sample(dump, rows)
+    server, url = _teacher(work, dump)
+    try:
+        return _drive(work, dump, url, rows)
+    finally:
+        server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _drive(work: Path, dump: Path, url: str, rows: int) -> tuple[dict[str, float], dict[str, int], int]:
     teacher = {"api_base": url, "max_concurrency": 64, "backoff_base_s": 0.01}
     config = work / "scale.yaml"
     config.write_text(yaml.safe_dump({
@@ -94,7 +104,6 @@ def _one_size(root: Path, url: str, rows: int) -> tuple[dict[str, float], dict[s
     lines = {ln.split(" ", 1)[0]: json.loads(ln.split(" ", 1)[1]) for ln in out.splitlines() if ln.startswith(("TIMES ", "ROWS "))}
     if proc.returncode != 0 or "TIMES" not in lines:
         raise RuntimeError(f"scale driver failed at {rows} rows (exit {proc.returncode}): {out[-2000:]}")
-    shutil.rmtree(work, ignore_errors=True)
     return lines["TIMES"], lines["ROWS"], peak
 
 
@@ -102,12 +111,8 @@ def run(spark, make_cfg, workdir: Path, rows: int = 5000) -> dict[str, float]:
     root = workdir / "scale"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    server, url = _teacher(root)
-    try:
-        t1, _, rss1 = _one_size(root, url, rows)
-        t4, rows4, rss4 = _one_size(root, url, 4 * rows)
-    finally:
-        server.kill()
+    t1, _, rss1 = _one_size(root, rows)
+    t4, rows4, rss4 = _one_size(root, 4 * rows)
     out: dict[str, float] = {"scale.rows_n": float(rows)}
     out["scale.seconds.schema.n"], out["scale.seconds.schema.4n"] = t1["schema"], t4["schema"]
     for stage in NAMES:

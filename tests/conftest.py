@@ -72,21 +72,15 @@ def pipeline_cfg(spark, warehouse: Path, synthetic_dump: Path):
     """One lakehouse with every stage up to select run on the synthetic dump (shared, read-only); distill
     asks a test teacher that answers in the dump's shapes (thinking field, phased solution, markdown
     captions) and gives the gold answer."""
-    import pyarrow.parquet as pq
-
     from mfr.config import load_config
     from mfr.runner import run_stage
-    from tests.openai_server import OpenAIServer, dump_shaped_responder
+    from tests.openai_server import OpenAIServer, dump_shaped_responder, gold_answers
 
     cfg = load_config(
         overrides=[f"lakehouse.warehouse={warehouse}", "lakehouse.schema=shared_pipeline", "spark.master=local[2]",
                    "spark.shuffle_partitions=2", f"collection.source={synthetic_dump}"]
     )
-    gold = {}
-    for f in sorted(synthetic_dump.rglob("*.parquet")):
-        for row in pq.read_table(f, columns=["question", "answer"]).to_pylist():
-            if row["question"] and row["answer"]:
-                gold[row["question"].replace("<image>", "").strip()] = row["answer"]
+    gold = gold_answers(synthetic_dump)
     with OpenAIServer(responder=lambda body, i, words: dump_shaped_responder(body, i, words, gold)) as teacher:
         sets = [f"distillation.{p}.client.{k}={v}" for p in ("cot", "caption")
                 for k, v in (("api_base", teacher.url), ("model", f"{p}-model"), ("backoff_base_s", 0.01))]

@@ -310,6 +310,18 @@ class OpenAIServer:
         }
 
 
+def gold_answers(dump: Path) -> dict[str, str]:
+    """Question (without its image tag) -> gold answer, from a dump folder's parquet files."""
+    import pyarrow.parquet as pq
+
+    gold = {}
+    for f in sorted(dump.rglob("*.parquet")):
+        for row in pq.read_table(f, columns=["question", "answer"]).to_pylist():
+            if row["question"] and row["answer"]:
+                gold[row["question"].replace("<image>", "").strip()] = row["answer"]
+    return gold
+
+
 def spawn(folder: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Start the server as its own process (``args``: the command-line switches) and wait for its port;
     returns the process and its ``/v1`` URL. The port is handed over in a file under ``folder``."""
@@ -336,10 +348,15 @@ def main() -> None:
     parser.add_argument("--port-file", help="write the bound port here once listening")
     parser.add_argument("--responder", choices=sorted(RESPONDERS), default="default",
                         help="dump: answers in the published dump's shapes (thinking field, markdown captions)")
+    parser.add_argument("--answers-from", help="a dump folder: the dump responder gives each question's gold answer")
     args = parser.parse_args()
+    responder = RESPONDERS[args.responder]
+    if args.answers_from:
+        gold = gold_answers(Path(args.answers_from))
+        responder = lambda body, i, words: dump_shaped_responder(body, i, words, gold)  # noqa: E731
     srv = OpenAIServer(
         ServerSettings(args.latency_mean, args.latency_sigma, args.capacity, json.loads(args.faults), None, args.hang_s, seed=args.seed),
-        port=args.port, responder=RESPONDERS[args.responder],
+        port=args.port, responder=responder,
     )
     srv.keep_bodies = False
 
