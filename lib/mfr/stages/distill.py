@@ -105,13 +105,16 @@ def _problem_udf(name: str, min_words: int, exempt: frozenset[str]):
     return problem
 
 
-def stored_results(ctx: StageContext, p: Purpose, sources: DataFrame) -> DataFrame:
+def stored_results(ctx: StageContext, p: Purpose, sources: DataFrame, asked: DataFrame | None = None) -> DataFrame:
     """The stored-result state of this purpose's model and prompt version (see ``stored_state``);
-    ``sources``: (sample_key, source) of the rows, for the no-answer-check sources."""
+    ``sources``: (sample_key, source) of the rows, for the no-answer-check sources. With ``asked`` (requests
+    of this run), only this run's answers to them are read (Delta skips other runs' files by run_id)."""
     assert p.settings is not None
     calls = ctx.lakehouse.read("llm_calls").where(
         (F.col("purpose") == p.name) & (F.col("model") == p.settings.model) & (F.col("prompt_version") == p.prompt_version)
     )
+    if asked is not None:
+        calls = calls.where(F.col("run_id") == ctx.run_id).join(asked.select("request_key"), "request_key", "left_semi")
     if p.name == "cot" and p.exempt:
         calls = calls.join(sources, "sample_key", "left")
     return stored_state(calls, p.name, p.min_words, p.exempt)
@@ -184,14 +187,7 @@ def _next_need(ctx: StageContext, need: DataFrame, reqs: DataFrame, p: Purpose, 
     """Rows of ``need`` whose answer came back unusable get a new sample index next round. Only this
     round's calls are read: the rows of ``need`` had no valid result before it (and the run's own
     commits are found by their run id, so Delta skips every other run's files)."""
-    assert p.settings is not None
-    calls = ctx.lakehouse.read("llm_calls").where(
-        (F.col("run_id") == ctx.run_id) & (F.col("purpose") == p.name) & (F.col("model") == p.settings.model)
-        & (F.col("prompt_version") == p.prompt_version)
-    ).join(reqs.select("request_key"), "request_key", "left_semi")
-    if p.name == "cot" and p.exempt:
-        calls = calls.join(sources, "sample_key", "left")
-    state = stored_state(calls, p.name, p.min_words, p.exempt)
+    state = stored_results(ctx, p, sources, asked=reqs)
     return persist(
         ctx,
         need.join(state, "sample_key", "left")
