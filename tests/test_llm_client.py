@@ -8,7 +8,7 @@ import pytest
 
 from mfr.llm.client import ChatRequest, ClientSettings, MissingEndpoint, OpenAIClient, _Breaker
 from mfr.llm.images import image_data_url, scale_factor
-from mfr.llm.keys import request_key
+from mfr.llm.keys import KeySet, request_key
 from mfr.llm.window import grouped_windows, sliding_window
 from tests.openai_server import OpenAIServer, ServerSettings
 
@@ -228,6 +228,17 @@ def test_request_key_is_deterministic_and_sensitive():
     assert k == request_key("s:1", "cot", "distill@abc", "m", {"seed": 0, "temperature": 1.0}, 0)
     assert k != request_key("s:1", "cot", "distill@abc", "m", {"temperature": 1.0, "seed": 0}, 1)
     assert k != request_key("s:1", "cot", "distill@abd", "m", {"temperature": 1.0, "seed": 0}, 0)
+
+
+def test_key_set_remembers_every_key_added_across_folds_and_nothing_else():
+    keys = [request_key(f"s:{i}", "cot", "v", "m", {}, 0) for i in range(150_000)]
+    seen = KeySet()
+    for k in keys[:100_000]:  # more than one fold into the sorted array
+        seen.add(k)
+    seen.add("not-a-hex-key")
+    assert all(k in seen for k in keys[:100_000:7]) and "not-a-hex-key" in seen
+    assert not any(k in seen for k in keys[100_000:])
+    assert "other" not in seen and len(seen) == 100_001
 
 
 def test_image_scaling_rules():

@@ -43,6 +43,7 @@ from pyspark.sql import types as T
 from mfr.lakehouse import LLM_CALLS_SCHEMA
 from mfr.llm.client import CallResult, ChatRequest, ClientSettings
 from mfr.llm.journal import JournalWriter, Progress, journal_prefix, read_records
+from mfr.llm.keys import KeySet
 from mfr.session import job_description
 from mfr.storage import Storage, join, relative
 from mfr.vectorized import pandas_udf
@@ -272,7 +273,7 @@ class _Store(threading.Thread):
         self.stop = threading.Event()
         self.start_time = time.monotonic()
         self.buffer: dict[str, dict[str, Any]] = {}
-        self.stored_ok: set[str] = set()
+        self.stored_ok = KeySet()  # 8 bytes a key: millions of calls at full scale
         self.batches = 0
         self.ok: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -403,7 +404,7 @@ class Ask:
 PER_TASK_WINDOW = 64  # requests one task keeps in flight comfortably (threads, base64 images, JSON)
 
 
-def call_tasks(spark: SparkSession, configured: int | None, in_flight: int) -> int:
+def call_tasks(spark: SparkSession, configured: int | None, in_flight: int, slots: int | None = None) -> int:
     """Tasks that make calls at once: ``llm.tasks``, else enough for ``in_flight`` requests at about
     ``PER_TASK_WINDOW`` each. When that is fewer than the task slots, one slot stays free for the commits
     made while calls continue; when the windows need every slot (a small cluster, a wide endpoint), the
@@ -412,7 +413,7 @@ def call_tasks(spark: SparkSession, configured: int | None, in_flight: int) -> i
     two each (a task that runs out of work idles its share of the window)."""
     if configured:
         return int(configured)
-    slots = parallelism(spark, None)
+    slots = slots if slots is not None else parallelism(spark, None)
     wanted = max(1, math.ceil(in_flight / PER_TASK_WINDOW))
     return wanted if wanted < slots else slots
 
@@ -450,7 +451,8 @@ def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
     reach: dict[int, int] = {}  # requests in flight per endpoint group (the smaller promise holds)
     for i, c in enumerate(clients):
         reach[groups[i]] = min(reach.get(groups[i], 1 << 30), c.max_concurrency * len(c.api_bases))
-    tasks = call_tasks(spark, cfg.settings.llm.tasks, sum(reach.values()))
+    slots = parallelism(spark, None)
+    tasks = call_tasks(spark, cfg.settings.llm.tasks, sum(reach.values()), slots)
     images = lh.read("images").select("image_id", F.col("bytes").alias("image_bytes"))
     # Staged once with their image bytes, in one file per call task, purposes interleaved (ordered by a
     # hash of the key) so each task's endpoints all have work from its first row to its last.
@@ -464,7 +466,7 @@ def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
     if n == 0:
         lh.storage.delete(staged)
         return out
-    concurrent = max(1, min(tasks, parallelism(spark, None)))
+    concurrent = max(1, min(tasks, slots))
     windows = {g: max(1, n // concurrent) for g, n in reach.items()}
     journal_root = join(root, "journal")
     folder = join(journal_root, ctx.run_id, call_id)
@@ -472,13 +474,23 @@ def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
     store = _Store(ctx, folder, n, "+".join(labels), f"{ctx.run_id}-{call_id}", max(1, int(llm.shard_size)),
                    float(llm.commit_interval_s), float(llm.progress_interval_s))
     store.start()
+    failed = False
     try:
         with job_description(spark, f"mfr {ctx.run.stage}: {' + '.join(labels)} calls"):
             staged_df.coalesce(tasks).mapInPandas(
                 _task_fn(clients, windows, concurrent, ctx.run_id, journal_root, call_id, lh.storage), _TASK_COUNTS
             ).collect()
+    except BaseException:
+        failed = True
+        raise
     finally:
-        store.finish()
+        try:
+            store.finish()
+        except Exception as exc:
+            if not failed:
+                raise
+            # the call job's own error is the one to see; what was not stored stays in the journals
+            log.error("%s: storing finished calls after the failed call job also failed: %s", store.label, exc)
     lh.storage.delete(staged)
     for a in asks:
         out[a.label].ok, out[a.label].errors = store.ok[a.label], store.errors[a.label]
@@ -510,11 +522,6 @@ def ask_many(ctx, asks: list[Ask]) -> dict[str, DataFrame]:
     return out
 
 
-def ask(ctx, reqs: DataFrame, settings: ClientSettings, purpose: str) -> DataFrame:
-    """``ask_many`` for one purpose."""
-    return ask_many(ctx, [Ask(reqs, settings, purpose)])[purpose]
-
-
 def prompt_requests(df: DataFrame, *, purpose: str, settings: ClientSettings, prompt: str,
                     params: dict[str, Any], fields: list[str], with_image: bool) -> DataFrame:
     """One request per row of ``df`` with the prompt file ``prompt`` (its ``{field}`` slots filled)."""
@@ -523,11 +530,3 @@ def prompt_requests(df: DataFrame, *, purpose: str, settings: ClientSettings, pr
     template, version = load_prompt(prompt)
     return build_requests(df, purpose=purpose, model=settings.model, template=template, prompt_version=version,
                           params=params, fields=fields, with_image=with_image)
-
-
-def ask_prompt(ctx, df: DataFrame, *, purpose: str, settings: ClientSettings, prompt: str,
-               params: dict[str, Any], fields: list[str], with_image: bool) -> DataFrame:
-    """``prompt_requests`` asked through ``ask``: (sample_key, choices) of the successes."""
-    reqs = prompt_requests(df, purpose=purpose, settings=settings, prompt=prompt, params=params, fields=fields,
-                           with_image=with_image)
-    return ask(ctx, reqs, settings, purpose)

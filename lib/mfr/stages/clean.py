@@ -31,7 +31,7 @@ from pyspark.sql import types as T
 
 from mfr.answers.extract import parse_extraction_reply
 from mfr.llm.client import ClientSettings
-from mfr.llm.spark_calls import ask_prompt, persist
+from mfr.llm.spark_calls import Ask, ask_many, persist, prompt_requests
 from mfr.stages.collect import OUTPUT_COLUMNS as COLLECTED_COLUMNS
 from mfr.stages.common import StageContext, StageOutput, blank, reason
 from mfr.text.clean_reply import parse_clean_reply
@@ -110,13 +110,14 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     return mapping, new_images
 
 
-def _ask(ctx: StageContext, df: DataFrame, settings: ClientSettings, purpose: str, prompt: str,
-         fields: list[str]) -> DataFrame:
-    """The cleaning model on ``df``'s rows (text only): (sample_key, choices) of the successes."""
+def _requests(ctx: StageContext, df: DataFrame, settings: ClientSettings, purpose: str, prompt: str,
+              fields: list[str]) -> Ask:
+    """The cleaning model's requests for ``df``'s rows (text only)."""
     sec = ctx.cfg.settings.cleaning
     params = {"temperature": sec.temperature, "max_tokens": sec.max_tokens, "n": 1}
-    return ask_prompt(ctx, df, purpose=purpose, settings=settings, prompt=prompt, params=params,
-                      fields=fields, with_image=False)
+    reqs = prompt_requests(df, purpose=purpose, settings=settings, prompt=prompt, params=params, fields=fields,
+                           with_image=False)
+    return Ask(reqs, settings, purpose)
 
 
 def _with_leading_tag(text: F.Column, before: F.Column) -> F.Column:
@@ -217,22 +218,27 @@ def _ask_cleaning_model(ctx: StageContext, staged: DataFrame, settings: ClientSe
                         counts: dict[str, int]) -> DataFrame:
     """``_reply`` (the parsed cleaning reply of routed rows) and ``_model_answer`` (answers extracted by
     the model); null where no model is configured or nothing needed it."""
-    n_routed = counts["routed_rows"]
+    n_routed, sec = counts["routed_rows"], ctx.cfg.settings.cleaning
+    if n_routed and settings is None:
+        log.warning("clean: %d rows need the cleaning model; set cleaning.llm_client.api_base and .model", n_routed)
+    asks = []
     if settings is not None and n_routed:
         routed = staged.where(_alive() & _has_route()).select("sample_key", "image_id", F.col("_text").alias("question"))
-        replies = _ask(ctx, routed, settings, "clean", ctx.cfg.settings.cleaning.prompt, ["question"])
-        staged = staged.join(replies.select("sample_key", _parse_replies("choices").alias("_reply")), "sample_key", "left")
-    else:
-        staged = staged.withColumn("_reply", F.lit(None).cast(_REPLY_TYPE))
-        if n_routed and settings is None:
-            log.warning("clean: %d rows need the cleaning model; set cleaning.llm_client.api_base and .model", n_routed)
+        asks.append(_requests(ctx, routed, settings, "clean", sec.prompt, ["question"]))
     if settings is not None and counts["unanswered"]:
         todo = staged.where(_unanswered()).select("sample_key", "image_id", F.col("_text").alias("question"),
                                                 F.col("original_answer").alias("solution"))
-        answers = _ask(ctx, todo, settings, "answer_extraction", ctx.cfg.settings.cleaning.answer_prompt,
-                       ["question", "solution"])
-        return staged.join(answers.select("sample_key", _parse_extractions("choices").alias("_model_answer")),
-                           "sample_key", "left")
+        asks.append(_requests(ctx, todo, settings, "answer_extraction", sec.answer_prompt, ["question", "solution"]))
+    # both purposes in one call job: neither waits for the other's slowest call
+    replies = ask_many(ctx, asks) if asks else {}
+    if "clean" in replies:
+        staged = staged.join(replies["clean"].select("sample_key", _parse_replies("choices").alias("_reply")),
+                             "sample_key", "left")
+    else:
+        staged = staged.withColumn("_reply", F.lit(None).cast(_REPLY_TYPE))
+    if "answer_extraction" in replies:
+        return staged.join(replies["answer_extraction"].select(
+            "sample_key", _parse_extractions("choices").alias("_model_answer")), "sample_key", "left")
     return staged.withColumn("_model_answer", F.lit(None).cast("string"))
 
 
