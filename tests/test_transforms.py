@@ -184,3 +184,31 @@ def test_decide_with_the_dumps_labels_and_no_difficulty(checked) -> None:
     assert rows(out.where("sample_key = 'hard'"), "reject_reason", "reject_detail") == [("answer_mismatch", "dump says no")]
     off = dict(rows(decide(checked, gate="computed", consistency=False, threshold=None), "sample_key", "reject_reason"))
     assert off["mismatch"] is None and off["content"] == "cot_too_short"
+
+
+def test_image_info_col_reads_png_headers_in_the_jvm_and_agrees_with_the_python_reader(spark) -> None:
+    import io
+
+    from PIL import Image
+
+    from mfr.image.info import image_info
+    from mfr.udfs import image_info_col
+
+    def encoded(mode: str, size: tuple[int, int], fmt: str) -> bytes:
+        buf = io.BytesIO()
+        Image.new(mode, size).save(buf, fmt)
+        return buf.getvalue()
+
+    big_png = encoded("RGB", (3000, 20), "PNG")
+    samples = [
+        encoded("RGB", (40, 30), "PNG"), encoded("L", (1, 70000), "PNG"), big_png[: len(big_png) // 2],
+        encoded("RGB", (5, 7), "JPEG"), encoded("P", (9, 4), "GIF"), encoded("RGB", (3, 2), "WEBP"),
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 8,  # a PNG signature and nothing readable after it
+        b"not an image at all", b"", None,
+    ]
+    df = spark.createDataFrame([(i, b) for i, b in enumerate(samples)], "i int, b binary")
+    got = {r["i"]: (r["info"]["width"], r["info"]["height"], r["info"]["format"]) if r["info"]["format"] else None
+           for r in df.select("i", image_info_col("b").alias("info")).collect()}
+    expected = {i: tuple(image_info(b)) if image_info(b) else None for i, b in enumerate(samples)}
+    assert got == expected
+    assert got[1] == (1, 70000, "PNG") and got[3] == (5, 7, "JPEG") and got[7] is None
