@@ -59,7 +59,10 @@ def _driver_rss(pid: int) -> int:
         return 0
 
 
-def _one_size(root: Path, rows: int) -> tuple[dict[str, float], dict[str, int], int]:
+Measured = tuple[dict[str, float], dict[str, int], int, dict[str, list[float]]]  # times, rows, peak RSS, peaks per stage
+
+
+def _one_size(root: Path, rows: int) -> Measured:
     work = root / f"n{rows}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -73,7 +76,7 @@ def _one_size(root: Path, rows: int) -> tuple[dict[str, float], dict[str, int], 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _drive(work: Path, dump: Path, url: str, rows: int) -> tuple[dict[str, float], dict[str, int], int]:
+def _drive(work: Path, dump: Path, url: str, rows: int) -> Measured:
     teacher = {"api_base": url, "max_concurrency": 64, "backoff_base_s": 0.01}
     config = work / "scale.yaml"
     config.write_text(yaml.safe_dump({
@@ -101,18 +104,19 @@ def _drive(work: Path, dump: Path, url: str, rows: int) -> tuple[dict[str, float
     out, _ = proc.communicate(timeout=3600)
     done.set()
     sampler.join()
-    lines = {ln.split(" ", 1)[0]: json.loads(ln.split(" ", 1)[1]) for ln in out.splitlines() if ln.startswith(("TIMES ", "ROWS "))}
+    lines = {ln.split(" ", 1)[0]: json.loads(ln.split(" ", 1)[1]) for ln in out.splitlines()
+             if ln.startswith(("TIMES ", "ROWS ", "PEAKS "))}
     if proc.returncode != 0 or "TIMES" not in lines:
         raise RuntimeError(f"scale driver failed at {rows} rows (exit {proc.returncode}): {out[-2000:]}")
-    return lines["TIMES"], lines["ROWS"], peak
+    return lines["TIMES"], lines["ROWS"], peak, lines.get("PEAKS", {})
 
 
 def run(spark, make_cfg, workdir: Path, rows: int = 5000) -> dict[str, float]:
     root = workdir / "scale"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    t1, _, rss1 = _one_size(root, rows)
-    t4, rows4, rss4 = _one_size(root, 4 * rows)
+    t1, _, rss1, peaks1 = _one_size(root, rows)
+    t4, rows4, rss4, peaks4 = _one_size(root, 4 * rows)
     out: dict[str, float] = {"scale.rows_n": float(rows)}
     out["scale.seconds.schema.n"], out["scale.seconds.schema.4n"] = t1["schema"], t4["schema"]
     for stage in NAMES:
@@ -123,5 +127,9 @@ def run(spark, make_cfg, workdir: Path, rows: int = 5000) -> dict[str, float]:
     out["scale.driver_rss_mb.n"] = rss1 / 2**20
     out["scale.driver_rss_mb.4n"] = rss4 / 2**20
     out["scale.driver_rss_ratio"] = rss4 / rss1
+    for size, peaks in (("n", peaks1), ("4n", peaks4)):  # which stage and which side (Python, JVM) holds memory
+        for stage, (py_mb, jvm_mb) in peaks.items():
+            out[f"scale.driver_rss_mb.{stage}.python.{size}"] = py_mb
+            out[f"scale.driver_rss_mb.{stage}.jvm.{size}"] = jvm_mb
     print(f"scale: {json.dumps({k: round(v, 3) for k, v in out.items()})}", file=sys.stderr)
     return out

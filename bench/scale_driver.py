@@ -1,14 +1,20 @@
 """One driver of the scale bench: run every stage in order on one config and print the seconds of each.
 
 `python -m bench.scale_driver CONFIG` prints ``TIMES {"schema": s, "collect": s, ...}`` (the lakehouse's tables
-created first, then each stage's whole run, its bookkeeping included) and ``ROWS {...}`` (rows in per stage).
+created first, then each stage's whole run, its bookkeeping included), ``ROWS {...}`` (rows in per stage) and
+``PEAKS {stage: [python MB, JVM MB]}`` (the driver's peak resident memory during each stage, sampled every
+0.2 s: which stage, and which side of the driver, holds memory).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 import time
+
+import psutil
 
 from mfr.config import load_config
 from mfr.lakehouse import Lakehouse
@@ -21,16 +27,35 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     cfg = load_config(args[0])
     spark = get_spark(cfg)
+    peaks: dict[str, list[float]] = {}
+    current = ["schema"]
+    done = threading.Event()
+
+    def sample() -> None:
+        me = psutil.Process(os.getpid())
+        jvms = [c for c in me.children(recursive=True) if "SparkSubmit" in " ".join(c.cmdline())]
+        while not done.wait(0.2):
+            try:
+                now = [me.memory_info().rss / 2**20, sum(j.memory_info().rss for j in jvms) / 2**20]
+            except psutil.Error:
+                continue
+            top = peaks.setdefault(current[0], [0.0, 0.0])
+            peaks[current[0]] = [max(top[0], now[0]), max(top[1], now[1])]
+
+    threading.Thread(target=sample, daemon=True).start()
     start = time.perf_counter()
     Lakehouse(spark, cfg).ensure_schema()  # once per lakehouse, not per row: timed on its own
     times, rows = {"schema": time.perf_counter() - start}, {}
     for stage in NAMES:
+        current[0] = stage
         start = time.perf_counter()
         result = run_stage(spark, cfg, stage)
         times[stage] = time.perf_counter() - start
         rows[stage] = result.rows_in
+    done.set()
     print("TIMES " + json.dumps(times), flush=True)
     print("ROWS " + json.dumps(rows), flush=True)
+    print("PEAKS " + json.dumps(peaks), flush=True)
     return 0
 
 

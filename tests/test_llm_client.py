@@ -230,6 +230,17 @@ def test_request_key_is_deterministic_and_sensitive():
     assert k != request_key("s:1", "cot", "distill@abd", "m", {"temperature": 1.0, "seed": 0}, 0)
 
 
+def test_finished_calls_are_committed_by_count_by_text_size_or_by_time_whichever_comes_first():
+    from mfr.llm.spark_calls import commit_due
+
+    limits = {"every": 100, "max_bytes": 1000, "interval_s": 60.0}
+    assert not commit_due(0, 0, 3600.0, **limits)  # nothing held: nothing to commit, however long
+    assert not commit_due(99, 999, 59.0, **limits)
+    assert commit_due(100, 10, 1.0, **limits)
+    assert commit_due(3, 1000, 1.0, **limits)  # three 2000-word traces can weigh more than the count allows
+    assert commit_due(1, 1, 60.0, **limits)
+
+
 def test_key_set_remembers_every_key_added_across_folds_and_nothing_else():
     keys = [request_key(f"s:{i}", "cot", "v", "m", {}, 0) for i in range(150_000)]
     seen = KeySet()

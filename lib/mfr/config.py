@@ -181,6 +181,8 @@ SCHEMA: dict[str, Any] = {
                                             "set, else <warehouse>/_llm (must be shared by driver and executors)"),
         "shard_size": _s("int", 20000, "finished calls per Delta commit, made while calls continue"),
         "commit_interval_s": _s("float", 60.0, "longest wait between two commits of finished calls"),
+        "commit_mb": _s("float", 64.0, "finished calls' text the driver holds before it commits them (bounds its memory "
+                                       "whatever shard_size: 20000 CoTs are ~0.5 GB)"),
         "progress_interval_s": _s("float", 5.0, "seconds between driver progress lines"),
         "tasks": _s("int|null", None, "Spark tasks making calls at once; null = one per 64 requests in flight "
                                       "(a slot stays free for the commits made meanwhile unless every slot is needed)"),

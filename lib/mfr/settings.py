@@ -184,6 +184,7 @@ class LlmConfig:
     staging_dir: str | None
     shard_size: int
     commit_interval_s: float
+    commit_mb: float
     progress_interval_s: float
     tasks: int | None
 

@@ -10,7 +10,7 @@ per purpose with its client, and makes sure each has a stored success, asking on
    ``max_concurrency`` × replicas split across the tasks calling at once) and journals each result as it
    lands; there is no job boundary to wait on until the last request is sent;
 4. meanwhile a driver thread reads the journals, prints progress and stores finished calls in
-   ``llm_calls`` every ``llm.shard_size`` calls or ``llm.commit_interval_s``, each batch one idempotent
+   ``llm_calls`` every ``llm.shard_size`` calls, ``llm.commit_mb`` of text or ``llm.commit_interval_s``, each batch one idempotent
    Delta commit (``txnAppId``/``txnVersion``). A retried task skips the keys its earlier attempts
    journaled, and the driver keeps one success per key, so a retry never asks or stores twice; a killed
    driver loses only the calls in flight (the next run stores the journals first).
@@ -259,16 +259,23 @@ def _endpoint_groups(clients: list[ClientSettings]) -> list[int]:
     return [seen.setdefault(tuple(sorted(c.api_bases)), len(seen)) for c in clients]
 
 
+def commit_due(calls: int, text_bytes: int, waited_s: float, every: int, max_bytes: int, interval_s: float) -> bool:
+    """Whether the driver stores the finished calls it holds now: ``every`` calls, ``max_bytes`` of their
+    text (the bound on its memory: traces are long) or ``interval_s`` since the last commit, whichever first."""
+    return calls > 0 and (calls >= every or text_bytes >= max_bytes or waited_s >= interval_s)
+
+
 class _Store(threading.Thread):
     """The driver's side of a call: reads the journals as they grow, prints progress, and stores the
     finished calls in ``llm_calls`` while calls continue (every ``every`` calls or ``interval_s``), each
     batch one idempotent Delta commit (``txnAppId`` = the call's id, ``txnVersion`` = the batch number)."""
 
     def __init__(self, ctx, folder: str, total: int, label: str, app_id: str, every: int, interval_s: float,
-                 progress_s: float):
+                 progress_s: float, max_bytes: int):
         super().__init__(daemon=True)
         self.ctx, self.folder, self.total, self.label, self.app_id = ctx, folder, total, label, app_id
-        self.every, self.interval_s, self.progress_s = every, interval_s, progress_s
+        self.every, self.interval_s, self.progress_s, self.max_bytes = every, interval_s, progress_s, max_bytes
+        self.buffered_bytes = 0  # text of the buffered results: a commit is due past max_bytes
         self.progress = Progress(ctx.lakehouse.storage, folder)
         self.stop = threading.Event()
         self.start_time = time.monotonic()
@@ -299,6 +306,7 @@ class _Store(threading.Thread):
                 continue  # a speculative or retried attempt's second answer
             if key not in self.buffer or (rec["status"] == "ok" and self.buffer[key]["status"] != "ok"):
                 self.buffer[key] = rec
+                self.buffered_bytes += sum(len(c or "") for c in rec.get("choices") or []) + len(rec.get("error") or "")
 
     def commit(self) -> None:
         """Store what was read so far as one idempotent commit, then drop the journal objects it came from."""
@@ -306,7 +314,7 @@ class _Store(threading.Thread):
             self.poll()
             if not self.buffer:
                 return
-            records, self.buffer = list(self.buffer.values()), {}
+            records, self.buffer, self.buffered_bytes = list(self.buffer.values()), {}, 0
             whole = [p for p in self.progress.seen if self.progress.whole(p)]
             self.ctx.lakehouse.append_once(_records_frame(self.ctx.spark, records), "llm_calls", self.ctx.run,
                                            self.app_id, self.batches)
@@ -325,7 +333,8 @@ class _Store(threading.Thread):
             try:
                 with self._lock:
                     self.poll()
-                    due = len(self.buffer) >= self.every or (self.buffer and time.monotonic() - last_commit >= self.interval_s)
+                    due = commit_due(len(self.buffer), self.buffered_bytes, time.monotonic() - last_commit,
+                                     self.every, self.max_bytes, self.interval_s)
                 if due:
                     self.commit()
                     last_commit = time.monotonic()
@@ -472,7 +481,7 @@ def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
     folder = join(journal_root, ctx.run_id, call_id)
     llm = cfg.settings.llm
     store = _Store(ctx, folder, n, "+".join(labels), f"{ctx.run_id}-{call_id}", max(1, int(llm.shard_size)),
-                   float(llm.commit_interval_s), float(llm.progress_interval_s))
+                   float(llm.commit_interval_s), float(llm.progress_interval_s), int(float(llm.commit_mb) * 2**20))
     store.start()
     failed = False
     try:
