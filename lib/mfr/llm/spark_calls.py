@@ -267,7 +267,7 @@ def commit_due(calls: int, text_bytes: int, waited_s: float, every: int, max_byt
 
 class _Store(threading.Thread):
     """The driver's side of a call: reads the journals as they grow, prints progress, and stores the
-    finished calls in ``llm_calls`` while calls continue (every ``every`` calls or ``interval_s``), each
+    finished calls in ``llm_calls`` while calls continue (``commit_due``: by count, text size or time), each
     batch one idempotent Delta commit (``txnAppId`` = the call's id, ``txnVersion`` = the batch number)."""
 
     def __init__(self, ctx, folder: str, total: int, label: str, app_id: str, every: int, interval_s: float,
