@@ -82,7 +82,10 @@ def _drive(work: Path, dump: Path, url: str, rows: int) -> Measured:
     config.write_text(yaml.safe_dump({
         "lakehouse": {"warehouse": str(work / "lake")},
         # two executor JVMs of one core each: the driver's JVM holds the driver alone, as on a cluster
-        "spark": {"master": "local-cluster[2,1,1536]", "shuffle_partitions": 4},
+        # the driver's heap is capped as on a cluster (not the local default of 3 GB): a JVM grows its heap
+        # toward its cap whatever it holds, so an uncapped peak says more about the GC than about mfr
+        "spark": {"master": "local-cluster[2,1,1536]", "shuffle_partitions": 4,
+                  "conf": {"spark.driver.memory": "1536m"}},
         "collection": {"source": str(dump)},
         # every row is asked (as when the traces are rebuilt), not only rows whose dump trace is unusable
         "distillation": {"overwrite": True, "cot": {"client": {**teacher, "model": "cot-model"}},
