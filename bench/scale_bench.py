@@ -23,9 +23,9 @@ import sys
 import threading
 from pathlib import Path
 
-import psutil
 import yaml
 
+from bench.scale_driver import driver_rss
 from mfr.sample.synthetic import write_sample
 from mfr.stages.registry import NAMES
 
@@ -44,19 +44,6 @@ def _teacher(root: Path, dump: Path) -> tuple[subprocess.Popen, str]:
     from tests.openai_server import spawn
 
     return spawn(root, "--responder", "dump", "--answers-from", str(dump), "--capacity", "256", env=_env())
-
-
-def _driver_rss(pid: int) -> int:
-    """RSS of the driver: its Python process and the JVM it started (not the executors' Python workers)."""
-    try:
-        proc = psutil.Process(pid)
-        total = proc.memory_info().rss
-        for child in proc.children(recursive=True):
-            if "java" in child.name() and "org.apache.spark.deploy.SparkSubmit" in " ".join(child.cmdline()):
-                total += child.memory_info().rss  # the driver JVM (executor JVMs are its children)
-        return total
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0
 
 
 Measured = tuple[dict[str, float], dict[str, int], int, dict[str, list[float]]]  # times, rows, peak RSS, peaks per stage
@@ -100,7 +87,7 @@ def _drive(work: Path, dump: Path, url: str, rows: int) -> Measured:
     def sample() -> None:
         nonlocal peak
         while not done.wait(0.2):
-            peak = max(peak, _driver_rss(proc.pid))
+            peak = max(peak, sum(driver_rss(proc.pid)))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -23,6 +23,18 @@ from mfr.session import get_spark
 from mfr.stages.registry import NAMES
 
 
+def driver_rss(pid: int) -> tuple[int, int]:
+    """Resident bytes of a driver: its Python process and the JVM it started (executor JVMs are that JVM's
+    children and are not counted); (0, 0) once it is gone."""
+    try:
+        proc = psutil.Process(pid)
+        jvms = [c for c in proc.children(recursive=True)
+                if "java" in c.name() and "org.apache.spark.deploy.SparkSubmit" in " ".join(c.cmdline())]
+        return proc.memory_info().rss, sum(j.memory_info().rss for j in jvms)
+    except psutil.Error:
+        return 0, 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     cfg = load_config(args[0])
@@ -32,15 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
 
     def sample() -> None:
-        me = psutil.Process(os.getpid())
-        jvms = [c for c in me.children(recursive=True) if "SparkSubmit" in " ".join(c.cmdline())]
         while not done.wait(0.2):
-            try:
-                now = [me.memory_info().rss / 2**20, sum(j.memory_info().rss for j in jvms) / 2**20]
-            except psutil.Error:
-                continue
+            python, jvm = driver_rss(os.getpid())
             top = peaks.setdefault(current[0], [0.0, 0.0])
-            peaks[current[0]] = [max(top[0], now[0]), max(top[1], now[1])]
+            peaks[current[0]] = [max(top[0], python / 2**20), max(top[1], jvm / 2**20)]
 
     threading.Thread(target=sample, daemon=True).start()
     start = time.perf_counter()
