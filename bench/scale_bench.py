@@ -20,12 +20,10 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import yaml
 
-from bench.scale_driver import driver_rss
 from mfr.sample.synthetic import write_sample
 from mfr.stages.registry import NAMES
 
@@ -68,9 +66,9 @@ def _drive(work: Path, dump: Path, url: str, rows: int) -> Measured:
     config = work / "scale.yaml"
     config.write_text(yaml.safe_dump({
         "lakehouse": {"warehouse": str(work / "lake")},
-        # two executor JVMs of one core each: the driver's JVM holds the driver alone, as on a cluster
-        # the driver's heap is capped as on a cluster (not the local default of 3 GB): a JVM grows its heap
-        # toward its cap whatever it holds, so an uncapped peak says more about the GC than about mfr
+        # two executor JVMs of one core each, so the driver's JVM holds the driver alone; its heap capped (not
+        # the local default of 3 GB): a JVM grows its heap toward its cap whatever it holds, so an uncapped
+        # peak says more about the GC than about mfr. Both as on a cluster.
         "spark": {"master": "local-cluster[2,1,1536]", "shuffle_partitions": 4,
                   "conf": {"spark.driver.memory": "1536m"}},
         "collection": {"source": str(dump)},
@@ -81,24 +79,12 @@ def _drive(work: Path, dump: Path, url: str, rows: int) -> Measured:
     }))
     proc = subprocess.Popen([sys.executable, "-m", "bench.scale_driver", str(config)], cwd=REPO, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.wait(0.2):
-            peak = max(peak, sum(driver_rss(proc.pid)))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     out, _ = proc.communicate(timeout=3600)
-    done.set()
-    sampler.join()
     lines = {ln.split(" ", 1)[0]: json.loads(ln.split(" ", 1)[1]) for ln in out.splitlines()
-             if ln.startswith(("TIMES ", "ROWS ", "PEAKS "))}
+             if ln.startswith(("TIMES ", "ROWS ", "PEAKS ", "PEAK "))}
     if proc.returncode != 0 or "TIMES" not in lines:
         raise RuntimeError(f"scale driver failed at {rows} rows (exit {proc.returncode}): {out[-2000:]}")
-    return lines["TIMES"], lines["ROWS"], peak, lines.get("PEAKS", {})
+    return lines["TIMES"], lines["ROWS"], int(lines["PEAK"]), lines["PEAKS"]
 
 
 def run(spark, make_cfg, workdir: Path, rows: int = 5000) -> dict[str, float]:

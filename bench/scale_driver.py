@@ -3,7 +3,8 @@
 `python -m bench.scale_driver CONFIG` prints ``TIMES {"schema": s, "collect": s, ...}`` (the lakehouse's tables
 created first, then each stage's whole run, its bookkeeping included), ``ROWS {...}`` (rows in per stage) and
 ``PEAKS {stage: [python MB, JVM MB]}`` (the driver's peak resident memory during each stage, sampled every
-0.2 s: which stage, and which side of the driver, holds memory).
+0.2 s: which stage, and which side of the driver, holds memory) and ``PEAK bytes`` (the whole run's peak of
+both together).
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args[0])
     spark = get_spark(cfg)
     peaks: dict[str, list[float]] = {}
+    whole = [0]  # the run's peak of Python and JVM together
     current = ["schema"]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
             python, jvm = driver_rss(os.getpid())
+            whole[0] = max(whole[0], python + jvm)
             top = peaks.setdefault(current[0], [0.0, 0.0])
             peaks[current[0]] = [max(top[0], python / 2**20), max(top[1], jvm / 2**20)]
 
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     print("TIMES " + json.dumps(times), flush=True)
     print("ROWS " + json.dumps(rows), flush=True)
     print("PEAKS " + json.dumps(peaks), flush=True)
+    print("PEAK " + json.dumps(whole[0]), flush=True)
     return 0
 
 
