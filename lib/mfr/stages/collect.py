@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -170,36 +170,45 @@ def _raw_record(columns: list[str]) -> F.Column:
     return F.to_json(F.struct(*[c for c in columns if c not in ("image_bytes", "run_id")]))
 
 
+# Duplicated keys up to this many go to every task (~20 MB); more are joined by a shuffle.
+_BROADCAST_KEYS = 100_000
+# Up to this many duplicated ids, the quarantine's read of the dump is pruned by id.
+_PRUNE_IDS = 1000
+
+
 def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame | None, int]:
     """(rows that stay, quarantined records or None when there are none, number of duplicate keys)."""
     columns = rows.columns
     missing_id = F.col("id").isNull()
-    # One pass over the keys finds both problems: rows without an id, and keys seen more than once.
+    # One pass over the keys finds both problems (rows without an id, keys seen more than once) and, for a
+    # duplicated key, its first row in dump order: no row is ranked or shuffled afterwards.
     problems = (
         rows.groupBy(missing_id.alias("no_id"), "sample_key")
-        .count()
+        .agg(F.count(F.lit(1)).alias("count"), F.min("id").alias("id"),
+             F.min(F.struct("source_file", "source_row")).alias("first"))
         .where(F.col("no_id") | (F.col("count") > 1))
         .collect()
     )
     if not problems:
         return rows, None, 0
-    dup_keys = [r["sample_key"] for r in problems if not r["no_id"]]
-    if dup_keys:
-        # First occurrence in dump order is kept; only rows of duplicated keys are ranked.
-        w = Window.partitionBy("sample_key").orderBy("source_file", "source_row")
-        if len(dup_keys) <= 1000:
-            is_dup_key = F.col("sample_key").isin(dup_keys) & ~missing_id
-        else:  # many duplicates: a broadcast join instead of a huge IN list
-            keys = rows.sparkSession.createDataFrame([(k, True) for k in dup_keys], "sample_key string, _dup boolean")
-            rows = rows.join(F.broadcast(keys), "sample_key", "left").select(*rows.columns, "_dup")
-            is_dup_key = F.coalesce(F.col("_dup"), F.lit(False)) & ~missing_id
-        ranked = rows.withColumn("_rank", F.when(is_dup_key, F.row_number().over(w)).otherwise(F.lit(1)))
-        is_dup = F.col("_rank") > 1
+    firsts = [(r["sample_key"], r["first"]["source_file"], r["first"]["source_row"]) for r in problems if not r["no_id"]]
+    if firsts:
+        # a table of the duplicated keys only, sent whole to every task while it is small (no row is shuffled)
+        table = rows.sparkSession.createDataFrame(firsts, "sample_key string, _first_file string, _first_row long")
+        rows = rows.join(F.broadcast(table) if len(firsts) <= _BROADCAST_KEYS else table, "sample_key", "left")
+        is_first = F.col("source_file").eqNullSafe(F.col("_first_file")) & F.col("source_row").eqNullSafe(F.col("_first_row"))
+        is_dup = F.col("_first_row").isNotNull() & ~is_first
     else:
-        ranked, is_dup = rows, F.lit(False)
+        is_dup = F.lit(False)
     why = F.when(missing_id, reason("collect", "missing_id")).when(is_dup, reason("collect", "duplicate_key"))
-    tagged = ranked.withColumn("_q", why)
-    quarantine = tagged.where(F.col("_q").isNotNull()).select(
+    tagged = rows.withColumn("_q", why)
+    problem_rows = tagged
+    if len(firsts) <= _PRUNE_IDS:
+        # implied by a reason, and pushed down to the dump's files: row groups without a missing id or a
+        # duplicated id are not read again (with their images) just to find the few quarantined rows
+        ids = sorted({int(r["id"]) for r in problems if not r["no_id"]})
+        problem_rows = tagged.where(missing_id | F.col("id").isin(ids))
+    quarantine = problem_rows.where(F.col("_q").isNotNull()).select(
         F.when(~missing_id, F.col("sample_key")).alias("sample_key"),
         "source",
         F.col("_q").alias("reason"),
@@ -207,7 +216,7 @@ def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame | None, int]
         "source_file",
     )
     kept = tagged.where(F.col("_q").isNull()).select(*columns)
-    return kept, quarantine, len(dup_keys)
+    return kept, quarantine, len(firsts)
 
 
 def distinct_images(rows: DataFrame) -> DataFrame:
