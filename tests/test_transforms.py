@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame
 
 from mfr.lakehouse import LLM_CALLS_SCHEMA
 from mfr.stages.clean import mark_duplicates
+from mfr.stages import collect as collect_stage
 from mfr.stages.collect import split_quarantine
 from mfr.stages.distill import stored_state
 from mfr.stages.export import rl_split
@@ -45,7 +46,11 @@ def test_mark_duplicates_keeps_the_smallest_key_and_names_it(spark) -> None:
     ]
 
 
-def test_split_quarantine_sends_missing_ids_and_later_duplicates_away(spark) -> None:
+@pytest.mark.parametrize("small", [True, False], ids=["few-duplicates", "many-duplicates"])
+def test_split_quarantine_sends_missing_ids_and_later_duplicates_away(spark, monkeypatch, small) -> None:
+    if not small:  # the paths taken for many duplicated keys: a shuffled join, no pruning by id
+        monkeypatch.setattr(collect_stage, "_BROADCAST_KEYS", 0)
+        monkeypatch.setattr(collect_stage, "_PRUNE_IDS", 0)
     df = spark.createDataFrame(
         [
             ("s:1", "s", 1, "f1", 0, "first"),
@@ -186,29 +191,64 @@ def test_decide_with_the_dumps_labels_and_no_difficulty(checked) -> None:
     assert off["mismatch"] is None and off["content"] == "cot_too_short"
 
 
+def _info_pairs(spark, samples: list[bytes | None]) -> tuple[dict, dict]:
+    """(image_info_col's answers, the Python reader's answers on the whole bytes), by sample index."""
+    from mfr.image.info import image_info
+    from mfr.udfs import image_info_col
+
+    df = spark.createDataFrame([(i, b) for i, b in enumerate(samples)], "i int, b binary")
+    got = {r["i"]: (r["info"]["width"], r["info"]["height"], r["info"]["format"]) if r["info"]["format"] else None
+           for r in df.select("i", image_info_col("b").alias("info")).collect()}
+    expected = {i: tuple(image_info(b)) if image_info(b) else None for i, b in enumerate(samples)}
+    return got, expected
+
+
 def test_image_info_col_reads_png_headers_in_the_jvm_and_agrees_with_the_python_reader(spark) -> None:
     import io
 
     from PIL import Image
 
-    from mfr.image.info import image_info
-    from mfr.udfs import image_info_col
+    from mfr.udfs import HEADER_BYTES
 
-    def encoded(mode: str, size: tuple[int, int], fmt: str) -> bytes:
+    def encoded(mode: str, size: tuple[int, int], fmt: str, **opts) -> bytes:
         buf = io.BytesIO()
-        Image.new(mode, size).save(buf, fmt)
+        Image.effect_noise(size, 40).convert(mode).save(buf, fmt, **opts)
         return buf.getvalue()
 
     big_png = encoded("RGB", (3000, 20), "PNG")
+    jpeg = encoded("RGB", (64, 48), "JPEG")
+    app0_end = 4 + int.from_bytes(jpeg[4:6], "big")  # SOI (2 bytes), then APP0 at 2: marker, length
+    twelve_bit = bytearray(jpeg)
+    sof = next(i for i in range(2, len(jpeg) - 1) if jpeg[i] == 0xFF and jpeg[i + 1] == 0xC0)
+    twelve_bit[sof + 4] = 12  # a frame PIL cannot open
     samples = [
         encoded("RGB", (40, 30), "PNG"), encoded("L", (1, 70000), "PNG"), big_png[: len(big_png) // 2],
         encoded("RGB", (5, 7), "JPEG"), encoded("P", (9, 4), "GIF"), encoded("RGB", (3, 2), "WEBP"),
         b"\x89PNG\r\n\x1a\n" + b"\x00" * 8,  # a PNG signature and nothing readable after it
         b"not an image at all", b"", None,
+        # JPEGs (read from a prefix first): a large EXIF block before the frame (read again whole),
+        # progressive, grey, CMYK, fill bytes before a marker, junk between segments, a 12-bit frame, cut
+        # before the frame, a multi-picture (MPO) file
+        encoded("RGB", (64, 64), "JPEG", exif=b"Exif\x00\x00" + bytes(3 * HEADER_BYTES)),
+        encoded("RGB", (33, 17), "JPEG", progressive=True), encoded("L", (8, 300), "JPEG"),
+        encoded("CMYK", (12, 10), "JPEG"),
+        jpeg[:app0_end] + b"\xff\xff\xff" + jpeg[app0_end:], jpeg[:app0_end] + b"junk" + jpeg[app0_end:],
+        bytes(twelve_bit), jpeg[:sof],
+        encoded("RGB", (20, 10), "MPO", save_all=True, append_images=[Image.new("RGB", (20, 10))]),
+        # a GIF whose header is not within the prefix sent to Python first (a long comment before the frame)
+        encoded("P", (6, 5), "GIF", comment=b"c" * (3 * HEADER_BYTES)),
     ]
-    df = spark.createDataFrame([(i, b) for i, b in enumerate(samples)], "i int, b binary")
-    got = {r["i"]: (r["info"]["width"], r["info"]["height"], r["info"]["format"]) if r["info"]["format"] else None
-           for r in df.select("i", image_info_col("b").alias("info")).collect()}
-    expected = {i: tuple(image_info(b)) if image_info(b) else None for i, b in enumerate(samples)}
+    got, expected = _info_pairs(spark, samples)
     assert got == expected
     assert got[1] == (1, 70000, "PNG") and got[3] == (5, 7, "JPEG") and got[7] is None
+    assert got[10] == (64, 64, "JPEG") and got[13] == (12, 10, "JPEG") and got[16] is None and got[17] is None
+    assert got[18][2] == "MPO" and got[19] == (6, 5, "GIF")
+
+
+def test_image_info_col_agrees_with_the_python_reader_on_the_real_dump(spark, real_sample) -> None:
+    import pyarrow.parquet as pq
+
+    samples = [(v or {}).get("bytes") for shard in sorted(real_sample.glob("*/*.parquet"))
+               for v in pq.read_table(shard, columns=["image"]).column("image").to_pylist()]
+    got, expected = _info_pairs(spark, samples)
+    assert got == expected and sum(v is not None for v in got.values()) >= 90

@@ -1,0 +1,51 @@
+"""Table I/O details that readers and writers rely on (statistics columns of new tables)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pyspark.sql import types as T
+
+from mfr.lakehouse import Lakehouse, Run, stats_columns
+
+
+def _file_stats(spark, lh: Lakehouse, table: str) -> list[dict]:
+    """The per-file statistics of the table's newest commit, read from its Delta log."""
+    location = spark.sql(f"DESCRIBE DETAIL {lh.name(table)}").collect()[0]["location"].replace("file:", "")
+    newest = sorted(Path(location, "_delta_log").glob("*.json"))[-1]
+    adds = [json.loads(line).get("add") for line in newest.read_text().splitlines()]
+    return [json.loads(a["stats"]) for a in adds if a and a.get("stats")]
+
+
+def test_stats_columns_are_keys_and_codes_of_an_indexable_type():
+    schema = T.StructType([
+        T.StructField("question", T.StringType()), T.StructField("sample_key", T.StringType()),
+        T.StructField("id", T.LongType()), T.StructField("reject_reason", T.StringType()),
+        T.StructField("status", T.BooleanType()),  # Delta keeps no min/max of booleans
+        T.StructField("cot_response", T.StringType()),
+    ])
+    assert stats_columns(schema) == ["sample_key", "id", "reject_reason"]
+
+
+def test_a_new_stage_table_gathers_statistics_of_its_keys_only(spark, make_cfg):
+    cfg = make_cfg()
+    lh = Lakehouse(spark, cfg)
+    run = Run("r1", "collect", cfg)
+    df = spark.createDataFrame(
+        [("s:1", "s", 1, "a long question " * 20, None, "r1"), ("s:2", "s", 2, "another " * 30, "code", "r1")],
+        "sample_key string, source string, id long, question string, reject_reason string, run_id string",
+    )
+    lh.write_stage_output(df.coalesce(1), "collected", run)
+    stats = _file_stats(spark, lh, "collected")
+    assert stats and all(s["numRecords"] >= 1 for s in stats)
+    assert set(stats[0]["minValues"]) == {"sample_key", "source", "id", "reject_reason", "run_id"}
+    assert "question" not in stats[0]["nullCount"]
+    # a later version that drops a statistics column still writes (the list narrows to the columns kept)
+    lh.write_stage_output(df.drop("source").coalesce(1), "collected", Run("r2", "collect", cfg))
+    assert lh.read("collected").columns == ["sample_key", "id", "question", "reject_reason", "run_id"]
+    props = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {lh.name('collected')}").collect()}
+    assert props["delta.dataSkippingStatsColumns"] == "sample_key,id,reject_reason,run_id"
+    # the system tables are created the same way
+    runs = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {lh.name('runs')}").collect()}
+    assert runs["delta.dataSkippingStatsColumns"] == "run_id,stage,status"
