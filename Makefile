@@ -99,7 +99,7 @@ COMPAT_LEGS ?= spark-3.5 spark-4.1
 # The golden funnel checks every row's stage and reason end to end (idempotent commits and time travel
 # included); these add what differs between Delta versions (MERGE claims and their conflicts, RESTORE,
 # healing) and the Spark glue. Kept short: CI's 90 minutes also hold test-slow and test-s3.
-COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py
+COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py tests/test_lakehouse.py
 test-compat: prereqs
 	@for leg in $(COMPAT_LEGS); do $(MAKE) --no-print-directory compat-leg LEG=$$leg || exit 1; done
 
