@@ -12,7 +12,8 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from mfr.lakehouse import Lakehouse
-from mfr.runner import run_stage
+from mfr.config import Config
+from mfr.runner import RunResult, run_stage
 from mfr.sample.synthetic import write_sample
 
 
@@ -47,12 +48,11 @@ def _seed_way(dump: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
-def run(spark, make_cfg, workdir: Path, rows: int = 20000) -> dict[str, float]:
+def _both_ways(spark, make_cfg, workdir: Path, rows: int) -> tuple[Path, Config, RunResult, float, float, float]:
+    """(dump, config, collect's result, schema seconds, collect seconds, the seed's seconds) on ``rows`` rows."""
     import shutil
 
     dump = _dump(workdir, rows)
-    # Warm the JVM (JIT, Delta and Derby classes) on a small dump first: a real job runs warm.
-    run_stage(spark, make_cfg(f"collection.source={_dump(workdir, 300)}"), "collect")
     cfg = make_cfg(f"collection.source={dump}")
     # The new schema's tables are created apart (once per lakehouse, not per run, and nothing the seed does)
     start = time.perf_counter()
@@ -63,13 +63,21 @@ def run(spark, make_cfg, workdir: Path, rows: int = 20000) -> dict[str, float]:
     ours = time.perf_counter() - start
     seed_dir = workdir / "seed-collect"
     shutil.rmtree(seed_dir, ignore_errors=True)
-    seed = _seed_way(dump, seed_dir)
+    return dump, cfg, result, schema_s, ours, _seed_way(dump, seed_dir)
+
+
+def run(spark, make_cfg, workdir: Path, rows: int = 20000, marginal_rows: int | None = None) -> dict[str, float]:
+    """``marginal_rows`` (``--marginal-rows``) collects a second, larger dump in the same process: the rate
+    per added row, ours and the seed's, is what a job much larger than its fixed costs tends to."""
+    # Warm the JVM (JIT, Delta and Derby classes) on a small dump first: a real job runs warm.
+    run_stage(spark, make_cfg(f"collection.source={_dump(workdir, 300)}"), "collect")
+    dump, cfg, result, schema_s, ours, seed = _both_ways(spark, make_cfg, workdir, rows)
     lh = Lakehouse(spark, cfg)
     images_dir = Path(lh.spark.sql(f"DESCRIBE DETAIL {lh.name('images')}").collect()[0]["location"].replace("file:", ""))
     written = sum(p.stat().st_size for p in images_dir.glob("*.parquet"))
     stored = lh.read("images").agg(F.sum("num_bytes")).collect()[0][0]
     source_bytes = _source_image_bytes(dump)
-    return {
+    figures = {
         "collect.rows": float(result.rows_in),
         "collect.rows_per_s": result.rows_in / ours,
         "collect.seed_rows_per_s": result.rows_in / seed,
@@ -78,3 +86,15 @@ def run(spark, make_cfg, workdir: Path, rows: int = 20000) -> dict[str, float]:
         "collect.image_bytes_ratio": written / source_bytes,
         "collect.image_payload_ratio": stored / source_bytes,
     }
+    if marginal_rows and marginal_rows > rows:
+        *_, ours_big, seed_big = _both_ways(spark, make_cfg, workdir, marginal_rows)
+        added = marginal_rows - rows
+        figures.update({
+            "collect.marginal.rows": float(marginal_rows),
+            "collect.marginal.rows_per_s": added / (ours_big - ours),
+            "collect.marginal.seed_rows_per_s": added / (seed_big - seed),
+            "collect.marginal.speedup_vs_seed": (seed_big - seed) / (ours_big - ours),
+            f"collect.rows_per_s.{marginal_rows}": marginal_rows / ours_big,
+            f"collect.speedup_vs_seed.{marginal_rows}": seed_big / ours_big,
+        })
+    return figures

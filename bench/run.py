@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=None, help="override the area's row count")
     parser.add_argument("--trials", type=int, default=None, help="crash: kills per stage (default 5)")
     parser.add_argument("--stages", nargs="+", default=None, help="crash: kill only these stages (default all)")
+    parser.add_argument("--marginal-rows", type=int, default=None,
+                        help="collect: also collect this many rows in the same process and report the rate per added row")
     args = parser.parse_args(argv)
     areas = _areas()
     chosen = args.areas or [a for a in areas if a not in OWN_DRIVERS]  # crash, scale: long, asked for by name
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             kwargs["trials"] = args.trials
         if args.stages and name == "crash":
             kwargs["stages"] = args.stages
+        if args.marginal_rows and name == "collect":
+            kwargs["marginal_rows"] = args.marginal_rows
         figures = areas[name](spark, make_cfg, WORKDIR, **kwargs)
         for k, v in figures.items():
             print(f"{k:40s} {v:12.4f}")
