@@ -42,7 +42,7 @@ def _big_endian(data: Column, start: int, length: int) -> Column:
 
 # Bytes of a non-PNG image sent to Python first: its header (JPEG markers up to the start of scan, GIF,
 # WebP, BMP) fits in them, so most images cross as 4 KB instead of whole (the real dump's JPEGs: ~20 KB).
-# (Walking JPEG markers in the JVM with SQL higher-order functions was measured ~4x slower than this.)
+# (Walking JPEG markers in the JVM with SQL higher-order functions measured ~3x slower than this.)
 HEADER_BYTES = 4096
 
 
