@@ -323,9 +323,7 @@ class Lakehouse:
         """Replace ``table`` with ``df`` as one new Delta version; returns that version."""
         self.ensure_schema()
         writer = self._writer(df, "overwrite", run)
-        if not self.exists(table):
-            self.heal(table)
-        if not self.exists(table):
+        if not (self.exists(table) or self.heal(table)):  # heal: True when it registered a killed create's table
             writer = _with_stats_columns(writer.option("overwriteSchema", "true"), df.schema)
         else:
             current = self.spark.table(self.name(table)).schema
