@@ -17,11 +17,55 @@ from mfr.runner import RunResult, run_stage
 from mfr.sample.synthetic import write_sample
 
 
+# Dumps larger than this are copies of a dump of this size (generating 1M rows in one go would hold them
+# all in memory), each copy with its own ids and its own images, so nothing collapses in the key checks or
+# in the content-addressed images table.
+_GENERATED_MAX = 100_000
+
+
 def _dump(root: Path, rows: int) -> Path:
     out = root / f"bench-dump-{rows}"
-    if not (out / ".mfr-sample").exists():
+    if (out / ".mfr-sample").exists():
+        return out
+    if rows <= _GENERATED_MAX:
         write_sample(out, rows)
+    else:
+        _copies(_dump(root, _GENERATED_MAX), out, rows)
     return out
+
+
+def _copies(base: Path, out: Path, rows: int) -> None:
+    """``rows`` rows as copies of ``base``: copy k adds k × 10¹² to every id and appends a trailer naming k
+    to every image (the header, and so width, height and format, stays; the sha256 changes)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    per_copy = _GENERATED_MAX
+    if rows % per_copy:
+        raise ValueError(f"a bench dump above {per_copy} rows is made of whole copies: use a multiple of {per_copy}")
+    shutil.rmtree(out, ignore_errors=True)
+    files = sorted(base.rglob("*.parquet"))
+    for k in range(rows // per_copy):
+        for f in files:
+            table = pq.read_table(f)
+            if k:
+                ids = table.column("id")
+                table = table.set_column(table.schema.get_field_index("id"), "id",
+                                         pc.add(ids, pa.scalar(k * 10**12, ids.type)))
+                if "image" in table.column_names and pa.types.is_struct(table.schema.field("image").type):
+                    image = table.column("image").combine_chunks()
+                    trailer = pa.scalar(f"copy-{k}".encode(), pa.binary())
+                    data = pc.binary_join_element_wise(image.field("bytes"), trailer, pa.scalar(b"", pa.binary()))
+                    table = table.set_column(table.schema.get_field_index("image"), "image",
+                                             pa.StructArray.from_arrays([data, image.field("path")], ["bytes", "path"],
+                                                                        mask=image.is_null()))
+            dest = out / f.parent.relative_to(base) / f"copy{k:03d}-{f.name}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, dest)
+    (out / ".mfr-sample").write_text(f'{{"rows": {rows}, "copies_of": "{base.name}"}}\n')
 
 
 def _source_image_bytes(dump: Path) -> int:

@@ -51,3 +51,29 @@ def test_sample_covers_the_cases(synthetic_dump):
     assert any(r["is_consistent"] is False for r in rows)
     keys = [(r["source"], r["id"]) for r in rows]
     assert len(keys) - len(set(keys)) == 1
+
+
+def test_large_bench_dumps_are_copies_with_their_own_ids_and_images(tmp_path, monkeypatch):
+    from bench import collect_bench
+
+    monkeypatch.setattr(collect_bench, "_GENERATED_MAX", 40)
+    big = collect_bench._dump(tmp_path, 120)
+    base = [r for p in sorted((tmp_path / "bench-dump-40").rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    rows = [r for p in sorted(big.rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert len(rows) == 3 * len(base) == 120
+
+    def images(rs):
+        return [r["image"]["bytes"] for r in rs if r["image"] and r["image"]["bytes"]]
+
+    def ids(rs):
+        return [r["id"] for r in rs if r["id"] is not None]
+
+    # every copy keeps the base's duplicates and nothing more: no key or image of one copy meets another's
+    assert len(set(ids(rows))) == 3 * len(set(ids(base)))
+    assert len({hashlib.sha256(b).digest() for b in images(rows)}) == 3 * len({hashlib.sha256(b).digest() for b in images(base)})
+    # an image's header (what collect reads its size and format from) is the base image's
+    assert sorted(b[:64] for b in images(rows)) == sorted(b[:64] for b in images(base) for _ in range(3))
+    import pytest
+
+    with pytest.raises(ValueError, match="multiple of 40"):
+        collect_bench._dump(tmp_path, 100)
