@@ -51,10 +51,10 @@ def _copies(base: Path, out: Path, rows: int) -> None:
     if rows % per_copy:
         raise ValueError(f"a bench dump above {per_copy} rows is made of whole copies: use a multiple of {per_copy}")
     shutil.rmtree(out, ignore_errors=True)
-    files = sorted(base.rglob("*.parquet"))
-    for k in range(rows // per_copy):
-        for f in files:
-            table = pq.read_table(f)
+    for f in sorted(base.rglob("*.parquet")):
+        original = pq.read_table(f)  # read once, written once per copy
+        for k in range(rows // per_copy):
+            table = original
             if k:
                 ids = table.column("id")
                 table = table.set_column(table.schema.get_field_index("id"), "id",
