@@ -74,11 +74,14 @@ def test_rerun_time_travel_and_images_stored_once(spark, make_cfg, synthetic_dum
     cfg, first = _collect(spark, make_cfg, synthetic_dump, "collection.max_samples=4")
     lh = Lakehouse(spark, cfg)
     n_images = lh.read("images").count()
+    assert first.metrics["images_stored"] == n_images > 0
     cfg2, second = _collect(spark, make_cfg, synthetic_dump)
     assert lh.read("images").count() > n_images
+    assert second.metrics["images_stored"] == lh.read("images").count() - n_images  # the new ones only
     n_images = lh.read("images").count()
     _, third = _collect(spark, make_cfg, synthetic_dump)
     assert lh.read("images").count() == n_images  # same dump again: nothing new stored
+    assert third.metrics["images_stored"] == 0
     assert (first.output_version, second.output_version, third.output_version) == (0, 1, 2)
     assert lh.read("collected", 0).count() == 12  # 4 per subset
     assert lh.read("collected", 1).count() == 89

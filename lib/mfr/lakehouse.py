@@ -421,8 +421,8 @@ class Lakehouse:
     def add_images(self, images: DataFrame, run: Run, origin: str) -> int:
         """Insert images whose ``image_id`` is not stored yet (content-addressed: each stored once).
 
-        ``images`` has image_id, bytes, width, height, format and unique image_id. Returns the table
-        version after the insert.
+        ``images`` has image_id, bytes, width, height, format and unique image_id. Returns the images
+        stored by this insert (the MERGE's own count), -1 when the Delta in use reports none.
         """
         self.ensure_schema()
         source = images.select(
@@ -431,8 +431,7 @@ class Lakehouse:
             F.lit(origin).alias("origin"),
             F.lit(run.run_id).alias("run_id"),
         )
-        self._merge("images", source, "t.image_id = s.image_id", "WHEN NOT MATCHED THEN INSERT *", run)
-        return int(self.current_version("images") or 0)
+        return self.insert_unless("images", source, "t.image_id = s.image_id", run)
 
     def update_row(self, table: str, key: str, value: str, values: dict[str, object], run: Run | None) -> int:
         """Set ``values`` (Python values) on the rows of ``table`` whose ``key`` is ``value``: one SQL

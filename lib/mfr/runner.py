@@ -95,7 +95,9 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
         table = spec.table
         if out.images is not None:
             with timed("images"):
-                lh.add_images(out.images, run, out.image_origin)
+                stored = lh.add_images(out.images, run, out.image_origin)
+            if stored >= 0:  # images new to the lakehouse (the others were stored by an earlier run)
+                out.metrics["images_stored"] = float(stored)
         with timed("write"):
             version = lh.write_stage_output(out.rows, table, run)
         if out.quarantine is not None:
