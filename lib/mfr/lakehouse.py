@@ -451,7 +451,7 @@ class Lakehouse:
         result = self._merge(table, rows, match, "WHEN NOT MATCHED THEN INSERT *", run)
         if "num_inserted_rows" in result:
             return int(result["num_inserted_rows"])
-        return -1  # a Delta that reports no metrics: the caller checks by reading
+        return -1  # a Delta that reports no metrics: a caller that needs the count reads the table
 
     def _merge(self, table: str, source: DataFrame, on: str, clause: str, run: Run | None) -> dict[str, int]:
         """SQL ``MERGE INTO`` from a DataFrame (through a temporary view): the same on classic Spark and
