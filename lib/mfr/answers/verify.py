@@ -23,12 +23,25 @@ class Verdict:
     analysis: str
 
 
+# (verdict, method) of one comparison; a verdict of None: the rules cannot decide
+_Decision = tuple[bool | None, str]
+
 _BOXED = re.compile(r"\\boxed\s*\{")
 _LETTER = re.compile(r"^\(?([A-Za-z])\)?[.:：)]?$")
 _OPTION_LETTER = re.compile(r"^(?:option|choice|answer)?\s*[:：]?\s*\(?([A-Ha-h])\)?(?:[.:：)]\s*(.*))?$", re.I)
 _OPTIONS = re.compile(r"(?:^|\n|\s)\(?([A-Ha-h])[.)：:]\s*(.+?)(?=(?:\s+\(?[A-Ha-h][.)：:]\s)|\n|$)")
-_NUMBER = re.compile(r"^[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
-_UNIT_TAIL = re.compile(r"^(.*?\d)\s*(?:%|°|degrees?|[A-Za-z][A-Za-z/²³^0-9.\-]*(?:\s+[A-Za-z][A-Za-z/²³^0-9.\-]*)?)$")
+_NUM = r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBER = re.compile(f"^{_NUM}$")
+_UNIT = r"(?:%|°|degrees?|[A-Za-z][A-Za-z/²³^0-9.\-]*(?:\s+[A-Za-z][A-Za-z/²³^0-9.\-]*)?)"
+# a whole number first ("6.02e23 molecules"), else anything ending in a digit ("x_1 = 5 cm" keeps its old reading)
+_NUMBER_UNIT = re.compile(f"^({_NUM})\\s*{_UNIT}$")
+_UNIT_TAIL = re.compile(f"^(.*?\\d)\\s*{_UNIT}$")
+# a × 10^b, a \times 10^{b}, a·10^b → a e b
+_TIMES_TEN = re.compile(r"^(?:([-+]?[\d.,]+)\s*(?:\\times|\\cdot|×|·|\*)\s*)?10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
+_CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹|Rs\.?|USD)\s*")
+_NUMBER_WORDS = {w: i for i, w in enumerate([
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])}
 
 
 def _closing_braces(text: str) -> dict[int, int]:
@@ -108,7 +121,9 @@ def normalize(s: str) -> str:
     s = s.replace("−", "-").replace("–", "-").replace("×", "*").replace("\\times", "*").replace("\\cdot", "*")
     s = s.replace("π", "\\pi").replace("^\\circ", "°").replace("^{\\circ}", "°").replace("\\circ", "°")
     s = s.replace("\\,", "").replace("\\ ", "").replace("\\!", "")
-    s = _strip_hats(s)
+    s = s.replace("∞", "\\infty").replace("\\{", "{").replace("\\}", "}")
+    s = re.sub(r"\b([ap])\.?\s*m\.?(?=\s*$|\W)", r"\1m", s, flags=re.I)  # 3:45 p.m. → 3:45 pm
+    s = _plain_to_latex(_strip_hats(s))
     s = re.sub(r"\s+", "", s)
     return s.lower()
 
@@ -145,8 +160,12 @@ def _as_letter(ans: str, options: dict[str, str]) -> str | None:
 def _number(s: str) -> tuple[float, bool] | None:
     """(value, is_percent) of a plain number, units and degree signs dropped; fractions a/b too."""
     t = _unwrap(s).replace("−", "-").replace("\\%", "%").replace("^\\circ", "°").replace("^{\\circ}", "°").strip()
+    if t.lower() in _NUMBER_WORDS:  # "two" for 2: a whole answer spelt out
+        return float(_NUMBER_WORDS[t.lower()]), False
+    t = _CURRENCY.sub("", t)
+    t = _TIMES_TEN.sub(lambda m: f"{m.group(1) or 1}e{m.group(2)}", t)
     percent = t.endswith("%")
-    m = _UNIT_TAIL.match(t)
+    m = _NUMBER_UNIT.match(t) or _UNIT_TAIL.match(t)
     if m and not _NUMBER.match(t):
         t = m.group(1)
     t = t.strip().rstrip("%").strip()
@@ -166,15 +185,81 @@ def _numbers_equal(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
 
 
-def _num_match(g: str, p: str) -> bool | None:
+def _num_match(g: str, p: str) -> _Decision | None:
+    """Two numbers compared (None when either side is not a number)."""
     gn, pn = _number(g), _number(p)
     if gn is None or pn is None:
         return None
     (gv, gp), (pv, pp) = gn, pn
     if _numbers_equal(gv, pv):
-        return True
+        return True, "numeric"
     # 50% and 0.5 state the same value
-    return gp != pp and _numbers_equal(gv / 100 if gp else gv, pv / 100 if pp else pv)
+    if gp != pp and _numbers_equal(gv / 100 if gp else gv, pv / 100 if pp else pv):
+        return True, "numeric"
+    if gp or pp:
+        return False, "numeric"
+    # 0.33 against 1/3 or 0.3333: the shorter is the other rounded; 1.5 against 1.54 may be a rounding
+    # or a different answer: the rules do not say
+    for (shown, shown_text), (other, other_text) in (((gv, g), (pv, p)), ((pv, p), (gv, g))):
+        d, e = _places(shown_text), _decimals(other_text)
+        if d is not None and (e is None or e > d):
+            return _rounding(shown, other, d, exact=e is None or e >= d + 2), "rounded"
+    return False, "numeric"
+
+
+_PLAIN_DECIMAL = re.compile(r"[-+]?(\d[\d,]*)?(?:\.(\d*))?")
+
+
+def _decimals(s: str) -> int | None:
+    """Decimal places of a plain number as written (a unit after it dropped); None for a fraction, a
+    power of ten or anything else."""
+    t = _unwrap(s)
+    m = _NUMBER_UNIT.match(t)
+    d = _PLAIN_DECIMAL.fullmatch(m.group(1) if m else t)
+    return None if d is None or not (d.group(1) or d.group(2)) else len(d.group(2) or "")
+
+
+def _places(s: str) -> int | None:
+    """Decimal places of a decimal with two significant digits or more (``0.3`` says too little to round)."""
+    d = _decimals(s)
+    if not d:
+        return None
+    t = _unwrap(s)
+    m = _NUMBER_UNIT.match(t)
+    significant = re.sub(r"\D", "", m.group(1) if m else t).lstrip("0")
+    return d if len(significant) >= 2 else None
+
+
+def _rounding(shown: float, value: float, places: int, exact: bool) -> bool | None:
+    """Is ``shown`` (written to ``places`` decimals) ``value`` rounded? None when only a last-digit slip apart."""
+    if exact and math.isclose(round(value, places), shown, abs_tol=10 ** -(places + 3)):
+        return True
+    return None if abs(shown - value) <= 10 ** -places + 1e-12 else False
+
+
+def _numeric_value(s: str) -> float | None:
+    """The value of a closed-form number (``10\\sqrt{2}``, ``\\pi/2``) through math-verify; None otherwise."""
+    parsed = _parse(_plain_to_latex(_strip_hats(rhs(s))))
+    if not parsed:
+        return None
+    try:
+        expr = parsed[0]
+        return float(expr.evalf()) if getattr(expr, "is_number", False) and expr.is_real else None
+    except Exception:
+        return None
+
+
+def _approx_match(g: str, p: str) -> _Decision | None:
+    """A decimal against a closed form (``14.14`` and ``10\\sqrt{2}``): the decimal is the value rounded."""
+    for shown, other in ((g, p), (p, g)):
+        d = _places(shown)
+        if d is not None and _number(other) is None:
+            value = _numeric_value(other)
+            if value is not None:
+                number = _number(shown)
+                assert number is not None
+                return _rounding(number[0], value, d, exact=True), "rounded"
+    return None
 
 
 _SPACED = re.compile(r"[ \t]{2,}|\s*\n\s*")
@@ -230,7 +315,8 @@ def _expand_chains(items: list[str]) -> list[str]:
 
 
 def _plain_to_latex(s: str) -> str:
-    """``sqrt(x)`` → ``\\sqrt{x}`` (plain-text answers next to LaTeX ones)."""
+    """``sqrt(x)`` and ``√x`` → ``\\sqrt{x}`` (plain-text answers next to LaTeX ones)."""
+    s = re.sub(r"√\s*([\w.]+|\{[^{}]*\})", lambda m: "\\sqrt{" + m.group(1).strip("{}") + "}", s.replace("√(", "sqrt("))
     out, i = "", 0
     while True:
         j = s.find("sqrt(", i)
@@ -249,24 +335,35 @@ def _plain_to_latex(s: str) -> str:
 def _symbolic(g: str, p: str) -> bool | None:
     """math-verify on both sides (gold first); None when either side does not parse."""
     try:
-        from math_verify import parse, verify
+        from math_verify import verify
     except ImportError:  # pragma: no cover - an optional dependency at run time
         return None
     main = threading.current_thread() is threading.main_thread()
-    # math-verify's timeouts use signal.alarm, which only works on the main thread
-    kw = {} if main else {"parsing_timeout": None}
-    g, p = _plain_to_latex(_strip_hats(rhs(g))), _plain_to_latex(_strip_hats(rhs(p)))
+    gold = _parse(_plain_to_latex(_strip_hats(rhs(g))))
+    pred = _parse(_plain_to_latex(_strip_hats(rhs(p))))
+    if not gold or not pred:
+        return None
     try:
-        gold = parse(f"${g}$", **kw)
-        pred = parse(f"${p}$", **kw)
-        if not gold or not pred:
-            return None
         return bool(verify(gold, pred, **({} if main else {"timeout_seconds": None})))
     except Exception:
         return None
 
 
-def _atom(g: str, p: str, options: dict[str, str]) -> tuple[bool | None, str]:
+def _parse(latex: str) -> list | None:
+    """math-verify's parse of one side; None when it is not installed or the text does not parse."""
+    try:
+        from math_verify import parse
+    except ImportError:  # pragma: no cover - an optional dependency at run time
+        return None
+    # math-verify's timeouts use signal.alarm, which only works on the main thread
+    kw = {} if threading.current_thread() is threading.main_thread() else {"parsing_timeout": None}
+    try:
+        return parse(f"${latex}$", **kw) or None
+    except Exception:
+        return None
+
+
+def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
     if normalize(g) == normalize(p) or normalize(rhs(g)) == normalize(rhs(p)):
         return True, "exact"
     gl = _as_letter(g, options) if _LETTER.match(_unwrap(g)) else None
@@ -280,16 +377,22 @@ def _atom(g: str, p: str, options: dict[str, str]) -> tuple[bool | None, str]:
                 return True, "choice_text"
             num = _num_match(opt, p)
             if num is not None:
-                return num, "choice_numeric"
+                return num[0], "choice_numeric"
             if any(normalize(text) == normalize(p) for letter, text in options.items() if letter != gl):
                 return False, "choice_text"  # the trace named another option's content
             return None, "choice_text"  # the option's content written another way: not for rules to say
         return None, "choice"  # a letter against text, with no options to map it: undecided
     num = _num_match(g, p)
+    if num is None and (rhs(g), rhs(p)) != (_unwrap(g), _unwrap(p)):
+        num = _num_match(rhs(g), rhs(p))  # "x = 5" against "x = 4"
     if num is not None:
-        return num, "numeric"
-    if re.fullmatch(r"[A-Za-z][A-Za-z\s\-']+", _unwrap(g)) and re.fullmatch(r"[A-Za-z][A-Za-z\s\-']+", _unwrap(p)):
-        return False, "words"  # both plain words and not equal: different answers
+        return num
+    if _WORDS.fullmatch(_unwrap(g)) and _WORDS.fullmatch(_unwrap(p)):
+        # both plain words: the same words up to an article or a plural, else different answers
+        return _word_forms(g) == _word_forms(p), "words"
+    approx = _approx_match(g, p)
+    if approx is not None:
+        return approx
     sym = _symbolic(g, p)
     if sym is False and (_RELATION.search(g + p) or max(len(_unwrap(g)), len(_unwrap(p))) > 40):
         sym = None
@@ -298,13 +401,32 @@ def _atom(g: str, p: str, options: dict[str, str]) -> tuple[bool | None, str]:
     return None, "undecided"
 
 
-def _one_vs_many(gold: str, parts: list[str], options: dict[str, str]) -> tuple[bool | None, str]:
+_WORDS = re.compile(r"[A-Za-z][A-Za-z\s\-']+")
+_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.I)
+
+
+def _word_forms(s: str) -> list[str]:
+    """Words without a leading article, each without a plural -s (``the cats`` → ``cat``)."""
+    words = _ARTICLE.sub("", _unwrap(s).strip()).lower().replace("-", " ").split()
+    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words]
+
+
+def _letter_set(s: str, options: dict[str, str]) -> set[str] | None:
+    """``AC``, ``A, C``, ``A and C`` → {A, C} when every letter is one of the question's options."""
+    t = re.sub(r"[\s,;()]|\band\b", "", _unwrap(s))
+    if not options or not re.fullmatch(r"[A-H]{2,}", t):
+        return None
+    letters = set(t)
+    return letters if len(letters) == len(t) and letters <= set(options) else None
+
+
+def _one_vs_many(gold: str, parts: list[str], options: dict[str, str]) -> _Decision:
     """Several answers against one gold: matching one part is not decidable by rules."""
     matches = [_atom(gold, part, options)[0] for part in parts]
     return (None if any(m is not False for m in matches) else False), "parts"
 
 
-def _many_vs_many(g_items: list[str], p_items: list[str]) -> tuple[bool | None, str]:
+def _many_vs_many(g_items: list[str], p_items: list[str]) -> _Decision:
     """Tuples, lists and multi-part answers, compared item by item (letters as a set)."""
     if len(g_items) != len(p_items):
         g_items = _expand_chains(g_items)
@@ -328,8 +450,11 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
     options = parse_options(question)
     g_items, p_items = _split_items(gold), _split_items(pred)
     ok: bool | None
+    g_letters, p_letters = _letter_set(gold, options), _letter_set(pred, options)
     if normalize(gold) == normalize(pred) or normalize(rhs(gold)) == normalize(rhs(pred)):
         ok, method = True, "exact"
+    elif g_letters and p_letters:
+        ok, method = g_letters == p_letters, "set"
     elif p_items and len(p_items) > 1 and not g_items:
         ok, method = _one_vs_many(gold, p_items, options)
     elif g_items and p_items:
