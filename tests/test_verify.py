@@ -164,6 +164,11 @@ MC_MULTI = "Which are true?\nA. 2 > 1\nB. 1 > 2\nC. 3 > 1\nD. 0 > 1"
     ("q", "\\infty", "∞", True, "exact"),
     ("q", "\\{1,2\\}", "{1, 2}", True, "exact"),
     ("q", "3:45 PM", "3:45 p.m.", True, "exact"),
+    ("q", "5 and 7", "5, 7", True, "tuple"),
+    ("q", "True", "Yes", True, "words"),
+    ("q", "false", "yes", False, "words"),
+    ("q", "30°", "\\frac{\\pi}{6}", None, "units"),     # degrees against radians: not converted by rules
+    (MC_MULTI, "C", "\\text{(C)}", True, "choice"),
     # several letters of one multiple-choice question, however they are run together
     (MC_MULTI, "AC", "A, C", True, "set"),
     (MC_MULTI, "A, C", "CA", True, "set"),

@@ -83,6 +83,9 @@ def predicted_answer(response: str | None) -> str | None:
     return tags[-1].strip() if tags else None
 
 
+_WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{")
+
+
 def _unwrap(s: str) -> str:
     s = s.strip()
     for _ in range(3):
@@ -91,8 +94,9 @@ def _unwrap(s: str) -> str:
         for pre, post in (("\\(", "\\)"), ("\\[", "\\]")):
             if s.startswith(pre) and s.endswith(post):
                 s = s[len(pre):-len(post)].strip()
-        if s.startswith("\\boxed{") and s.endswith("}"):
-            s = s[len("\\boxed{"):-1]
+        wrapper = _WRAPPER.match(s)
+        if wrapper and _closing_braces(s).get(wrapper.end() - 1) == len(s) - 1:  # the whole answer is wrapped
+            s = s[wrapper.end():-1].strip()
         s = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*[:：]?\s*", "", s, flags=re.I)
         s = s.rstrip(".。")
         if s == before:
@@ -262,6 +266,7 @@ def _approx_match(g: str, p: str) -> _Decision | None:
     return None
 
 
+_AND_PARTS = re.compile(r"\S+(?:\s+and\s+\S+)+")
 _SPACED = re.compile(r"[ \t]{2,}|\s*\n\s*")
 # a symbolic "different" is trusted only for plain expressions: statements (relations, congruence,
 # similarity) and long identities parse in more ways than math-verify compares, so there it is undecided
@@ -276,6 +281,8 @@ def _split_items(s: str) -> list[str] | None:
     if "," not in t and "，" not in t:
         if ";" in t:
             seps = ";"
+        elif _AND_PARTS.fullmatch(t.strip()):  # "5 and 7": two simple answers
+            t, seps = re.sub(r"\s+and\s+", "\x00", t.strip()), "\x00"
         elif _SPACED.search(t.strip()):  # parts laid out with runs of spaces or on lines of their own
             t, seps = _SPACED.sub("\x00", t.strip()), "\x00"
         else:
@@ -387,6 +394,8 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
         num = _num_match(rhs(g), rhs(p))  # "x = 5" against "x = 4"
     if num is not None:
         return num
+    if ("°" in normalize(g)) != ("°" in normalize(p)) and "\\pi" in normalize(g) + normalize(p):
+        return None, "units"  # degrees against radians: the rules do not convert
     if _WORDS.fullmatch(_unwrap(g)) and _WORDS.fullmatch(_unwrap(p)):
         # both plain words: the same words up to an article or a plural, else different answers
         return _word_forms(g) == _word_forms(p), "words"
@@ -402,12 +411,15 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
 
 
 _WORDS = re.compile(r"[A-Za-z][A-Za-z\s\-']+")
+_BOOLEAN = {"yes": "yes", "true": "yes", "correct": "yes", "no": "no", "false": "no", "incorrect": "no"}
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.I)
 
 
 def _word_forms(s: str) -> list[str]:
     """Words without a leading article, each without a plural -s (``the cats`` → ``cat``)."""
     words = _ARTICLE.sub("", _unwrap(s).strip()).lower().replace("-", " ").split()
+    if len(words) == 1 and words[0] in _BOOLEAN:
+        return [_BOOLEAN[words[0]]]
     return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words]
 
 
