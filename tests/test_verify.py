@@ -14,6 +14,49 @@ def _trace(ans: str) -> str:
 
 MC = "Which is right?\nA. 12 apples\nB. 7 apples\nC. 5 apples\nD. 10 apples"
 
+MC_MULTI = "Which are true?\nA. 2 > 1\nB. 1 > 2\nC. 3 > 1\nD. 0 > 1"
+
+
+# the same value written the way other sources of the dump write it
+_OTHER_SOURCES = [
+    ("q", "2\\sqrt{3}", "2√3", True, "exact"),
+    ("q", "√(x+1)", "\\sqrt{x+1}", True, "exact"),
+    ("q", "2", "two", True, "numeric"),
+    ("q", "3", "four", False, "numeric"),
+    ("q", "6.02 \\times 10^{23}", "6.02e23", True, "numeric"),
+    ("q", "3 \\times 10^5 m/s", "300000", True, "numeric"),
+    ("q", "10^{-3}", "0.001", True, "numeric"),
+    ("q", "the cats", "cat", True, "words"),
+    ("q", "x=5", "x=4", False, "numeric"),
+    ("q", "\\$5", "5 dollars", True, "numeric"),
+    ("q", "Rs 500", "500", True, "numeric"),
+    ("q", "\\infty", "∞", True, "exact"),
+    ("q", "\\{1,2\\}", "{1, 2}", True, "exact"),
+    ("q", "3:45 PM", "3:45 p.m.", True, "exact"),
+    ("q", "5 and 7", "5, 7", True, "tuple"),
+    ("q", "True", "Yes", True, "words"),
+    ("q", "false", "yes", False, "words"),
+    ("q", "30°", "\\frac{\\pi}{6}", None, "units"),     # degrees against radians: not converted by rules
+    (MC_MULTI, "C", "\\text{(C)}", True, "choice"),
+    # several letters of one multiple-choice question, however they are run together
+    (MC_MULTI, "AC", "A, C", True, "set"),
+    (MC_MULTI, "A, C", "CA", True, "set"),
+    (MC_MULTI, "AC", "A and D", False, "set"),
+    # a decimal is the exact value rounded to its places; one digit off is a slip or another answer
+    ("q", "\\frac{1}{3}", "0.333", True, "rounded"),
+    ("q", "0.33", "0.3333", True, "rounded"),
+    ("q", "0.67", "2/3", True, "rounded"),
+    ("q", "14.14", "10\\sqrt{2}", True, "rounded"),
+    ("q", "3.14", "π", True, "rounded"),
+    ("q", "0.66", "2/3", None, "rounded"),
+    ("q", "1.5", "1.54", None, "rounded"),
+    ("q", "14.2", "10\\sqrt{2}", None, "rounded"),
+    ("q", "15.3", "10\\sqrt{2}", False, "rounded"),
+    ("q", "0.5", "0.54", False, "numeric"),       # one significant digit: too little to call a rounding
+    ("q", "12", "12.4", False, "numeric"),
+    ("q", "33.3%", "1/3", False, "numeric"),
+]
+
 
 @pytest.mark.parametrize(
     "question,gold,pred,expected,method",
@@ -45,6 +88,7 @@ MC = "Which is right?\nA. 12 apples\nB. 7 apples\nC. 5 apples\nD. 10 apples"
         ("q", "light green", "white", False, "words"),
         ("q", "-14.89", "24.9°, -8.77 m/s", False, "parts"),
         ("q", "g/3", "(3A - g)/4, g/3", None, "parts"),
+        *_OTHER_SOURCES,
     ],
 )
 def test_verdicts(question, gold, pred, expected, method):
@@ -143,53 +187,6 @@ def test_no_gold_answer_is_consistent_as_in_the_seed(gold):
 ])
 def test_when_the_rules_are_not_sure_the_verdict_is_undecided(gold, pred, question, expected):
     assert verify(question, gold, f"<think>t</think> Therefore, the final answer is <answer>{pred}</answer>.").consistent is expected
-
-
-MC_MULTI = "Which are true?\nA. 2 > 1\nB. 1 > 2\nC. 3 > 1\nD. 0 > 1"
-
-
-@pytest.mark.parametrize("question, gold, pred, expected, method", [
-    # the same value written the way other sources write it
-    ("q", "2\\sqrt{3}", "2√3", True, "exact"),
-    ("q", "√(x+1)", "\\sqrt{x+1}", True, "exact"),
-    ("q", "2", "two", True, "numeric"),
-    ("q", "3", "four", False, "numeric"),
-    ("q", "6.02 \\times 10^{23}", "6.02e23", True, "numeric"),
-    ("q", "3 \\times 10^5 m/s", "300000", True, "numeric"),
-    ("q", "10^{-3}", "0.001", True, "numeric"),
-    ("q", "the cats", "cat", True, "words"),
-    ("q", "x=5", "x=4", False, "numeric"),
-    ("q", "\\$5", "5 dollars", True, "numeric"),
-    ("q", "Rs 500", "500", True, "numeric"),
-    ("q", "\\infty", "∞", True, "exact"),
-    ("q", "\\{1,2\\}", "{1, 2}", True, "exact"),
-    ("q", "3:45 PM", "3:45 p.m.", True, "exact"),
-    ("q", "5 and 7", "5, 7", True, "tuple"),
-    ("q", "True", "Yes", True, "words"),
-    ("q", "false", "yes", False, "words"),
-    ("q", "30°", "\\frac{\\pi}{6}", None, "units"),     # degrees against radians: not converted by rules
-    (MC_MULTI, "C", "\\text{(C)}", True, "choice"),
-    # several letters of one multiple-choice question, however they are run together
-    (MC_MULTI, "AC", "A, C", True, "set"),
-    (MC_MULTI, "A, C", "CA", True, "set"),
-    (MC_MULTI, "AC", "A and D", False, "set"),
-    # a decimal is the exact value rounded to its places; one digit off is a slip or another answer
-    ("q", "\\frac{1}{3}", "0.333", True, "rounded"),
-    ("q", "0.33", "0.3333", True, "rounded"),
-    ("q", "0.67", "2/3", True, "rounded"),
-    ("q", "14.14", "10\\sqrt{2}", True, "rounded"),
-    ("q", "3.14", "π", True, "rounded"),
-    ("q", "0.66", "2/3", None, "rounded"),
-    ("q", "1.5", "1.54", None, "rounded"),
-    ("q", "14.2", "10\\sqrt{2}", None, "rounded"),
-    ("q", "15.3", "10\\sqrt{2}", False, "rounded"),
-    ("q", "0.5", "0.54", False, "numeric"),       # one significant digit: too little to call a rounding
-    ("q", "12", "12.4", False, "numeric"),
-    ("q", "33.3%", "1/3", False, "numeric"),
-])
-def test_other_sources_notations(question, gold, pred, expected, method):
-    v = verify(question, gold, _trace(pred))
-    assert (v.consistent, v.method) == (expected, method), v
 
 
 def test_letters_run_together_are_a_segment_without_options():
