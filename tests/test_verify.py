@@ -112,6 +112,17 @@ def test_parse_options_needs_a_real_choice_list():
     assert parse_options("(A) 1 (B) 2 (C) 3") == {"A": "1", "B": "2", "C": "3"}
 
 
+@pytest.mark.parametrize("question", [
+    "Which?\nOptions: A: 12, B: 15",           # separated by commas
+    "Which?\n Choices: A:12 B:15",             # no space after the colon
+    "Which? Answer choices: [A] 12 [B] 15",    # in brackets
+    "Which?\nA．12\nB．15",                   # full-width full stops
+    "Which?\n选项：A. 12 B. 15",               # after a full-width colon
+])
+def test_parse_options_layouts_of_other_sources(question):
+    assert parse_options(question) == {"A": "12", "B": "15"}
+
+
 def test_content_and_structure_filters():
     rules = SelectionRules(min_response_words=5, min_caption_words=3, no_answer_check_sources=frozenset({"ai2d"}))
     good = "<think> one two three four five </think> <answer>x</answer>"

@@ -29,7 +29,10 @@ _Decision = tuple[bool | None, str]
 _BOXED = re.compile(r"\\boxed\s*\{")
 _LETTER = re.compile(r"^\(?([A-Za-z])\)?[.:：)]?$")
 _OPTION_LETTER = re.compile(r"^(?:option|choice|answer)?\s*[:：]?\s*\(?([A-Ha-h])\)?(?:[.:：)]\s*(.*))?$", re.I)
-_OPTIONS = re.compile(r"(?:^|\n|\s)\(?([A-Ha-h])[.)：:]\s*(.+?)(?=(?:\s+\(?[A-Ha-h][.)：:]\s)|\n|$)")
+# "A. x", "(B) x", "[C] x", "D: x", "E．x" (full-width), after a space, a line start or a colon ("选项：A. x");
+# the next option starts after a space: "B:15" as it is, a lower-case "b." only with a space after it
+_OPTION_MARK = r"[(\[]?(?:[A-H][.)\]：:．]|[a-h][.)\]：:．](?=\s))"
+_OPTIONS = re.compile(r"(?:^|(?<=[\s:：]))[(\[]?([A-Ha-h])[.)\]：:．]\s*(.+?)(?=\s+" + _OPTION_MARK + r"|\n|$)")
 _NUM = r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER = re.compile(f"^{_NUM}$")
 _UNIT = r"(?:%|°|degrees?|[A-Za-z][A-Za-z/²³^0-9.\-]*(?:\s+[A-Za-z][A-Za-z/²³^0-9.\-]*)?)"
@@ -140,7 +143,7 @@ def parse_options(question: str | None) -> dict[str, str]:
     for letter, text in _OPTIONS.findall(question):
         letter = letter.upper()
         if letter not in found and text.strip():
-            found[letter] = text.strip()
+            found[letter] = text.strip().rstrip(",;，；").strip()
     letters = sorted(found)
     # options are consecutive letters starting at A; anything else is prose, not a choice list
     if len(letters) < 2 or letters != [chr(ord("A") + i) for i in range(len(letters))]:
