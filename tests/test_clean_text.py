@@ -209,6 +209,16 @@ def test_unparseable_replies(reply: str | None) -> None:
         ("D", "D"),
         ("解：由图可知……故选B。", "B"),
         ("所以答案为 A、C", "A、C"),
+        # layouts of other sources: a last line of its own, a sentence naming the option, full-width marks
+        ("Solution: the area is 12.\nAnswer: 12", "12"),
+        ("...so x = 5.\n\n**Answer:** 5", "5"),
+        ("Ans: 20", "20"),
+        ("Natalia sold 48 clips.\n#### 72", "72"),
+        ("由题意……故答案为：$\\frac{1}{2}$", "\\frac{1}{2}"),
+        ("解：……故选：B．", "B"),
+        ("The correct option is B.", "B"),
+        ("Thus, option (c) is correct.", "C"),
+        ("Answer: \\(\\frac{3}{4}\\)", "\\frac{3}{4}"),
     ],
 )
 def test_answer_extraction_rules(solution: str, answer: str) -> None:
@@ -216,7 +226,9 @@ def test_answer_extraction_rules(solution: str, answer: str) -> None:
 
 
 @pytest.mark.parametrize("solution", [None, "", "The figure is a diagram of the carbon cycle, showing how carbon moves.",
-                                      "We compute many things.\nThe answer is " + "very long " * 30])
+                                      "We compute many things.\nThe answer is " + "very long " * 30,
+                                      "We discuss the answer: it depends.\nNo single value is right.",
+                                      "Answer the question.\nThe figure shows a cat."])
 def test_answer_extraction_declines_when_unsure(solution: str | None) -> None:
     assert extract_answer(solution) is None
 

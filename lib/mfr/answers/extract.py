@@ -13,12 +13,24 @@ _FINAL_SECTION = re.compile(
 _ANSWER_IS = re.compile(r"(?is)\b(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*(.+?)\s*\.?\s*$")
 _ANSWER_COLON = re.compile(r"(?is)^\s*answer\s*[:：]\s*(.+?)\s*$")
 _LONE_LETTER = re.compile(r"^\s*[(（]?([A-H])[)）]?\s*[.。]?\s*$")
-_ZH_ANSWER = re.compile(r"(?s)(?:故|所以)?(?:答案|正确答案|故选|应选|选)\s*(?:为|是)?\s*[:：]?\s*([A-H](?:\s*[、,，]\s*[A-H])*)\s*[.。]?\s*$")
+_ZH_ANSWER = re.compile(r"(?s)(?:故|所以)?(?:答案|正确答案|故选|应选|选)\s*(?:为|是)?\s*[:：]?\s*([A-H](?:\s*[、,，]\s*[A-H])*)\s*[.。．]?\s*$")
+# "The correct option is B.", "Option C is correct."
+_CHOICE_IS = re.compile(r"(?i)\b(?:correct|right)\s+(?:option|choice)\s+is\s*[:：]?\s*[(（]?([A-H])[)）]?\s*[.。．]?\s*$")
+_CHOICE_CORRECT = re.compile(
+    r"(?i)\b(?:option|choice)\s*[(（]?([A-H])[)）]?\s+is\s+(?:the\s+)?(?:correct|right)(?:\s+(?:one|answer|option|choice))?\s*[.。．]?\s*$")
+# the solution's last line alone: "Answer: 12", "**Answer:** 5", "Ans: 20", "#### 42", "故答案为：$\frac{1}{2}$"
+_LAST_LINE = [
+    re.compile(r"(?i)^\s*(?:\*\*)?\s*(?:final\s+)?(?:answer|ans)\.?\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.+?)\s*$"),
+    re.compile(r"^\s*####\s*(.+?)\s*$"),
+    re.compile(r"(?:故|所以|因此)?(?:答案|正确答案)\s*(?:为|是)\s*[:：]?\s*(.+?)\s*[.。．]?\s*$"),
+]
 
 
 def _tidy(ans: str) -> str | None:
     ans = ans.strip().strip("*").strip()
     ans = re.sub(r"^\$+|\$+$", "", ans).strip()
+    if ans.startswith("\\(") and ans.endswith("\\)"):
+        ans = ans[2:-2].strip()
     ans = ans.rstrip("。.").strip()
     if not ans or len(ans) > _MAX_LEN or "\n" in ans:
         return None
@@ -28,8 +40,9 @@ def _tidy(ans: str) -> str | None:
 def extract_answer(solution: str | None) -> str | None:
     """The short answer of a worked solution, or None when no rule is certain.
 
-    Order: a lone option letter; the last ``\\boxed{}``; a "Final answer" section; "The answer is X";
-    "Answer: X"; a closing Chinese "答案为 C"/"故选 B".
+    Order: a lone option letter; the last ``\\boxed{}``; a "Final answer" section; "The answer is X"; a
+    closing Chinese "答案为 C"/"故选 B"; "The correct option is B" / "Option B is correct"; a last line
+    "Answer: X", "#### X" or "故答案为 X"; a whole solution "Answer: X".
     """
     if not solution or not solution.strip():
         return None
@@ -44,6 +57,15 @@ def extract_answer(solution: str | None) -> str | None:
         matches = list(pattern.finditer(tail))
         if matches:
             return _tidy(matches[-1].group(1))
+    for pattern in (_CHOICE_IS, _CHOICE_CORRECT):
+        m = pattern.search(tail)
+        if m:
+            return m.group(1).upper()
+    last_line = tail.rsplit("\n", 1)[-1]
+    for pattern in _LAST_LINE:
+        m = pattern.search(last_line) if pattern is _LAST_LINE[2] else pattern.match(last_line)
+        if m:
+            return _tidy(m.group(1))
     m = _ANSWER_COLON.match(solution)
     return _tidy(m.group(1)) if m else None
 
