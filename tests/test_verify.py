@@ -203,3 +203,11 @@ def test_when_the_rules_are_not_sure_the_verdict_is_undecided(gold, pred, questi
 def test_letters_run_together_are_a_segment_without_options():
     # "AC" may name a segment: without a choice list it is not read as two letters
     assert verify("Which side is longest?", "AC", _trace("A, C")).consistent is not True
+
+
+def test_a_list_too_long_to_be_one_answer_is_not_compared_part_by_part():
+    # each part would cost a symbolic parse: thousands of them are left to the judge at once
+    many = ", ".join(["x"] * 2000)
+    assert (verify("q", "0.33", _trace(many)).consistent, verify("q", "0.33", _trace(many)).method) == (None, "parts")
+    assert verify("q", many, _trace(many)).consistent is True  # the same text is still the same answer
+    assert verify("q", many, _trace(many.replace("x", "y", 1))).method == "parts"

@@ -7,6 +7,7 @@ no loose substring matching: "inverted pentagon" is not "pentagon".
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
@@ -359,8 +360,10 @@ def _symbolic(g: str, p: str) -> bool | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse(latex: str) -> list | None:
-    """math-verify's parse of one side; None when it is not installed or the text does not parse."""
+    """math-verify's parse of one side; None when it is not installed or the text does not parse. Cached:
+    one side is often parsed twice (its value, then the symbolic comparison), and a parse can take seconds."""
     try:
         from math_verify import parse
     except ImportError:  # pragma: no cover - an optional dependency at run time
@@ -435,8 +438,14 @@ def _letter_set(s: str, options: dict[str, str]) -> set[str] | None:
     return letters if len(letters) == len(t) and letters <= set(options) else None
 
 
+# more parts than this are not compared one by one (a list that long is not one question's answer)
+_MAX_PARTS = 16
+
+
 def _one_vs_many(gold: str, parts: list[str], options: dict[str, str]) -> _Decision:
     """Several answers against one gold: matching one part is not decidable by rules."""
+    if len(parts) > _MAX_PARTS:
+        return None, "parts"
     matches = [_atom(gold, part, options)[0] for part in parts]
     return (None if any(m is not False for m in matches) else False), "parts"
 
@@ -445,7 +454,7 @@ def _many_vs_many(g_items: list[str], p_items: list[str]) -> _Decision:
     """Tuples, lists and multi-part answers, compared item by item (letters as a set)."""
     if len(g_items) != len(p_items):
         g_items = _expand_chains(g_items)
-    if len(g_items) != len(p_items):
+    if len(g_items) != len(p_items) or len(g_items) > _MAX_PARTS:
         return None, "parts"
     if all(_LETTER.match(_unwrap(x)) for x in g_items + p_items):
         return sorted(x.upper() for x in g_items) == sorted(x.upper() for x in p_items), "set"
