@@ -104,6 +104,9 @@ def test_answer_fallbacks():
     assert predicted_answer("<think>x</think> so \\boxed{\\frac{a}{b}} is it") == "\\frac{a}{b}"
     assert predicted_answer("<think>x <answer>7</answer></think>") == "7"
     assert predicted_answer(_trace(" 9 ")) == "9"
+    # a trace without tag or box (the no-answer-check sources): what the extraction rules are sure of
+    assert predicted_answer("<think>the answer is 3</think>Counting the apples.\nThe answer is 5.") == "5"
+    assert predicted_answer("<think>x</think>The figure shows a cycle of water.") is None
 
 
 def test_parse_options_needs_a_real_choice_list():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mfr.answers.verify import last_boxed
+from mfr.answers.boxed import last_boxed
 
 _MAX_LEN = 120
 _FINAL_SECTION = re.compile(

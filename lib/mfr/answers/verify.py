@@ -14,7 +14,9 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 
-from mfr.text.cot import ANSWER_TAG, final_answer
+from mfr.answers.boxed import closing_braces, last_boxed
+from mfr.answers.extract import extract_answer
+from mfr.text.cot import ANSWER_TAG, final_answer, parse_trace
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,6 @@ class Verdict:
 # (verdict, method) of one comparison; a verdict of None: the rules cannot decide
 _Decision = tuple[bool | None, str]
 
-_BOXED = re.compile(r"\\boxed\s*\{")
 _LETTER = re.compile(r"^\(?([A-Za-z])\)?[.:：)]?$")
 _OPTION_LETTER = re.compile(r"^(?:option|choice|answer)?\s*[:：]?\s*\(?([A-Ha-h])\)?(?:[.:：)]\s*(.*))?$", re.I)
 # "A. x", "(B) x", "[C] x", "D: x", "E．x" (full-width), after a space, a line start or a colon ("选项：A. x");
@@ -48,33 +49,9 @@ _NUMBER_WORDS = {w: i for i, w in enumerate([
     "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])}
 
 
-def _closing_braces(text: str) -> dict[int, int]:
-    """Index of each '{' → index of its matching '}' (unmatched ones absent), in one pass."""
-    stack: list[int] = []
-    pairs: dict[int, int] = {}
-    for i, ch in enumerate(text):
-        if ch == "{":
-            stack.append(i)
-        elif ch == "}" and stack:
-            pairs[stack.pop()] = i
-    return pairs
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last balanced ``\\boxed{...}`` (linear: a trace full of unclosed boxes costs one pass)."""
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    if not starts:
-        return None
-    pairs = _closing_braces(text)
-    for start in reversed(starts):
-        end = pairs.get(start - 1)
-        if end is not None:
-            return text[start:end]
-    return None
-
-
 def predicted_answer(response: str | None) -> str | None:
-    """The answer outside the think block; else the last ``\\boxed{}``; else the last answer tag."""
+    """The answer outside the think block; else the last ``\\boxed{}``; else the last answer tag; else what
+    the extraction rules find certain in the written solution ("The answer is X", a last line "Answer: X")."""
     if not response:
         return None
     ans = final_answer(response)
@@ -84,7 +61,9 @@ def predicted_answer(response: str | None) -> str | None:
     if boxed:
         return boxed
     tags = ANSWER_TAG.findall(response)
-    return tags[-1].strip() if tags else None
+    if tags:
+        return tags[-1].strip()
+    return extract_answer(parse_trace(response).tail)
 
 
 _WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{")
@@ -99,7 +78,7 @@ def _unwrap(s: str) -> str:
             if s.startswith(pre) and s.endswith(post):
                 s = s[len(pre):-len(post)].strip()
         wrapper = _WRAPPER.match(s)
-        if wrapper and _closing_braces(s).get(wrapper.end() - 1) == len(s) - 1:  # the whole answer is wrapped
+        if wrapper and closing_braces(s).get(wrapper.end() - 1) == len(s) - 1:  # the whole answer is wrapped
             s = s[wrapper.end():-1].strip()
         s = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*[:：]?\s*", "", s, flags=re.I)
         s = s.rstrip(".。")
