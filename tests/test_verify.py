@@ -28,6 +28,8 @@ _OTHER_SOURCES = [
     ("q", "10^{-3}", "0.001", True, "numeric"),
     ("q", "the cats", "cat", True, "words"),
     ("q", "x=5", "x=4", False, "numeric"),
+    ("q", "2x", "2", False, "symbolic"),          # a term in x, not 2 with a unit
+    ("q", "3i", "3", False, "symbolic"),
     ("q", "\\$5", "5 dollars", True, "numeric"),
     ("q", "Rs 500", "500", True, "numeric"),
     ("q", "\\infty", "∞", True, "exact"),

@@ -43,6 +43,7 @@ _NUMBER_UNIT = re.compile(f"^({_NUM})\\s*{_UNIT}$")
 _UNIT_TAIL = re.compile(f"^(.*?\\d)\\s*{_UNIT}$")
 # a × 10^b, a \times 10^{b}, a·10^b → a e b
 _TIMES_TEN = re.compile(r"^(?:([-+]?[\d.,]+)\s*(?:\\times|\\cdot|×|·|\*)\s*)?10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
+_VARIABLES = {"x", "y", "z", "n", "i"}
 _CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹|Rs\.?|USD)\s*")
 _NUMBER_WORDS = {w: i for i, w in enumerate([
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
@@ -154,6 +155,8 @@ def _number(s: str) -> tuple[float, bool] | None:
     percent = t.endswith("%")
     m = _NUMBER_UNIT.match(t) or _UNIT_TAIL.match(t)
     if m and not _NUMBER.match(t):
+        if t[m.end(1):].strip() in _VARIABLES:  # "2x", "3i": a term, not a number with its unit
+            return None
         t = m.group(1)
     t = t.strip().rstrip("%").strip()
     frac = re.fullmatch(r"\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}|(-?[\d.]+)\s*/\s*(-?[\d.]+)", t)
