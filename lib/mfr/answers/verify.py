@@ -359,7 +359,8 @@ def _parse(latex: str) -> list | None:
 
 
 def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
-    if normalize(g) == normalize(p) or normalize(rhs(g)) == normalize(rhs(p)):
+    ng, np_ = normalize(g), normalize(p)
+    if ng == np_ or normalize(rhs(g)) == normalize(rhs(p)):
         return True, "exact"
     gl = _as_letter(g, options) if _LETTER.match(_unwrap(g)) else None
     if gl:
@@ -368,12 +369,12 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
             return pl == gl, "choice"
         if gl in options:  # gold is a letter, the trace answered with the option's content
             opt = options[gl]
-            if normalize(opt) == normalize(p):
+            if normalize(opt) == np_:
                 return True, "choice_text"
             num = _num_match(opt, p)
             if num is not None:
                 return num[0], "choice_numeric"
-            if any(normalize(text) == normalize(p) for letter, text in options.items() if letter != gl):
+            if any(normalize(text) == np_ for letter, text in options.items() if letter != gl):
                 return False, "choice_text"  # the trace named another option's content
             return None, "choice_text"  # the option's content written another way: not for rules to say
         return None, "choice"  # a letter against text, with no options to map it: undecided
@@ -382,7 +383,7 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
         num = _num_match(rhs(g), rhs(p))  # "x = 5" against "x = 4"
     if num is not None:
         return num
-    if ("°" in normalize(g)) != ("°" in normalize(p)) and "\\pi" in normalize(g) + normalize(p):
+    if ("°" in ng) != ("°" in np_) and "\\pi" in ng + np_:
         return None, "units"  # degrees against radians: the rules do not convert
     if _WORDS.fullmatch(_unwrap(g)) and _WORDS.fullmatch(_unwrap(p)):
         # both plain words: the same words up to an article or a plural, else different answers
