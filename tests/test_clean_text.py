@@ -133,6 +133,11 @@ def test_certain_shallow_instructions_are_rewritten_by_rule(raw: str, expected: 
 def test_uncertain_instructions_and_tasks_go_to_the_model() -> None:
     assert "instruction" in route("<image>Find x and respond with the number directly, please.").routes
     assert "instruction" in route("<image>Find x without any explanation of how.").routes
+    # other sources' ways of asking for the answer alone: the model decides
+    assert "instruction" in route("<image>How many apples? Please answer the question with a single integer.").routes
+    assert "instruction" in route("<image>Based on the image, directly select the correct answer.\nA: 30°\nB: 60°").routes
+    assert "instruction" in route("<image>Which is it? Reply with only the letter.").routes
+    assert route("<image>Answer with the option letter. A. 3 B. 5").routes == []  # a format, not a shortcut
     assert route("<image>The current is directly proportional to the voltage. Find R.").routes == []
     assert "task_check" in route("<image>Write a Python function that reads the chart.").routes
     # the seed's non-answer class is drawing and code: descriptions and essays stay (the dump kept them)

@@ -38,8 +38,10 @@ _DIRECTLY_SUFFIX = re.compile(
 # Hints that remain after the rewrite mean the rules were not sure: the model decides.
 _SHALLOW_HINT = re.compile(
     r"(?i)\b(?:answer|respond|reply|give|state|write|output)\w*\s+(?:\w+\s+){0,3}?directly\b"
-    r"|\bdirectly\s+(?:give|write|answer|state|output)\b|without (?:any )?(?:explanation|reasoning|working)"
-    r"|\bonly (?:the )?(?:final )?answer\b|\b(?:a )?single word\b|\bone word\b"
+    r"|\bdirectly\s+(?:give|write|answer|state|output|select|choose|pick|provide|respond|reply)\b"
+    r"|without (?:any )?(?:explanation|reasoning|working|justification|steps)"
+    r"|\bonly (?:the )?(?:final )?(?:answer|option letter|letter)\b|\b(?:a )?single (?:word|integer|number|letter)\b"
+    r"|\bone word\b"
     r"|直接|只需|无需解释|不需要解释"
 )
 _TASK_HINT = re.compile(
