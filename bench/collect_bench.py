@@ -6,7 +6,9 @@ as ``collect.schema_s``): a 2.3M-row job creates them once; timing them per 20k 
 With ``--marginal-rows N`` (``make bench`` passes 1 000 000) the same process then collects N rows, ours and
 the seed's way again: ``collect.speedup_vs_seed.<N>`` is the whole-run ratio at a size nearer the real job
 (2.3M rows), where the ~10 s of Spark jobs and Delta commits every run spends weigh little, and
-``collect.marginal.*`` the rates per added row.
+``collect.marginal.*`` the rates per added row. With ``--real-copies N`` (``make bench`` passes 1 000) it
+collects N copies of the real sample (110 rows each: JPEGs, traces and captions as the dump has them) both
+ways: ``collect.real.speedup_vs_seed`` on rows shaped like the real job's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mfr.lakehouse import Lakehouse
 from mfr.config import Config
 from mfr.runner import RunResult, run_stage
 from mfr.sample.synthetic import write_sample
+from bench.select_bench import REAL
 
 
 # Dumps larger than this are copies of a dump of this size (generating 1M rows in one go would hold them
@@ -35,41 +38,59 @@ def _dump(root: Path, rows: int) -> Path:
         return out
     if rows <= _GENERATED_MAX:
         write_sample(out, rows)
+    elif rows % _GENERATED_MAX:
+        raise ValueError(f"a bench dump above {_GENERATED_MAX} rows is made of whole copies: use a multiple of {_GENERATED_MAX}")
     else:
-        _copies(_dump(root, _GENERATED_MAX), out, rows)
+        _copies(_dump(root, _GENERATED_MAX), out, rows // _GENERATED_MAX)
     return out
 
 
-def _copies(base: Path, out: Path, rows: int) -> None:
-    """``rows`` rows as copies of ``base``: copy k adds k × 10¹² to every id and appends a trailer naming k
-    to every image (the header, and so width, height and format, stays; the sha256 changes)."""
+def _real_dump(root: Path, copies: int) -> Path:
+    """``copies`` copies of the real sample (its JPEGs, traces and captions as the dump has them), a hundred
+    copies of a subset's file to one file: rows shaped like the real job's, for a rate to set beside the
+    synthetic one."""
+    out = root / f"real-sample-x{copies}"
+    if not (out / ".mfr-sample").exists():
+        _copies(REAL, out, copies, per_file=100)
+    return out
+
+
+def _copy(table, k: int):
+    """Copy ``k`` of a dump table: every id + k × 10¹², every image with a trailer naming k appended (its header,
+    and so width, height and format, stays; its sha256 changes). Copy 0 is the table itself."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    if not k:
+        return table
+    ids = table.column("id")
+    table = table.set_column(table.schema.get_field_index("id"), "id", pc.add(ids, pa.scalar(k * 10**12, ids.type)))
+    if "image" in table.column_names and pa.types.is_struct(table.schema.field("image").type):
+        image = table.column("image").combine_chunks()
+        trailer = pa.scalar(f"copy-{k}".encode(), pa.binary())
+        data = pc.binary_join_element_wise(image.field("bytes"), trailer, pa.scalar(b"", pa.binary()))
+        table = table.set_column(table.schema.get_field_index("image"), "image",
+                                 pa.StructArray.from_arrays([data, image.field("path")], ["bytes", "path"],
+                                                            mask=image.is_null()))
+    return table
+
+
+def _copies(base: Path, out: Path, copies: int, per_file: int = 1) -> None:
+    """``copies`` copies of the dump ``base`` (``_copy``), so no key or image of one copy meets another's;
+    ``per_file`` copies of a base file share one output file (ten rows copied a thousand times would
+    otherwise be a thousand tiny files, which no real dump has)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    per_copy = _GENERATED_MAX
-    if rows % per_copy:
-        raise ValueError(f"a bench dump above {per_copy} rows is made of whole copies: use a multiple of {per_copy}")
     shutil.rmtree(out, ignore_errors=True)
     for f in sorted(base.rglob("*.parquet")):
-        original = pq.read_table(f)  # read once, written once per copy
-        for k in range(rows // per_copy):
-            table = original
-            if k:
-                ids = table.column("id")
-                table = table.set_column(table.schema.get_field_index("id"), "id",
-                                         pc.add(ids, pa.scalar(k * 10**12, ids.type)))
-                if "image" in table.column_names and pa.types.is_struct(table.schema.field("image").type):
-                    image = table.column("image").combine_chunks()
-                    trailer = pa.scalar(f"copy-{k}".encode(), pa.binary())
-                    data = pc.binary_join_element_wise(image.field("bytes"), trailer, pa.scalar(b"", pa.binary()))
-                    table = table.set_column(table.schema.get_field_index("image"), "image",
-                                             pa.StructArray.from_arrays([data, image.field("path")], ["bytes", "path"],
-                                                                        mask=image.is_null()))
-            dest = out / f.parent.relative_to(base) / f"copy{k:03d}-{f.name}"
+        original = pq.read_table(f)  # read once, written once per group of copies
+        for first in range(0, copies, per_file):
+            table = pa.concat_tables([_copy(original, k) for k in range(first, min(copies, first + per_file))])
+            dest = out / f.parent.relative_to(base) / f"copy{first:04d}-{f.name}"
             dest.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, dest)
-    (out / ".mfr-sample").write_text(f'{{"rows": {rows}, "copies_of": "{base.name}"}}\n')
+    (out / ".mfr-sample").write_text(f'{{"copies": {copies}, "of": "{base.name}"}}\n')
 
 
 def _source_image_bytes(dump: Path) -> int:
@@ -96,9 +117,8 @@ def _seed_way(dump: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
-def _both_ways(spark, make_cfg, workdir: Path, rows: int) -> tuple[Path, Config, RunResult, float, float, float]:
-    """(dump, config, collect's result, schema seconds, collect seconds, the seed's seconds) on ``rows`` rows."""
-    dump = _dump(workdir, rows)
+def _both_ways(spark, make_cfg, workdir: Path, dump: Path) -> tuple[Config, RunResult, float, float, float]:
+    """(config, collect's result, schema seconds, collect seconds, the seed's seconds) on ``dump``."""
     cfg = make_cfg(f"collection.source={dump}")
     # The new schema's tables are created apart (once per lakehouse, not per run, and nothing the seed does)
     start = time.perf_counter()
@@ -111,15 +131,19 @@ def _both_ways(spark, make_cfg, workdir: Path, rows: int) -> tuple[Path, Config,
     shutil.rmtree(seed_dir, ignore_errors=True)
     seed = _seed_way(dump, seed_dir)
     shutil.rmtree(seed_dir, ignore_errors=True)  # its copy and cache: read by nothing, gigabytes at 1M rows
-    return dump, cfg, result, schema_s, ours, seed
+    return cfg, result, schema_s, ours, seed
 
 
-def run(spark, make_cfg, workdir: Path, rows: int = 20000, marginal_rows: int | None = None) -> dict[str, float]:
+def run(spark, make_cfg, workdir: Path, rows: int = 20000, marginal_rows: int | None = None,
+        real_copies: int | None = None) -> dict[str, float]:
     """``marginal_rows`` (``--marginal-rows``) collects a second, larger dump in the same process: the rate
-    per added row, ours and the seed's, is what a job much larger than its fixed costs tends to."""
+    per added row, ours and the seed's, is what a job much larger than its fixed costs tends to.
+    ``real_copies`` (``--real-copies``) collects that many copies of the real sample, both ways
+    (``collect.real.*``): JPEGs and texts of the real dump's sizes, where the synthetic rows are small PNGs."""
     # Warm the JVM (JIT, Delta and Derby classes) on a small dump first: a real job runs warm.
     run_stage(spark, make_cfg(f"collection.source={_dump(workdir, 300)}"), "collect")
-    dump, cfg, result, schema_s, ours, seed = _both_ways(spark, make_cfg, workdir, rows)
+    dump = _dump(workdir, rows)
+    cfg, result, schema_s, ours, seed = _both_ways(spark, make_cfg, workdir, dump)
     lh = Lakehouse(spark, cfg)
     images_dir = Path(lh.spark.sql(f"DESCRIBE DETAIL {lh.name('images')}").collect()[0]["location"].replace("file:", ""))
     written = sum(p.stat().st_size for p in images_dir.glob("*.parquet"))
@@ -135,9 +159,8 @@ def run(spark, make_cfg, workdir: Path, rows: int = 20000, marginal_rows: int | 
         "collect.image_payload_ratio": stored / source_bytes,
     }
     if marginal_rows and marginal_rows > rows:
-        _, big_cfg, _, _, ours_big, seed_big = _both_ways(spark, make_cfg, workdir, marginal_rows)
-        # gigabytes at this size, of no further use: the schema's tables
-        spark.sql(f"DROP SCHEMA IF EXISTS {Lakehouse(spark, big_cfg).namespace} CASCADE")
+        big_cfg, _, _, ours_big, seed_big = _both_ways(spark, make_cfg, workdir, _dump(workdir, marginal_rows))
+        _drop(spark, big_cfg)
         added = marginal_rows - rows
         figures.update({
             "collect.marginal.rows": float(marginal_rows),
@@ -147,4 +170,20 @@ def run(spark, make_cfg, workdir: Path, rows: int = 20000, marginal_rows: int | 
             f"collect.rows_per_s.{marginal_rows}": marginal_rows / ours_big,
             f"collect.speedup_vs_seed.{marginal_rows}": seed_big / ours_big,
         })
+    if real_copies:
+        if not REAL.is_dir():
+            raise FileNotFoundError(f"--real-copies copies the real sample, which is not at {REAL}")
+        real_cfg, real, _, ours_real, seed_real = _both_ways(spark, make_cfg, workdir, _real_dump(workdir, real_copies))
+        _drop(spark, real_cfg)
+        figures.update({
+            "collect.real.rows": float(real.rows_in),
+            "collect.real.rows_per_s": real.rows_in / ours_real,
+            "collect.real.seed_rows_per_s": real.rows_in / seed_real,
+            "collect.real.speedup_vs_seed": seed_real / ours_real,
+        })
     return figures
+
+
+def _drop(spark, cfg: Config) -> None:
+    """A large run's schema: gigabytes of tables of no further use."""
+    spark.sql(f"DROP SCHEMA IF EXISTS {Lakehouse(spark, cfg).namespace} CASCADE")

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", nargs="+", default=None, help="crash: kill only these stages (default all)")
     parser.add_argument("--marginal-rows", type=int, default=None,
                         help="collect: also collect this many rows in the same process and report the rate per added row")
+    parser.add_argument("--real-copies", type=int, default=None,
+                        help="collect: also collect this many copies of the real sample, ours and the seed's way")
     args = parser.parse_args(argv)
     areas = _areas()
     chosen = args.areas or [a for a in areas if a not in OWN_DRIVERS]  # crash, scale: long, asked for by name
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             kwargs["stages"] = args.stages
         if args.marginal_rows and name == "collect":
             kwargs["marginal_rows"] = args.marginal_rows
+        if args.real_copies and name == "collect":
+            kwargs["real_copies"] = args.real_copies
         figures = areas[name](spark, make_cfg, WORKDIR, **kwargs)
         for k, v in figures.items():
             print(f"{k:40s} {v:12.4f}")

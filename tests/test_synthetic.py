@@ -77,3 +77,19 @@ def test_large_bench_dumps_are_copies_with_their_own_ids_and_images(tmp_path, mo
 
     with pytest.raises(ValueError, match="multiple of 40"):
         collect_bench._dump(tmp_path, 100)
+
+
+def test_copies_share_files_when_asked(tmp_path):
+    # the real sample's files hold ~10 rows: copied a thousand times they are grouped, not a file per copy
+    from bench import collect_bench
+
+    base = collect_bench._dump(tmp_path, 40)
+    collect_bench._copies(base, tmp_path / "grouped", 5, per_file=2)
+    base_files = sorted(base.rglob("*.parquet"))
+    files = sorted((tmp_path / "grouped").rglob("*.parquet"))
+    assert len(files) == 3 * len(base_files)  # copies {0, 1}, {2, 3}, {4} of each file
+    rows = [r for p in files for r in pq.read_table(p).to_pylist()]
+    base_rows = [r for p in base_files for r in pq.read_table(p).to_pylist()]
+    assert len(rows) == 5 * len(base_rows)
+    ids = [r["id"] for r in rows if r["id"] is not None]
+    assert len(set(ids)) == 5 * len({r["id"] for r in base_rows if r["id"] is not None})
