@@ -84,7 +84,7 @@ test-s3: setup $(S3_JARS)/.fetched
 	MFR_S3_JARS=$(abspath $(S3_JARS)) $(PY) -m pytest -q -m s3 tests/test_s3.py
 
 bench: setup
-	$(PY) -m bench.run --marginal-rows 1000000  # collect also at 1M rows (dump: copies of the 100k one)
+	$(PY) -m bench.run --marginal-rows 1000000 --real-copies 1000  # collect also at 1M rows and on 1000 copies of the real sample
 	$(PY) -m bench.run scale
 
 clean-lakehouse:
