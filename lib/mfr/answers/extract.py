@@ -62,8 +62,8 @@ def extract_answer(solution: str | None) -> str | None:
         if m:
             return m.group(1).upper()
     last_line = tail.rsplit("\n", 1)[-1]
-    for pattern in _LAST_LINE:
-        m = pattern.search(last_line) if pattern is _LAST_LINE[2] else pattern.match(last_line)
+    for pattern in _LAST_LINE:  # the first two are anchored at the line's start, the Chinese one is not
+        m = pattern.search(last_line)
         if m:
             return _tidy(m.group(1))
     m = _ANSWER_COLON.match(solution)

@@ -101,6 +101,7 @@ def rhs(s: str) -> str:
         t = t[m.end():].strip()
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize(s: str) -> str:
     """A canonical spelling: wrappers off, LaTeX and unicode variants unified, spacing removed."""
     s = _unwrap(s)
@@ -200,12 +201,17 @@ def _num_match(g: str, p: str) -> _Decision | None:
 _PLAIN_DECIMAL = re.compile(r"[-+]?(\d[\d,]*)?(?:\.(\d*))?")
 
 
+def _written_number(s: str) -> str:
+    """The answer as written, a unit after a whole number dropped (``2.50 m`` → ``2.50``)."""
+    t = _unwrap(s)
+    m = _NUMBER_UNIT.match(t)
+    return m.group(1) if m else t
+
+
 def _decimals(s: str) -> int | None:
     """Decimal places of a plain number as written (a unit after it dropped); None for a fraction, a
     power of ten or anything else."""
-    t = _unwrap(s)
-    m = _NUMBER_UNIT.match(t)
-    d = _PLAIN_DECIMAL.fullmatch(m.group(1) if m else t)
+    d = _PLAIN_DECIMAL.fullmatch(_written_number(s))
     return None if d is None or not (d.group(1) or d.group(2)) else len(d.group(2) or "")
 
 
@@ -214,9 +220,7 @@ def _places(s: str) -> int | None:
     d = _decimals(s)
     if not d:
         return None
-    t = _unwrap(s)
-    m = _NUMBER_UNIT.match(t)
-    significant = re.sub(r"\D", "", m.group(1) if m else t).lstrip("0")
+    significant = re.sub(r"\D", "", _written_number(s)).lstrip("0")
     return d if len(significant) >= 2 else None
 
 
@@ -229,7 +233,7 @@ def _rounding(shown: float, value: float, places: int, exact: bool) -> bool | No
 
 def _numeric_value(s: str) -> float | None:
     """The value of a closed-form number (``10\\sqrt{2}``, ``\\pi/2``) through math-verify; None otherwise."""
-    parsed = _parse(_plain_to_latex(_strip_hats(rhs(s))))
+    parsed = _parse_side(s)
     if not parsed:
         return None
     try:
@@ -332,14 +336,19 @@ def _symbolic(g: str, p: str) -> bool | None:
     except ImportError:  # pragma: no cover - an optional dependency at run time
         return None
     main = threading.current_thread() is threading.main_thread()
-    gold = _parse(_plain_to_latex(_strip_hats(rhs(g))))
-    pred = _parse(_plain_to_latex(_strip_hats(rhs(p))))
+    gold, pred = _parse_side(g), _parse_side(p)
     if not gold or not pred:
         return None
     try:
         return bool(verify(gold, pred, **({} if main else {"timeout_seconds": None})))
     except Exception:
         return None
+
+
+def _parse_side(s: str) -> list | None:
+    """One side of a comparison as math-verify reads it: the value right of ``name =``, hats off, ``sqrt()``
+    and ``√`` as LaTeX."""
+    return _parse(_plain_to_latex(_strip_hats(rhs(s))))
 
 
 @functools.lru_cache(maxsize=1024)
