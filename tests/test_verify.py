@@ -57,6 +57,56 @@ _OTHER_SOURCES = [
     ("q", "0.5", "0.54", False, "numeric"),       # one significant digit: too little to call a rounding
     ("q", "12", "12.4", False, "numeric"),
     ("q", "33.3%", "1/3", False, "numeric"),
+    # school problems take π as 3.14
+    ("q", "113.04", "36\\pi", True, "rounded"),
+    ("q", "28.26", "9π", True, "rounded"),
+    ("q", "113.5", "36\\pi", False, "rounded"),
+    # quantities in different units: converted when the units are known, else left to the judge
+    ("q", "10 m", "1000 cm", True, "units"),
+    ("q", "2 hours", "120 minutes", True, "units"),
+    ("q", "0.5 kg", "500 g", True, "units"),
+    ("q", "60 km/h", "1 km/min", True, "units"),
+    ("q", "1.5 km", "150 m", False, "units"),
+    ("q", "5 cm", "5 m", False, "units"),           # the same number in another unit is another length
+    ("q", "5 cm", "5 cm^2", None, "units"),         # another quantity
+    ("q", "30°", "0.52 rad", None, "units"),        # within 2% after converting: a rounding or not
+    ("q", "3 apples", "3 oranges", None, "units"),  # units the table does not know, spelt differently
+    ("q", "10 km/h", "10 kilometers per hour", True, "numeric"),
+    ("q", "40 N", "40 newtons", True, "numeric"),
+    ("q", "9.8 m/s^2", "9.8 m/s²", True, "numeric"),
+    # a gold that names its option, with or without the option's text
+    ("q", "Option B", "B", True, "choice"),
+    ("q", "C. 30°", "C", True, "choice"),
+    ("q", "C. 30°", "30°", True, "choice_text"),
+    ("q", "C. 30°", "D", False, "choice"),
+    (MC, "Option C", "5 apples", True, "choice"),
+    (MC, "(C) 5 apples", "A", False, "choice"),
+    # clock times
+    ("q", "2:30", "2:30 PM", True, "clock"),
+    ("q", "2:30 pm", "14:30", True, "clock"),
+    ("q", "2:30 am", "14:30", False, "clock"),
+    ("q", "10:20", "20:40", None, "clock"),         # may be ratios
+    # statements in LaTeX names or in signs
+    ("q", "\\triangle ABC \\sim \\triangle DEF", "△ABC ∼ △DEF", True, "exact"),
+    ("q", "AB ∥ CD", "AB \\parallel CD", True, "exact"),
+    ("q", "x \\geq 2", "x ≥ 2", True, "exact"),
+    # a gold written as the option's content, a letter predicted
+    (MC, "5 apples", "C", True, "choice"),
+    (MC, "5", "C", True, "choice_numeric"),
+    (MC, "5 apples", "A", False, "choice_numeric"),
+    ("q", "15", "B", None, "choice"),               # no options to map the letter
+    # units inside LaTeX, temperatures
+    ("q", "48\\text{ cm}^3", "48 cm³", True, "numeric"),
+    ("q", "20 m/s", "72\\,\\mathrm{km/h}", True, "units"),
+    ("q", "5 \\text{ J}", "5 kJ", False, "units"),
+    ("q", "20°C", "20 °C", True, "exact"),
+    ("q", "20 °C", "25°C", False, "numeric"),
+    ("q", "300 K", "27°C", None, "units"),            # temperature scales are not converted
+    # a sentence around a one-word answer; one word written apart or joined; compass abbreviations
+    ("q", "north-east", "northeast", True, "words"),
+    ("q", "NE", "northeast", True, "words"),
+    ("q", "increase", "It increases", True, "words"),
+    ("q", "square", "This is a square", True, "words"),
 ]
 
 
@@ -197,7 +247,7 @@ def test_no_gold_answer_is_consistent_as_in_the_seed(gold):
     ("A", "The triangle is an isosceles one", "Which? A. the triangle is isosceles B. x = 3", None),  # the option reworded
     ("A", "x = 3", "Which? A. the triangle is isosceles B. x = 3", False),  # another option's content
     ("A", "isosceles triangle", None, None),     # a letter against text, no options to map it
-    (r"\triangle ABC \sim \triangle DEF", "△ABC ∼ △DEF", None, None),  # two notations of one statement
+    (r"\triangle ABC \cong \triangle DEF", "△ABC ∽ △DEF", None, None),  # congruent against similar: said by no rule
     (r"\frac{(a+b)^2}{4} - \frac{(a-b)^2}{4} = ab", r"ab = \frac{(a+b)^2 - (a-b)^2}{4}", None, None),  # an identity
     ("x^2+1", "x^2+2", None, False),             # plain expressions: math-verify's "different" stands
 ])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from mfr.answers.boxed import closing_braces, last_boxed
 from mfr.answers.extract import extract_answer
+from mfr.answers.units import canonical, to_base
 from mfr.text.cot import ANSWER_TAG, final_answer, parse_trace
 
 
@@ -37,7 +38,8 @@ _OPTION_MARK = r"[(\[]?(?:[A-H][.)\]：:．]|[a-h][.)\]：:．](?=\s))"
 _OPTIONS = re.compile(r"(?:^|(?<=[\s:：]))[(\[]?([A-Ha-h])[.)\]：:．]\s*(.+?)(?=\s+" + _OPTION_MARK + r"|\n|$)")
 _NUM = r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER = re.compile(f"^{_NUM}$")
-_UNIT = r"(?:%|°|degrees?|[A-Za-z][A-Za-z/²³^0-9.\-]*(?:\s+[A-Za-z][A-Za-z/²³^0-9.\-]*)?)"
+_UNIT_WORD = r"[A-Za-z][A-Za-z/²³^0-9.\-]*"
+_UNIT = f"(?:%|°\\s*[CF]\\b|°|degrees?|{_UNIT_WORD}(?:\\s+{_UNIT_WORD})?(?:\\s+per\\s+{_UNIT_WORD})?)"
 # a whole number first ("6.02e23 molecules"), else anything ending in a digit ("x_1 = 5 cm" keeps its old reading)
 _NUMBER_UNIT = re.compile(f"^({_NUM})\\s*{_UNIT}$")
 _UNIT_TAIL = re.compile(f"^(.*?\\d)\\s*{_UNIT}$")
@@ -101,16 +103,25 @@ def rhs(s: str) -> str:
         t = t[m.end():].strip()
 
 
+# statements written with LaTeX names or with the signs themselves (△ABC ∽ △DEF, AB ∥ CD) read alike
+_RELATION_SIGNS = {
+    "triangle": "△", "sim": "∽", "backsim": "∽", "parallel": "∥", "perp": "⊥", "angle": "∠", "cong": "≅",
+    "le": "≤", "leq": "≤", "leqslant": "≤", "ge": "≥", "geq": "≥", "geqslant": "≥", "ne": "≠", "neq": "≠",
+}
+_RELATION_NAMES = re.compile(r"\\(" + "|".join(sorted(_RELATION_SIGNS, key=len, reverse=True)) + r")(?![A-Za-z])")
+
+
 @functools.lru_cache(maxsize=4096)
 def normalize(s: str) -> str:
     """A canonical spelling: wrappers off, LaTeX and unicode variants unified, spacing removed."""
     s = _unwrap(s)
     s = re.sub(r"\\(?:text|mathrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}", r"\1", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
-    s = s.replace("−", "-").replace("–", "-").replace("×", "*").replace("\\times", "*").replace("\\cdot", "*")
+    s = s.replace("∼", "∽").replace("−", "-").replace("–", "-").replace("×", "*").replace("\\times", "*").replace("\\cdot", "*")
     s = s.replace("π", "\\pi").replace("^\\circ", "°").replace("^{\\circ}", "°").replace("\\circ", "°")
     s = s.replace("\\,", "").replace("\\ ", "").replace("\\!", "")
     s = s.replace("∞", "\\infty").replace("\\{", "{").replace("\\}", "}")
+    s = _RELATION_NAMES.sub(lambda m: _RELATION_SIGNS[m.group(1)], s)
     s = re.sub(r"\b([ap])\.?\s*m\.?(?=\s*$|\W)", r"\1m", s, flags=re.I)  # 3:45 p.m. → 3:45 pm
     s = _plain_to_latex(_strip_hats(s))
     s = re.sub(r"\s+", "", s)
@@ -148,25 +159,42 @@ def _as_letter(ans: str, options: dict[str, str]) -> str | None:
 
 def _number(s: str) -> tuple[float, bool] | None:
     """(value, is_percent) of a plain number, units and degree signs dropped; fractions a/b too."""
+    q = _quantity(s)
+    return None if q is None else (q[0], q[1])
+
+
+_TEXT_UNIT = re.compile(r"\\(?:text|mathrm|rm)\s*\{([^{}]*)\}")
+_SPACING = re.compile(r"\s*(?:\\[,;: ]|~)\s*|\s+")
+_DOLLAR = re.compile(r"^(?:\\\$|\$|USD)\s*")
+
+
+def _quantity(s: str) -> tuple[float, bool, str | None] | None:
+    """(value, is_percent, unit as written or None) of a plain number with an optional unit after it
+    (a dollar sign in front is the unit ``$``); fractions a/b too."""
     t = _unwrap(s).replace("−", "-").replace("\\%", "%").replace("^\\circ", "°").replace("^{\\circ}", "°").strip()
+    t = _SPACING.sub(" ", _TEXT_UNIT.sub(r" \1", t)).strip()  # 5\,\text{m/s} → 5 m/s
     if t.lower() in _NUMBER_WORDS:  # "two" for 2: a whole answer spelt out
-        return float(_NUMBER_WORDS[t.lower()]), False
+        return float(_NUMBER_WORDS[t.lower()]), False, None
+    unit = "$" if _DOLLAR.match(t) else None
     t = _CURRENCY.sub("", t)
     t = _TIMES_TEN.sub(lambda m: f"{m.group(1) or 1}e{m.group(2)}", t)
     percent = t.endswith("%")
     m = _NUMBER_UNIT.match(t) or _UNIT_TAIL.match(t)
     if m and not _NUMBER.match(t):
-        if t[m.end(1):].strip() in _VARIABLES:  # "2x", "3i": a term, not a number with its unit
+        written = t[m.end(1):].strip()
+        if written in _VARIABLES:  # "2x", "3i": a term, not a number with its unit
             return None
+        if written != "%":
+            unit = written
         t = m.group(1)
     t = t.strip().rstrip("%").strip()
     frac = re.fullmatch(r"\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}|(-?[\d.]+)\s*/\s*(-?[\d.]+)", t)
     try:
         if frac:
             a, b = (frac.group(1), frac.group(2)) if frac.group(1) else (frac.group(3), frac.group(4))
-            return float(a) / float(b), percent
+            return float(a) / float(b), percent, unit
         if _NUMBER.match(t):
-            return float(t.replace(",", "")), percent
+            return float(t.replace(",", "")), percent, unit
     except (ValueError, ZeroDivisionError):
         return None
     return None
@@ -178,10 +206,14 @@ def _numbers_equal(a: float, b: float) -> bool:
 
 def _num_match(g: str, p: str) -> _Decision | None:
     """Two numbers compared (None when either side is not a number)."""
-    gn, pn = _number(g), _number(p)
+    gn, pn = _quantity(g), _quantity(p)
     if gn is None or pn is None:
         return None
-    (gv, gp), (pv, pp) = gn, pn
+    (gv, gp, gu), (pv, pp, pu) = gn, pn
+    if gu and pu:
+        by_unit = _unit_match(gv, gu, pv, pu)
+        if by_unit is not None:
+            return by_unit
     if _numbers_equal(gv, pv):
         return True, "numeric"
     # 50% and 0.5 state the same value
@@ -196,6 +228,21 @@ def _num_match(g: str, p: str) -> _Decision | None:
         if d is not None and (e is None or e > d):
             return _rounding(shown, other, d, exact=e is None or e >= d + 2), "rounded"
     return False, "numeric"
+
+
+def _unit_match(gv: float, gu: str, pv: float, pu: str) -> _Decision | None:
+    """Two quantities in different units: converted when both units are known (``10 m`` and ``1000 cm``),
+    else undecided; None when the units are the same (the numbers decide)."""
+    if canonical(gu) is not None and canonical(gu) == canonical(pu):
+        return None
+    gb, pb = to_base(gu), to_base(pu)
+    if gb is None or pb is None or gb[0] != pb[0]:
+        return None, "units"  # a unit the table lacks, or another quantity: not for rules to say
+    a, b = gv * gb[1], pv * pb[1]
+    if _numbers_equal(a, b):
+        return True, "units"
+    # within 2% after a conversion is a rounding the rules do not judge (30° and 0.52 rad)
+    return (None if math.isclose(a, b, rel_tol=0.02) else False), "units"
 
 
 _PLAIN_DECIMAL = re.compile(r"[-+]?(\d[\d,]*)?(?:\.(\d*))?")
@@ -231,20 +278,28 @@ def _rounding(shown: float, value: float, places: int, exact: bool) -> bool | No
     return None if abs(shown - value) <= 10 ** -places + 1e-12 else False
 
 
-def _numeric_value(s: str) -> float | None:
-    """The value of a closed-form number (``10\\sqrt{2}``, ``\\pi/2``) through math-verify; None otherwise."""
+def _numeric_value(s: str, pi: float | None = None) -> float | None:
+    """The value of a closed-form number (``10\\sqrt{2}``, ``\\pi/2``) through math-verify, with π taken
+    as ``pi`` when given; None otherwise."""
     parsed = _parse_side(s)
     if not parsed:
         return None
     try:
         expr = parsed[0]
+        if pi is not None:
+            import sympy
+
+            if not expr.has(sympy.pi):
+                return None
+            expr = expr.subs(sympy.pi, sympy.Float(pi))
         return float(expr.evalf()) if getattr(expr, "is_number", False) and expr.is_real else None
     except Exception:
         return None
 
 
 def _approx_match(g: str, p: str) -> _Decision | None:
-    """A decimal against a closed form (``14.14`` and ``10\\sqrt{2}``): the decimal is the value rounded."""
+    """A decimal against a closed form (``14.14`` and ``10\\sqrt{2}``): the decimal is the value rounded,
+    or worked out with π as 3.14 (``113.04`` and ``36\\pi``), as school problems ask."""
     for shown, other in ((g, p), (p, g)):
         d = _places(shown)
         if d is not None and _number(other) is None:
@@ -252,7 +307,11 @@ def _approx_match(g: str, p: str) -> _Decision | None:
             if value is not None:
                 number = _number(shown)
                 assert number is not None
-                return _rounding(number[0], value, d, exact=True), "rounded"
+                verdict = _rounding(number[0], value, d, exact=True)
+                school = _numeric_value(other, pi=3.14) if verdict is not True else None
+                if school is not None and _rounding(number[0], school, d, exact=True):
+                    return True, "rounded"
+                return verdict, "rounded"
     return None
 
 
@@ -264,7 +323,7 @@ _RELATION = re.compile(r"[=<>≤≥∼≅∥⊥≈]|\\(sim|cong|parallel|perp|le
 
 
 def _split_items(s: str) -> list[str] | None:
-    t = _unwrap(s)
+    t = re.sub(r"\\[,;:!]", " ", _unwrap(s))  # LaTeX spacing (5\,\text{m}) separates nothing
     if len(t) >= 2 and t[0] + t[-1] in ("()", "[]", "{}"):
         t = t[1:-1]
     seps = ",，"
@@ -371,6 +430,9 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
     ng, np_ = normalize(g), normalize(p)
     if ng == np_ or normalize(rhs(g)) == normalize(rhs(p)):
         return True, "exact"
+    named = _GOLD_OPTION.match(_unwrap(g))
+    if named and not _LETTER.match(_unwrap(g)):
+        return _named_option((named.group(1) or named.group(2)).upper(), named.group(3), p, options)
     gl = _as_letter(g, options) if _LETTER.match(_unwrap(g)) else None
     if gl:
         pl = _as_letter(p, options)
@@ -387,6 +449,8 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
                 return False, "choice_text"  # the trace named another option's content
             return None, "choice_text"  # the option's content written another way: not for rules to say
         return None, "choice"  # a letter against text, with no options to map it: undecided
+    if _LETTER.match(_unwrap(p)):  # the gold is an option's content, the trace answered with a letter
+        return _letter_for_content(g, p, options)
     num = _num_match(g, p)
     if num is None and (rhs(g), rhs(p)) != (_unwrap(g), _unwrap(p)):
         num = _num_match(rhs(g), rhs(p))  # "x = 5" against "x = 4"
@@ -395,8 +459,13 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
     if ("°" in ng) != ("°" in np_) and "\\pi" in ng + np_:
         return None, "units"  # degrees against radians: the rules do not convert
     if _WORDS.fullmatch(_unwrap(g)) and _WORDS.fullmatch(_unwrap(p)):
-        # both plain words: the same words up to an article or a plural, else different answers
-        return _word_forms(g) == _word_forms(p), "words"
+        # both plain words: the same words up to an article, a plural or a subject in front ("it
+        # increases"), else different answers ("inverted pentagon" is not "pentagon")
+        gw, pw = _word_forms(g), _word_forms(p)
+        return gw == pw or "".join(gw) == "".join(pw), "words"  # "north-east" is "northeast"
+    clock = _clock_match(ng, np_)
+    if clock is not None:
+        return clock
     approx = _approx_match(g, p)
     if approx is not None:
         return approx
@@ -409,15 +478,65 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
 
 
 _WORDS = re.compile(r"[A-Za-z][A-Za-z\s\-']+")
+# a gold answer that names its option: "Option B", "(C) 30°", "D. 12 cm"
+_GOLD_OPTION = re.compile(r"^(?:(?i:option|choice)\s*\(?([A-Ha-h])\)?|\(?([A-H])[.)：:．]\s*(.+))$")
+_CLOCK = re.compile(r"^(\d{1,2}):([0-5]\d)([ap]m)?$")
+
+
+def _named_option(letter: str, text: str | None, p: str, options: dict[str, str]) -> _Decision:
+    """A gold that names its option (a letter, maybe the option's text after it) against a prediction."""
+    pl = _as_letter(p, options) or (m.group(1).upper() if (m := _LETTER.match(_unwrap(p))) else None)
+    if pl:
+        return pl == letter, "choice"
+    content = options.get(letter) or text
+    if not content:
+        return None, "choice"
+    return _atom(content, p, {})[0], "choice_text"
+
+
+def _letter_for_content(g: str, p: str, options: dict[str, str]) -> _Decision:
+    """A gold written as an option's content (``15 cm``) against a predicted letter: the letter's content
+    decides; without options to map the letter, undecided."""
+    pl = _as_letter(p, options)
+    if not pl or pl not in options:
+        return None, "choice"
+    if normalize(options[pl]) == normalize(g):
+        return True, "choice"
+    num = _num_match(g, options[pl])
+    if num is not None:
+        return num[0], "choice_numeric"
+    gl = _as_letter(g, options)
+    return (None if gl is None else gl == pl), "choice"
+
+
+def _clock_match(ng: str, np_: str) -> _Decision | None:
+    """Two clock times (``2:30``, ``2:30pm``, ``14:30``, normalised); None unless both are times."""
+    a, b = _CLOCK.match(ng), _CLOCK.match(np_)
+    if not a or not b or int(a.group(1)) > 24 or int(b.group(1)) > 24:
+        return None
+
+    def minutes(m: re.Match) -> int:
+        h = int(m.group(1)) % 12 + (12 if m.group(3) == "pm" else 0) if m.group(3) else int(m.group(1))
+        return h * 60 + int(m.group(2))
+
+    if minutes(a) == minutes(b) or (bool(a.group(3)) != bool(b.group(3)) and a.group(1, 2) == b.group(1, 2)):
+        return True, "clock"  # "2:30" and "2:30 pm": the same reading of the clock
+    if not a.group(3) and not b.group(3) and int(a.group(1)) * int(b.group(2)) == int(b.group(1)) * int(a.group(2)):
+        return None, "clock"  # "10:20" and "20:40" may be ratios
+    return False, "clock"
 _BOOLEAN = {"yes": "yes", "true": "yes", "correct": "yes", "no": "no", "false": "no", "incorrect": "no"}
-_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.I)
+_COMPASS = {"ne": "northeast", "nw": "northwest", "se": "southeast", "sw": "southwest"}
+_ARTICLE = re.compile(r"^(?:(?:it|this|that|they|he|she)(?:\s+(?:is|are|was|were|will|would))?\s+)?(?:(?:the|a|an)\s+)?", re.I)
 
 
 def _word_forms(s: str) -> list[str]:
-    """Words without a leading article, each without a plural -s (``the cats`` → ``cat``)."""
+    """Words without a subject or an article in front, each without a plural -s (``the cats`` and ``they
+    are cats`` → ``cat``)."""
     words = _ARTICLE.sub("", _unwrap(s).strip()).lower().replace("-", " ").split()
     if len(words) == 1 and words[0] in _BOOLEAN:
         return [_BOOLEAN[words[0]]]
+    if len(words) == 1 and words[0] in _COMPASS:
+        return [_COMPASS[words[0]]]
     return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words]
 
 
