@@ -90,6 +90,11 @@ _OTHER_SOURCES = [
     ("q", "\\triangle ABC \\sim \\triangle DEF", "△ABC ∼ △DEF", True, "exact"),
     ("q", "AB ∥ CD", "AB \\parallel CD", True, "exact"),
     ("q", "x \\geq 2", "x ≥ 2", True, "exact"),
+    # an option with a gloss in brackets, answered without it
+    ("Which appeal?\nA. ethos (character)\nB. pathos (emotion)", "B", "pathos", True, "choice_text"),
+    ("Which appeal?\nA. ethos (character)\nB. pathos (emotion)", "B", "ethos", False, "choice_text"),
+    # words read by math-verify as products of symbols: its "different" is not trusted
+    ("q", "1 hour 30 minutes", "90 minutes", None, "undecided"),
     # a gold written as the option's content, a letter predicted
     (MC, "5 apples", "C", True, "choice"),
     (MC, "5", "C", True, "choice_numeric"),

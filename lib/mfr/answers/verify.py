@@ -319,6 +319,16 @@ _AND_PARTS = re.compile(r"\S+(?:\s+and\s+\S+)+")
 _SPACED = re.compile(r"[ \t]{2,}|\s*\n\s*")
 # a symbolic "different" is trusted only for plain expressions: statements (relations, congruence,
 # similarity) and long identities parse in more ways than math-verify compares, so there it is undecided
+_FUNCTIONS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "max", "min", "lim", "arcsin", "arccos",
+              "arctan", "sinh", "cosh", "tanh", "det", "gcd", "lcm", "mod"}
+
+
+def _prose(s: str) -> bool:
+    """Words in the answer (``1 hour 30 minutes``): math-verify reads them as products of symbols."""
+    words = re.findall(r"[A-Za-z]{3,}", re.sub(r"\\[A-Za-z]+", " ", _unwrap(s)))
+    return any(w.lower() not in _FUNCTIONS for w in words)
+
+
 _RELATION = re.compile(r"[=<>≤≥∼≅∥⊥≈]|\\(sim|cong|parallel|perp|leq?|geq?|neq|approx|equiv)\b")
 
 
@@ -440,12 +450,12 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
             return pl == gl, "choice"
         if gl in options:  # gold is a letter, the trace answered with the option's content
             opt = options[gl]
-            if normalize(opt) == np_:
+            if np_ in _spellings(opt):
                 return True, "choice_text"
             num = _num_match(opt, p)
             if num is not None:
                 return num[0], "choice_numeric"
-            if any(normalize(text) == np_ for letter, text in options.items() if letter != gl):
+            if any(np_ in _spellings(text) for letter, text in options.items() if letter != gl):
                 return False, "choice_text"  # the trace named another option's content
             return None, "choice_text"  # the option's content written another way: not for rules to say
         return None, "choice"  # a letter against text, with no options to map it: undecided
@@ -470,7 +480,7 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
     if approx is not None:
         return approx
     sym = _symbolic(g, p)
-    if sym is False and (_RELATION.search(g + p) or max(len(_unwrap(g)), len(_unwrap(p))) > 40):
+    if sym is False and (_RELATION.search(g + p) or max(len(_unwrap(g)), len(_unwrap(p))) > 40 or _prose(g) or _prose(p)):
         sym = None
     if sym is not None:
         return sym, "symbolic"
@@ -492,6 +502,12 @@ def _named_option(letter: str, text: str | None, p: str, options: dict[str, str]
     if not content:
         return None, "choice"
     return _atom(content, p, {})[0], "choice_text"
+
+
+def _spellings(option: str) -> set[str]:
+    """An option's content, normalised, with and without a gloss in brackets after it (``pathos (emotion)``)."""
+    head = re.sub(r"\s*\([^()]*\)\s*$", "", option)
+    return {normalize(option), normalize(head)} if head.strip() else {normalize(option)}
 
 
 def _letter_for_content(g: str, p: str, options: dict[str, str]) -> _Decision:
