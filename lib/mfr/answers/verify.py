@@ -324,9 +324,10 @@ _FUNCTIONS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "max", "mi
 
 
 def _prose(s: str) -> bool:
-    """Words in the answer (``1 hour 30 minutes``): math-verify reads them as products of symbols."""
+    """Words in the answer (``1 hour 30 minutes``): math-verify reads them as products of symbols. Capital
+    runs (``ABC``, a triangle's name) are names of points, not words."""
     words = re.findall(r"[A-Za-z]{3,}", re.sub(r"\\[A-Za-z]+", " ", _unwrap(s)))
-    return any(w.lower() not in _FUNCTIONS for w in words)
+    return any(w.lower() not in _FUNCTIONS and not w.isupper() for w in words)
 
 
 _RELATION = re.compile(r"[=<>≤≥∼≅∥⊥≈]|\\(sim|cong|parallel|perp|leq?|geq?|neq|approx|equiv)\b")
