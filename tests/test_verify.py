@@ -90,6 +90,14 @@ _OTHER_SOURCES = [
     ("q", "\\triangle ABC \\sim \\triangle DEF", "△ABC ∼ △DEF", True, "exact"),
     ("q", "AB ∥ CD", "AB \\parallel CD", True, "exact"),
     ("q", "x \\geq 2", "x ≥ 2", True, "exact"),
+    # lists in another order: a tuple's order stands, a bare list is left to the judge
+    ("q", "x=2 or x=3", "2, 3", True, "tuple"),
+    ("q", "x=2 or x=3", "3, 2", None, "set"),
+    ("q", "2, 3", "3, 2", None, "set"),
+    ("q", "2, 3", "3, 4", False, "tuple"),
+    ("q", "(2, 3)", "(3, 2)", False, "tuple"),
+    ("q", "[1, 2]", "[2, 1]", False, "tuple"),
+    ("q", "1, 1, 2", "1, 2, 2", False, "tuple"),
     # an option with a gloss in brackets, answered without it
     ("Which appeal?\nA. ethos (character)\nB. pathos (emotion)", "B", "pathos", True, "choice_text"),
     ("Which appeal?\nA. ethos (character)\nB. pathos (emotion)", "B", "ethos", False, "choice_text"),

@@ -315,7 +315,7 @@ def _approx_match(g: str, p: str) -> _Decision | None:
     return None
 
 
-_AND_PARTS = re.compile(r"\S+(?:\s+and\s+\S+)+")
+_AND_PARTS = re.compile(r"\S+(?:\s+(?:and|or)\s+\S+)+")
 _SPACED = re.compile(r"[ \t]{2,}|\s*\n\s*")
 # a symbolic "different" is trusted only for plain expressions: statements (relations, congruence,
 # similarity) and long identities parse in more ways than math-verify compares, so there it is undecided
@@ -341,8 +341,8 @@ def _split_items(s: str) -> list[str] | None:
     if "," not in t and "，" not in t:
         if ";" in t:
             seps = ";"
-        elif _AND_PARTS.fullmatch(t.strip()):  # "5 and 7": two simple answers
-            t, seps = re.sub(r"\s+and\s+", "\x00", t.strip()), "\x00"
+        elif _AND_PARTS.fullmatch(t.strip()):  # "5 and 7", "x = 2 or x = 3": two simple answers
+            t, seps = re.sub(r"\s+(?:and|or)\s+", "\x00", t.strip()), "\x00"
         elif _SPACED.search(t.strip()):  # parts laid out with runs of spaces or on lines of their own
             t, seps = _SPACED.sub("\x00", t.strip()), "\x00"
         else:
@@ -360,6 +360,12 @@ def _split_items(s: str) -> list[str] | None:
             cur += ch
     parts.append(cur.strip())
     return [p for p in parts if p]
+
+
+def _bracketed(s: str, pairs: str) -> bool:
+    """Does the whole answer sit in one of the bracket pairs (``"()[]"``: a tuple or an interval)?"""
+    t = normalize(s)
+    return len(t) >= 2 and any(t[0] == pairs[i] and t[-1] == pairs[i + 1] for i in range(0, len(pairs), 2))
 
 
 def _strip_hats(s: str) -> str:
@@ -578,8 +584,9 @@ def _one_vs_many(gold: str, parts: list[str], options: dict[str, str]) -> _Decis
     return (None if any(m is not False for m in matches) else False), "parts"
 
 
-def _many_vs_many(g_items: list[str], p_items: list[str]) -> _Decision:
-    """Tuples, lists and multi-part answers, compared item by item (letters as a set)."""
+def _many_vs_many(g_items: list[str], p_items: list[str], ordered: bool = True, unordered: bool = False) -> _Decision:
+    """Tuples, lists and multi-part answers, compared item by item (letters as a set). ``ordered``: the gold
+    is a bracketed tuple or interval; ``unordered``: both sides are sets in braces."""
     if len(g_items) != len(p_items):
         g_items = _expand_chains(g_items)
     if len(g_items) != len(p_items) or len(g_items) > _MAX_PARTS:
@@ -589,7 +596,33 @@ def _many_vs_many(g_items: list[str], p_items: list[str]) -> _Decision:
     verdicts = [_atom(a, b, {})[0] for a, b in zip(g_items, p_items)]
     if all(v is True for v in verdicts):
         return True, "tuple"
+    short = len(g_items) <= _MAX_UNORDERED and all(len(x) <= 40 for x in g_items + p_items)
+    if any(v is False for v in verdicts) and not ordered and short and _permuted(g_items, p_items):
+        # the same items in another order: a set ({1, 2}) is equal; a bare list ("2, 3" for the roots, or
+        # parts (a), (b) answered out of order) is left to the judge; a tuple's order stands
+        return (True if unordered else None), "set"
     return (False if any(v is False for v in verdicts) else None), "tuple"
+
+
+# lists longer than this (or with items over 40 characters) are not tried in every order: n² comparisons
+_MAX_UNORDERED = 6
+
+
+def _permuted(g_items: list[str], p_items: list[str]) -> bool:
+    """Is each gold item equal to a different predicted item (a perfect matching)?"""
+    equal = [[_atom(a, b, {})[0] is True for b in p_items] for a in g_items]
+    owner: dict[int, int] = {}  # predicted item → the gold item it is matched to
+
+    def place(i: int, seen: set[int]) -> bool:
+        for j, ok in enumerate(equal[i]):
+            if ok and j not in seen:
+                seen.add(j)
+                if j not in owner or place(owner[j], seen):
+                    owner[j] = i
+                    return True
+        return False
+
+    return all(place(i, set()) for i in range(len(g_items)))
 
 
 def verify(question: str | None, gold: str | None, response: str | None) -> Verdict:
@@ -610,7 +643,8 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
     elif p_items and len(p_items) > 1 and not g_items:
         ok, method = _one_vs_many(gold, p_items, options)
     elif g_items and p_items:
-        ok, method = _many_vs_many(g_items, p_items)
+        ok, method = _many_vs_many(g_items, p_items, ordered=_bracketed(gold, "()[]"),
+                                   unordered=_bracketed(gold, "{}") and _bracketed(pred, "{}"))
     else:
         ok, method = _atom(gold, pred, options)
     analysis = f"gold {gold!r} vs predicted {pred!r}: " + {True: "equivalent", False: "different", None: "undecided"}[ok]
