@@ -224,6 +224,12 @@ def test_unparseable_replies(reply: str | None) -> None:
         ("The correct option is B.", "B"),
         ("Thus, option (c) is correct.", "C"),
         ("Answer: \\(\\frac{3}{4}\\)", "\\frac{3}{4}"),
+        # the last announcement counts, up to its sentence's end; an answer set apart in display math
+        ("At first the answer is not obvious. After computing, the answer is 5.", "5"),
+        ("the answer is 4 at first sight. Final Answer: 5", "5"),
+        ("So the final answer is 3.\n\nWe double-check the units.", "3"),
+        ("Hence the answer is 3.5.", "3.5"),
+        ("### Final Answer\n$$\n\\frac{1}{2}\n$$", "\\frac{1}{2}"),
     ],
 )
 def test_answer_extraction_rules(solution: str, answer: str) -> None:
@@ -233,7 +239,9 @@ def test_answer_extraction_rules(solution: str, answer: str) -> None:
 @pytest.mark.parametrize("solution", [None, "", "The figure is a diagram of the carbon cycle, showing how carbon moves.",
                                       "We compute many things.\nThe answer is " + "very long " * 30,
                                       "We discuss the answer: it depends.\nNo single value is right.",
-                                      "Answer the question.\nThe figure shows a cat."])
+                                      "Answer the question.\nThe figure shows a cat.",
+                                      "The answer is B because it is the larger one.",
+                                      "After all that, the answer is not 3."])
 def test_answer_extraction_declines_when_unsure(solution: str | None) -> None:
     assert extract_answer(solution) is None
 

@@ -7,10 +7,13 @@ import re
 from mfr.answers.boxed import last_boxed
 
 _MAX_LEN = 120
-_FINAL_SECTION = re.compile(
-    r"(?is)(?:#+\s*|\*\*\s*)?final\s+answer\s*(?:#+|\*\*)?\s*[:：]?\s*(?:\*\*)?\s*(.+?)\s*$"
-)
-_ANSWER_IS = re.compile(r"(?is)\b(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*(.+?)\s*\.?\s*$")
+# where an answer is announced; the answer is what follows the last announcement, up to its sentence's end
+_FINAL_SECTION = re.compile(r"(?i)(?:#+\s*|\*\*\s*)?final\s+answer\s*(?:#+|\*\*)?\s*[:：]?\s*(?:\*\*)?\s*")
+_ANSWER_IS = re.compile(r"(?i)\b(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*")
+_SENTENCE = re.compile(r"(?s)(.+?)\s*(?:\.(?=\s|$)|。|\n|$)")
+_DISPLAY = re.compile(r"(?s)\s*(?:\$\$|\\\[)\s*(.+?)\s*(?:\$\$|\\\])")
+# an announcement that is not one: "the answer is not obvious", "the answer is B because …"
+_HEDGED = re.compile(r"(?i)^(?:not|unclear|wrong|incorrect|unknown)\b|\b(?:because|since|which|although)\b")
 _ANSWER_COLON = re.compile(r"(?is)^\s*answer\s*[:：]\s*(.+?)\s*$")
 _LONE_LETTER = re.compile(r"^\s*[(（]?([A-H])[)）]?\s*[.。]?\s*$")
 _ZH_ANSWER = re.compile(r"(?s)(?:故|所以)?(?:答案|正确答案|故选|应选|选)\s*(?:为|是)?\s*[:：]?\s*([A-H](?:\s*[、,，]\s*[A-H])*)\s*[.。．]?\s*$")
@@ -53,10 +56,16 @@ def extract_answer(solution: str | None) -> str | None:
     if boxed is not None:
         return _tidy(boxed)
     tail = solution.strip()[-600:]
-    for pattern in (_FINAL_SECTION, _ANSWER_IS, _ZH_ANSWER):
-        matches = list(pattern.finditer(tail))
-        if matches:
-            return _tidy(matches[-1].group(1))
+    announced = [m for pattern in (_FINAL_SECTION, _ANSWER_IS) for m in pattern.finditer(tail)]
+    if announced:
+        rest = tail[max(announced, key=lambda m: m.end()).end():]
+        display = _DISPLAY.match(rest)  # an answer set apart: $$ … $$ or \[ … \] on lines of their own
+        sentence = display or _SENTENCE.match(rest)
+        ans = _tidy(sentence.group(1)) if sentence else None
+        return None if ans is None or _HEDGED.search(ans) else ans
+    matches = list(_ZH_ANSWER.finditer(tail))
+    if matches:
+        return _tidy(matches[-1].group(1))
     for pattern in (_CHOICE_IS, _CHOICE_CORRECT):
         m = pattern.search(tail)
         if m:
