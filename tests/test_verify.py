@@ -90,6 +90,12 @@ _OTHER_SOURCES = [
     ("q", "\\triangle ABC \\sim \\triangle DEF", "△ABC ∼ △DEF", True, "exact"),
     ("q", "AB ∥ CD", "AB \\parallel CD", True, "exact"),
     ("q", "x \\geq 2", "x ≥ 2", True, "exact"),
+    # a yes/no answer that goes on; a hedge in front of a number; a unit with braces
+    ("q", "No", "No, it is not.", True, "words"),
+    ("q", "No", "Yes, it is.", False, "words"),
+    ("q", "3.14", "≈3.14", True, "exact"),
+    ("q", "5", "approximately 5", True, "exact"),
+    ("q", "25", "25 cm^{2}", True, "numeric"),
     # lists in another order: a tuple's order stands, a bare list is left to the judge
     ("q", "x=2 or x=3", "2, 3", True, "tuple"),
     ("q", "x=2 or x=3", "3, 2", None, "set"),

@@ -38,7 +38,7 @@ _OPTION_MARK = r"[(\[]?(?:[A-H][.)\]：:．]|[a-h][.)\]：:．](?=\s))"
 _OPTIONS = re.compile(r"(?:^|(?<=[\s:：]))[(\[]?([A-Ha-h])[.)\]：:．]\s*(.+?)(?=\s+" + _OPTION_MARK + r"|\n|$)")
 _NUM = r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER = re.compile(f"^{_NUM}$")
-_UNIT_WORD = r"[A-Za-z][A-Za-z/²³^0-9.\-]*"
+_UNIT_WORD = r"[A-Za-z][A-Za-z/²³^0-9.\-{}]*"
 _UNIT = f"(?:%|°\\s*[CF]\\b|°|degrees?|{_UNIT_WORD}(?:\\s+{_UNIT_WORD})?(?:\\s+per\\s+{_UNIT_WORD})?)"
 # a whole number first ("6.02e23 molecules"), else anything ending in a digit ("x_1 = 5 cm" keeps its old reading)
 _NUMBER_UNIT = re.compile(f"^({_NUM})\\s*{_UNIT}$")
@@ -72,6 +72,10 @@ def predicted_answer(response: str | None) -> str | None:
 _WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{")
 
 
+# "≈ 3.14", "about 5": the value stated, the hedge dropped (only in front of a number)
+_ABOUT = re.compile(r"^(?:≈|\\approx|~|about|approximately|approx\.?|around|roughly|nearly)\s*(?=[-+.\d\\$])", re.I)
+
+
 def _unwrap(s: str) -> str:
     s = s.strip()
     for _ in range(3):
@@ -84,6 +88,7 @@ def _unwrap(s: str) -> str:
         if wrapper and closing_braces(s).get(wrapper.end() - 1) == len(s) - 1:  # the whole answer is wrapped
             s = s[wrapper.end():-1].strip()
         s = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*[:：]?\s*", "", s, flags=re.I)
+        s = _ABOUT.sub("", s)
         s = s.rstrip(".。")
         if s == before:
             break
@@ -563,6 +568,15 @@ def _word_forms(s: str) -> list[str]:
     return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words]
 
 
+_SAID = re.compile(r"^(yes|no|true|false)\s*[,.;:—–-]\s+\S", re.I)
+
+
+def _leading_boolean(s: str) -> str | None:
+    """``yes`` or ``no`` for an answer that starts with one and goes on (``No, it is not.``)."""
+    m = _SAID.match(_unwrap(s))
+    return _BOOLEAN[m.group(1).lower()] if m else None
+
+
 def _letter_set(s: str, options: dict[str, str]) -> set[str] | None:
     """``AC``, ``A, C``, ``A and C`` → {A, C} when every letter is one of the question's options."""
     t = re.sub(r"[\s,;()]|\band\b", "", _unwrap(s))
@@ -633,6 +647,10 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
     if pred is None:
         return Verdict(False, "no_answer", "the trace gives no final answer")
     options = parse_options(question)
+    said = _leading_boolean(pred)
+    if said and _word_forms(gold) in (["yes"], ["no"]):  # "No, it is not.": the first word is the answer
+        ok = said == _word_forms(gold)[0]
+        return Verdict(ok, "words", f"gold {gold!r} vs predicted {pred!r}: " + ("equivalent" if ok else "different"))
     g_items, p_items = _split_items(gold), _split_items(pred)
     ok: bool | None
     g_letters, p_letters = _letter_set(gold, options), _letter_set(pred, options)
