@@ -649,8 +649,8 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
     options = parse_options(question)
     said = _leading_boolean(pred)
     if said and _word_forms(gold) in (["yes"], ["no"]):  # "No, it is not.": the first word is the answer
-        ok = said == _word_forms(gold)[0]
-        return Verdict(ok, "words", f"gold {gold!r} vs predicted {pred!r}: " + ("equivalent" if ok else "different"))
+        same = said == _word_forms(gold)[0]
+        return Verdict(same, "words", f"gold {gold!r} vs predicted {pred!r}: " + ("equivalent" if same else "different"))
     g_items, p_items = _split_items(gold), _split_items(pred)
     ok: bool | None
     g_letters, p_letters = _letter_set(gold, options), _letter_set(pred, options)
