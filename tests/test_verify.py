@@ -90,6 +90,9 @@ _OTHER_SOURCES = [
     ("q", "\\triangle ABC \\sim \\triangle DEF", "△ABC ∼ △DEF", True, "exact"),
     ("q", "AB ∥ CD", "AB \\parallel CD", True, "exact"),
     ("q", "x \\geq 2", "x ≥ 2", True, "exact"),
+    # circled option numbers; plus-minus in LaTeX or as the sign
+    ("q", "②", "2", True, "exact"),
+    ("q", "\\pm 2", "±2", True, "exact"),
     # a yes/no answer that goes on; a hedge in front of a number; a unit with braces
     ("q", "No", "No, it is not.", True, "words"),
     ("q", "No", "Yes, it is.", False, "words"),

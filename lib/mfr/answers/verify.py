@@ -116,12 +116,17 @@ _RELATION_SIGNS = {
 _RELATION_NAMES = re.compile(r"\\(" + "|".join(sorted(_RELATION_SIGNS, key=len, reverse=True)) + r")(?![A-Za-z])")
 
 
+# circled option numbers (①, ②) as the digits they stand for
+_CIRCLED = {0x2460 + i: str(i + 1) for i in range(9)}
+
+
 @functools.lru_cache(maxsize=4096)
 def normalize(s: str) -> str:
     """A canonical spelling: wrappers off, LaTeX and unicode variants unified, spacing removed."""
     s = _unwrap(s)
     s = re.sub(r"\\(?:text|mathrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}", r"\1", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
+    s = s.translate(_CIRCLED).replace("\\pm", "±").replace("\\mp", "∓")
     s = s.replace("∼", "∽").replace("−", "-").replace("–", "-").replace("×", "*").replace("\\times", "*").replace("\\cdot", "*")
     s = s.replace("π", "\\pi").replace("^\\circ", "°").replace("^{\\circ}", "°").replace("\\circ", "°")
     s = s.replace("\\,", "").replace("\\ ", "").replace("\\!", "")
