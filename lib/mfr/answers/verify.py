@@ -557,6 +557,8 @@ def _clock_match(ng: str, np_: str) -> _Decision | None:
     if not a.group(3) and not b.group(3) and int(a.group(1)) * int(b.group(2)) == int(b.group(1)) * int(a.group(2)):
         return None, "clock"  # "10:20" and "20:40" may be ratios
     return False, "clock"
+
+
 _BOOLEAN = {"yes": "yes", "true": "yes", "correct": "yes", "no": "no", "false": "no", "incorrect": "no"}
 _COMPASS = {"ne": "northeast", "nw": "northwest", "se": "southeast", "sw": "southwest"}
 _ARTICLE = re.compile(r"^(?:(?:it|this|that|they|he|she)(?:\s+(?:is|are|was|were|will|would))?\s+)?(?:(?:the|a|an)\s+)?", re.I)
