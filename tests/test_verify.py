@@ -67,6 +67,7 @@ _OTHER_SOURCES = [
     ("q", "0.5 kg", "500 g", True, "units"),
     ("q", "60 km/h", "1 km/min", True, "units"),
     ("q", "1.5 km", "150 m", False, "units"),
+    ("q", "\\$0.25", "25 cents", True, "units"),
     ("q", "5 cm", "5 m", False, "units"),           # the same number in another unit is another length
     ("q", "5 cm", "5 cm^2", None, "units"),         # another quantity
     ("q", "30°", "0.52 rad", None, "units"),        # within 2% after converting: a rounding or not
