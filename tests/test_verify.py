@@ -91,6 +91,8 @@ _OTHER_SOURCES = [
     ("q", "\\triangle ABC \\sim \\triangle DEF", "△ABC ∼ △DEF", True, "exact"),
     ("q", "AB ∥ CD", "AB \\parallel CD", True, "exact"),
     ("q", "x \\geq 2", "x ≥ 2", True, "exact"),
+    ("q", "\\varnothing", "\\emptyset", True, "exact"),
+    ("q", "\\mathbb{R}", "ℝ", True, "exact"),
     # circled option numbers; plus-minus in LaTeX or as the sign
     ("q", "②", "2", True, "exact"),
     ("q", "\\pm 2", "±2", True, "exact"),

@@ -112,7 +112,11 @@ def rhs(s: str) -> str:
 _RELATION_SIGNS = {
     "triangle": "△", "sim": "∽", "backsim": "∽", "parallel": "∥", "perp": "⊥", "angle": "∠", "cong": "≅",
     "le": "≤", "leq": "≤", "leqslant": "≤", "ge": "≥", "geq": "≥", "geqslant": "≥", "ne": "≠", "neq": "≠",
+    "emptyset": "∅", "varnothing": "∅",
 }
+# number sets: \mathbb{R}, \mathbb R and ℝ alike
+_NUMBER_SETS = re.compile(r"\\mathbb\s*\{?\s*([NZQRC])\s*\}?")
+_NUMBER_SET_SIGNS = {"N": "ℕ", "Z": "ℤ", "Q": "ℚ", "R": "ℝ", "C": "ℂ"}
 _RELATION_NAMES = re.compile(r"\\(" + "|".join(sorted(_RELATION_SIGNS, key=len, reverse=True)) + r")(?![A-Za-z])")
 
 
@@ -132,6 +136,7 @@ def normalize(s: str) -> str:
     s = s.replace("\\,", "").replace("\\ ", "").replace("\\!", "")
     s = s.replace("∞", "\\infty").replace("\\{", "{").replace("\\}", "}")
     s = _RELATION_NAMES.sub(lambda m: _RELATION_SIGNS[m.group(1)], s)
+    s = _NUMBER_SETS.sub(lambda m: _NUMBER_SET_SIGNS[m.group(1)], s)
     s = re.sub(r"\b([ap])\.?\s*m\.?(?=\s*$|\W)", r"\1m", s, flags=re.I)  # 3:45 p.m. → 3:45 pm
     s = _plain_to_latex(_strip_hats(s))
     s = re.sub(r"\s+", "", s)
