@@ -74,7 +74,7 @@ _OTHER_SOURCES = [
     ("q", "3 apples", "3 oranges", None, "units"),  # units the table does not know, spelt differently
     ("q", "10 km/h", "10 kilometers per hour", True, "numeric"),
     ("q", "40 N", "40 newtons", True, "numeric"),
-    ("q", "9.8 m/s^2", "9.8 m/s²", True, "numeric"),
+    ("q", "9.8 m/s^2", "9.8 m/s²", True, "exact"),
     # a gold that names its option, with or without the option's text
     ("q", "Option B", "B", True, "choice"),
     ("q", "C. 30°", "C", True, "choice"),
@@ -92,6 +92,10 @@ _OTHER_SOURCES = [
     ("q", "AB ∥ CD", "AB \\parallel CD", True, "exact"),
     ("q", "x \\geq 2", "x ≥ 2", True, "exact"),
     ("q", "\\varnothing", "\\emptyset", True, "exact"),
+    ("q", "H₂O", "H_2O", True, "exact"),          # sub- and superscripts as characters or as LaTeX
+    ("q", "CO2", "CO₂", True, "exact"),
+    ("q", "x²", "x^{2}", True, "exact"),
+    ("q", "CO2", "CO", False, "symbolic"),
     ("q", "\\mathbb{R}", "ℝ", True, "exact"),
     # circled option numbers; plus-minus in LaTeX or as the sign
     ("q", "②", "2", True, "exact"),
@@ -121,7 +125,7 @@ _OTHER_SOURCES = [
     (MC, "5 apples", "A", False, "choice_numeric"),
     ("q", "15", "B", None, "choice"),               # no options to map the letter
     # units inside LaTeX, temperatures
-    ("q", "48\\text{ cm}^3", "48 cm³", True, "numeric"),
+    ("q", "48\\text{ cm}^3", "48 cm³", True, "exact"),
     ("q", "20 m/s", "72\\,\\mathrm{km/h}", True, "units"),
     ("q", "5 \\text{ J}", "5 kJ", False, "units"),
     ("q", "20°C", "20 °C", True, "exact"),

@@ -120,8 +120,10 @@ _NUMBER_SET_SIGNS = {"N": "ℕ", "Z": "ℤ", "Q": "ℚ", "R": "ℝ", "C": "ℂ"}
 _RELATION_NAMES = re.compile(r"\\(" + "|".join(sorted(_RELATION_SIGNS, key=len, reverse=True)) + r")(?![A-Za-z])")
 
 
-# circled option numbers (①, ②) as the digits they stand for
+# circled option numbers (①, ②) as the digits they stand for; sub- and superscript digits as _2 and ^2
 _CIRCLED = {0x2460 + i: str(i + 1) for i in range(9)}
+_SCRIPTS = {**{0x2080 + i: f"_{i}" for i in range(10)},
+            **{ord(c): f"^{i}" for i, c in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")}}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -130,7 +132,9 @@ def normalize(s: str) -> str:
     s = _unwrap(s)
     s = re.sub(r"\\(?:text|mathrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}", r"\1", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
-    s = s.translate(_CIRCLED).replace("\\pm", "±").replace("\\mp", "∓")
+    s = s.translate(_CIRCLED).translate(_SCRIPTS).replace("\\pm", "±").replace("\\mp", "∓")
+    s = re.sub(r"([_^])\{(\w)\}", r"\1\2", s)  # x^{2} → x^2
+    s = re.sub(r"_(\d)", r"\1", s)  # H_2O, H₂O and H2O; x_1 and x1
     s = s.replace("∼", "∽").replace("−", "-").replace("–", "-").replace("×", "*").replace("\\times", "*").replace("\\cdot", "*")
     s = s.replace("π", "\\pi").replace("^\\circ", "°").replace("^{\\circ}", "°").replace("\\circ", "°")
     s = s.replace("\\,", "").replace("\\ ", "").replace("\\!", "")
