@@ -252,7 +252,8 @@ def _num_match(g: str, p: str) -> _Decision | None:
 def _unit_match(gv: float, gu: str, pv: float, pu: str) -> _Decision | None:
     """Two quantities in different units: converted when both units are known (``10 m`` and ``1000 cm``),
     else undecided; None when the units are the same (the numbers decide)."""
-    if canonical(gu) is not None and canonical(gu) == canonical(pu):
+    same = canonical(gu)
+    if same is not None and same == canonical(pu):
         return None
     gb, pb = to_base(gu), to_base(pu)
     if gb is None or pb is None or gb[0] != pb[0]:
