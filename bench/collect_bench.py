@@ -110,17 +110,22 @@ def _source_image_bytes(dump: Path) -> int:
     return total
 
 
-def _seed_way(dump: Path, out: Path) -> float:
-    """The seed's collection: load each subset with datasets, concatenate, save to parquet."""
+def _seed_way(dump: Path, workdir: Path) -> float:
+    """Seconds of the seed's collection: load each subset with datasets, concatenate, save to parquet (in a
+    folder of its own, removed after: its copy and cache are read by nothing, gigabytes at 1M rows)."""
     import datasets
 
+    out = workdir / "seed-collect"
+    shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     parts = [
         datasets.load_dataset("parquet", data_dir=str(d), split="train", cache_dir=str(out / "hf-cache"))
         for d in sorted(p for p in dump.iterdir() if p.is_dir())
     ]
     datasets.concatenate_datasets(parts).to_parquet(str(out / "seed.parquet"))
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds
 
 
 def _both_ways(spark, make_cfg, workdir: Path, dump: Path) -> tuple[Config, RunResult, float, float, float]:
@@ -133,11 +138,7 @@ def _both_ways(spark, make_cfg, workdir: Path, dump: Path) -> tuple[Config, RunR
     start = time.perf_counter()
     result = run_stage(spark, cfg, "collect")
     ours = time.perf_counter() - start
-    seed_dir = workdir / "seed-collect"
-    shutil.rmtree(seed_dir, ignore_errors=True)
-    seed = _seed_way(dump, seed_dir)
-    shutil.rmtree(seed_dir, ignore_errors=True)  # its copy and cache: read by nothing, gigabytes at 1M rows
-    return cfg, result, schema_s, ours, seed
+    return cfg, result, schema_s, ours, _seed_way(dump, workdir)
 
 
 def run(spark, make_cfg, workdir: Path, rows: int = 20000, marginal_rows: int | None = None,
@@ -150,9 +151,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 20000, marginal_rows: int | 
     # datasets and its first load): a real job runs warm.
     warm = _dump(workdir, 300)
     run_stage(spark, make_cfg(f"collection.source={warm}"), "collect")
-    shutil.rmtree(workdir / "seed-collect", ignore_errors=True)
-    _seed_way(warm, workdir / "seed-collect")
-    shutil.rmtree(workdir / "seed-collect", ignore_errors=True)
+    _seed_way(warm, workdir)
     dump = _dump(workdir, rows)
     cfg, result, schema_s, ours, seed = _both_ways(spark, make_cfg, workdir, dump)
     lh = Lakehouse(spark, cfg)

@@ -46,7 +46,10 @@ _UNIT_TAIL = re.compile(f"^(.*?\\d)\\s*{_UNIT}$")
 # a × 10^b, a \times 10^{b}, a·10^b → a e b
 _TIMES_TEN = re.compile(r"^(?:([-+]?[\d.,]+)\s*(?:\\times|\\cdot|×|·|\*)\s*)?10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
 _VARIABLES = {"x", "y", "z", "n", "i"}
-_CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹|Rs\.?|USD)\s*")
+_CURRENCY = re.compile(r"^(\\\$|\$|€|£|¥|₹|Rs\.?|USD)\s*")
+_DOLLARS = {"\\$", "$", "USD"}  # a dollar sign in front is the unit "$" (25 cents = \$0.25)
+# LaTeX text commands around words or units: their content is what is written
+_TEXT_COMMAND = re.compile(r"\\(?:text|mathrm|mathbf|textbf|operatorname|rm)\s*\{([^{}]*)\}")
 _NUMBER_WORDS = {w: i for i, w in enumerate([
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
     "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])}
@@ -130,7 +133,7 @@ _SCRIPTS = {**{0x2080 + i: f"_{i}" for i in range(10)},
 def normalize(s: str) -> str:
     """A canonical spelling: wrappers off, LaTeX and unicode variants unified, spacing removed."""
     s = _unwrap(s)
-    s = re.sub(r"\\(?:text|mathrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}", r"\1", s)
+    s = _TEXT_COMMAND.sub(r"\1", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
     s = s.translate(_CIRCLED).translate(_SCRIPTS).replace("\\pm", "±").replace("\\mp", "∓")
     s = re.sub(r"([_^])\{(\w)\}", r"\1\2", s)  # x^{2} → x^2
@@ -182,20 +185,19 @@ def _number(s: str) -> tuple[float, bool] | None:
     return None if q is None else (q[0], q[1])
 
 
-_TEXT_UNIT = re.compile(r"\\(?:text|mathrm|rm)\s*\{([^{}]*)\}")
 _SPACING = re.compile(r"\s*(?:\\[,;: ]|~)\s*|\s+")
-_DOLLAR = re.compile(r"^(?:\\\$|\$|USD)\s*")
 
 
 def _quantity(s: str) -> tuple[float, bool, str | None] | None:
     """(value, is_percent, unit as written or None) of a plain number with an optional unit after it
     (a dollar sign in front is the unit ``$``); fractions a/b too."""
     t = _unwrap(s).replace("−", "-").replace("\\%", "%").replace("^\\circ", "°").replace("^{\\circ}", "°").strip()
-    t = _SPACING.sub(" ", _TEXT_UNIT.sub(r" \1", t)).strip()  # 5\,\text{m/s} → 5 m/s
+    t = _SPACING.sub(" ", _TEXT_COMMAND.sub(r" \1", t)).strip()  # 5\,\text{m/s} → 5 m/s
     if t.lower() in _NUMBER_WORDS:  # "two" for 2: a whole answer spelt out
         return float(_NUMBER_WORDS[t.lower()]), False, None
-    unit = "$" if _DOLLAR.match(t) else None
-    t = _CURRENCY.sub("", t)
+    currency = _CURRENCY.match(t)
+    unit = "$" if currency and currency.group(1) in _DOLLARS else None
+    t = t[currency.end():] if currency else t
     t = _TIMES_TEN.sub(lambda m: f"{m.group(1) or 1}e{m.group(2)}", t)
     percent = t.endswith("%")
     m = _NUMBER_UNIT.match(t) or _UNIT_TAIL.match(t)
