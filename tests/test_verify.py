@@ -295,3 +295,46 @@ def test_a_list_too_long_to_be_one_answer_is_not_compared_part_by_part():
     assert (verify("q", "0.33", _trace(many)).consistent, verify("q", "0.33", _trace(many)).method) == (None, "parts")
     assert verify("q", many, _trace(many)).consistent is True  # the same text is still the same answer
     assert verify("q", many, _trace(many.replace("x", "y", 1))).method == "parts"
+
+
+@pytest.mark.parametrize("gold, pred, expected", [
+    ("v_0 = 2R\\omega_0/5", "v_f = 3, v_0 = \\frac{2}{5} R \\omega_0", True),   # the part that names the gold's quantity
+    ("v_0 = 2R\\omega_0/5", "v_f = 3; v_0 = R\\omega_0", False),
+    ("x = 3", "x = 4, y = 3", False),              # y = 3 answers another question
+    ("x = 3", "x = 3 or x = -3", None),            # the same name twice, one right: left to the judge
+    ("g/3", "(3A - g)/4, g/3", None),              # an unnamed part that matches: not for rules
+])
+def test_a_multi_part_answer_is_judged_by_the_part_that_names_the_gold(gold, pred, expected):
+    assert verify("q", gold, _trace(pred)).consistent is expected
+
+
+@pytest.mark.parametrize("question, gold, pred, expected", [
+    ("At what maximum angle θ₀ does it still roll?", "tan(θ₀) ≤ (7/2)μ", "arctan(7μ/2)", True),
+    ("What is the maximum acceleration A?", "A \\leq \\frac{\\mu g}{2}", "\\frac{g\\mu}{2}", True),
+    ("Find the minimum x.", "x \\geq 2", "2", True),
+    ("Find the minimum x.", "x \\leq 5", "5", None),        # the condition bounds x from above: no minimum
+    ("What is the maximum speed?", "v \\le \\sqrt{\\mu g R}", "\\sqrt{2\\mu g R}", None),  # another bound
+    ("Find the range of x.", "x > 3", "3", None),           # no extremum asked for: a bound is not a range
+    ("What is the largest x?", "x^2 \\le 4", "2", None),    # the boundary has two roots
+])
+def test_a_bound_answers_an_extremum_given_as_its_condition(question, gold, pred, expected):
+    assert verify(question, gold, _trace(pred)).consistent is expected
+
+
+@pytest.mark.parametrize("gold, pred", [("\\tan(x)", "tan(x)"), ("\\sin^2 x + 1", "sin(x)^2 + 1"), ("θ_0^2", "θ₀²")])
+def test_plain_function_names_and_scripts_read_as_latex(gold, pred):
+    assert verify("q", gold, _trace(pred)).consistent is True
+
+
+_PARTS_Q = "Two blocks sit on a table; the pulley accelerates at A.\n(a) Find the distance each block travels.\n" \
+           "(b) What is the maximum acceleration A for which the block stays? Can it move right?"
+
+
+@pytest.mark.parametrize("question, pred, expected", [
+    (_PARTS_Q, "(a) s = t^2; (b) \\frac{\\mu g}{2}, No", True),   # (b) asks for A; its other question answered "No"
+    (_PARTS_Q, "(a) s = t^2; (b) \\mu g, No", False),
+    (_PARTS_Q, "s = t^2, \\frac{\\mu g}{2}, No", None),             # no labels: which part is which is not known
+    (_PARTS_Q.replace("distance each block", "distance at acceleration A each block"), "(a) s = t^2; (b) \\frac{\\mu g}{2}", None),
+])
+def test_a_named_gold_is_judged_by_the_answer_to_the_part_that_asks_for_it(question, pred, expected):
+    assert verify(question, "A = \\frac{\\mu g}{2}", _trace(pred)).consistent is expected

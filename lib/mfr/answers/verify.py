@@ -359,7 +359,7 @@ def _split_items(s: str) -> list[str] | None:
     t = re.sub(r"\\[,;:!]", " ", _unwrap(s))  # LaTeX spacing (5\,\text{m}) separates nothing
     if len(t) >= 2 and t[0] + t[-1] in ("()", "[]", "{}"):
         t = t[1:-1]
-    seps = ",，"
+    seps = ",，;"  # "a, b; c": semicolons separate parts as commas do
     if "," not in t and "，" not in t:
         if ";" in t:
             seps = ";"
@@ -409,8 +409,14 @@ def _expand_chains(items: list[str]) -> list[str]:
     return out
 
 
+# function names written without a backslash: "tan(x)" would read as the product t·a·n·x
+_PLAIN_FUNCTION = re.compile(r"(?<![\\A-Za-z])(arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|cot|sec|csc|ln|log|exp)(?=\s*\()")
+
+
 def _plain_to_latex(s: str) -> str:
-    """``sqrt(x)`` and ``√x`` → ``\\sqrt{x}`` (plain-text answers next to LaTeX ones)."""
+    """``sqrt(x)``, ``√x`` → ``\\sqrt{x}``, ``tan(x)`` → ``\\tan(x)``, ``x²`` → ``x^2`` (plain-text answers next to
+    LaTeX ones)."""
+    s = _PLAIN_FUNCTION.sub(r"\\\1", s).translate(_SCRIPTS)  # θ₀ → θ_0, x² → x^2: unparsable as they are
     s = re.sub(r"√\s*([\w.]+|\{[^{}]*\})", lambda m: "\\sqrt{" + m.group(1).strip("{}") + "}", s.replace("√(", "sqrt("))
     out, i = "", 0
     while True:
@@ -609,12 +615,57 @@ def _letter_set(s: str, options: dict[str, str]) -> set[str] | None:
 _MAX_PARTS = 16
 
 
-def _one_vs_many(gold: str, parts: list[str], options: dict[str, str]) -> _Decision:
-    """Several answers against one gold: matching one part is not decidable by rules."""
+def _one_vs_many(question: str | None, gold: str, pred: str, parts: list[str], options: dict[str, str]) -> _Decision:
+    """Several answers against one gold: matching one part is not decidable by rules, unless the gold names
+    its quantity (``v_0 = …``) and the answers to it (parts with the same name, or the answer labelled with
+    the question's part that asks for it) all agree or all disagree with the gold's value."""
     if len(parts) > _MAX_PARTS:
         return None, "parts"
+    name = _quantity_name(gold)
+    if name:  # the names agree: the values alone are compared
+        named = [_atom(rhs(gold), rhs(part), options)[0] for part in parts if _quantity_name(part) == name]
+        if named and (all(m is True for m in named) or all(m is False for m in named)):
+            return named[0], "named_part"
+        # the labelled answer may hold answers to the part's other questions ("μg/2, No"): one item matches
+        items = [] if named else [_atom(rhs(gold), x, options)[0] for x in _answer_to_asking_part(question, gold, pred)]
+        if items and None not in items and items.count(True) <= 1:
+            return any(items), "named_part"
     matches = [_atom(gold, part, options)[0] for part in parts]
     return (None if any(m is not False for m in matches) else False), "parts"
+
+
+# "(a) …" at the start of a line of the question; "(b)" anywhere in the answer
+_QUESTION_PART = re.compile(r"^\s*\(([a-h])\)\s", re.M)
+_ANSWER_PART = re.compile(r"\(([a-h])\)\s*")
+
+
+def _answer_to_asking_part(question: str | None, gold: str, pred: str) -> list[str]:
+    """The items of the answer labelled with the one question part that mentions the gold's name (``A`` in
+    "(b) What is the maximum acceleration A …?", answered "(b) μg/2, No"); none when no single part does."""
+    lhs = _LHS.match(_unwrap(gold))
+    name = lhs.group()[:-1].strip() if lhs else ""
+    if not name:
+        return []
+    marks = list(_QUESTION_PART.finditer(question or ""))
+    texts = {m.group(1): (question or "")[m.end():nxt.start() if nxt else None]
+             for m, nxt in zip(marks, marks[1:] + [None])}
+    if len(name) == 1:
+        mentions = re.compile(rf"(?<![\w\\]){re.escape(name)}(?!\w)")
+        asking = [label for label, text in texts.items() if mentions.search(text)]
+    else:
+        asking = [label for label, text in texts.items() if normalize(name) in normalize(text)]
+    labels = list(_ANSWER_PART.finditer(_unwrap(pred)))
+    if len(asking) != 1 or [m.group(1) for m in labels].count(asking[0]) != 1:
+        return []
+    at = next(i for i, m in enumerate(labels) if m.group(1) == asking[0])
+    answer = _unwrap(pred)[labels[at].end():labels[at + 1].start() if at + 1 < len(labels) else None]
+    return _split_items(answer.strip(" ;,")) or [answer.strip(" ;,")]
+
+
+def _quantity_name(s: str) -> str | None:
+    """The name left of ``=`` (``v_0`` of ``v_0 = 2R\\omega/5``), normalised; None for a bare value."""
+    m = _LHS.match(_unwrap(s))
+    return normalize(m.group()[:-1]) if m else None
 
 
 def _many_vs_many(g_items: list[str], p_items: list[str], ordered: bool = True, unordered: bool = False) -> _Decision:
@@ -678,14 +729,60 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
     elif g_letters and p_letters:
         ok, method = g_letters == p_letters, "set"
     elif p_items and len(p_items) > 1 and not g_items:
-        ok, method = _one_vs_many(gold, p_items, options)
+        ok, method = _one_vs_many(question, gold, pred, p_items, options)
     elif g_items and p_items:
         ok, method = _many_vs_many(g_items, p_items, ordered=_bracketed(gold, "()[]"),
                                    unordered=_bracketed(gold, "{}") and _bracketed(pred, "{}"))
     else:
         ok, method = _atom(gold, pred, options)
+    if ok is None:
+        ok, method = _bound_match(question, gold, pred) or (ok, method)
     analysis = f"gold {gold!r} vs predicted {pred!r}: " + {True: "equivalent", False: "different", None: "undecided"}[ok]
     return Verdict(ok, method, analysis)
+
+
+_LARGEST = re.compile(r"\b(?:maximum|max|largest|greatest|highest)\b", re.I)
+_SMALLEST = re.compile(r"\b(?:minimum|min|smallest|least|lowest)\b", re.I)
+_INEQUALITY = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt|leqslant|geqslant)(?![A-Za-z])")
+
+
+def _bound_match(question: str | None, gold: str, pred: str) -> _Decision | None:
+    """An extremum asked for, the gold written as its condition (``tan θ₀ ≤ 7μ/2``), the prediction as the
+    bound (``arctan(7μ/2)``): the bound solves the condition's boundary for the one symbol the prediction
+    lacks, and the condition holds on the side the question asks for (below a maximum, above a minimum; the
+    other symbols set to positive sample values). Anything else stays undecided."""
+    wants = {"max": bool(question and _LARGEST.search(question)), "min": bool(question and _SMALLEST.search(question))}
+    if not any(wants.values()) or len(_INEQUALITY.findall(gold)) != 1 or _RELATION.search(rhs(pred)) \
+            or len(gold) > 120 or len(pred) > 120:
+        return None
+    try:
+        import sympy
+    except ImportError:  # pragma: no cover - comes with math-verify
+        return None
+    g, p = _parse_side(gold), _parse_side(pred)
+    if not g or not p:
+        return None
+    cond, bound = g[0], p[0]
+    if not isinstance(cond, sympy.core.relational.Relational) or isinstance(cond, (sympy.Eq, sympy.Ne)) \
+            or not isinstance(bound, sympy.Expr):
+        return None
+    free = cond.free_symbols - bound.free_symbols
+    if len(free) != 1:
+        return None
+    x = free.pop()
+    try:
+        roots = sympy.solve(sympy.Eq(cond.lhs, cond.rhs), x)
+        if len(roots) != 1 or sympy.simplify(roots[0] - bound) != 0:
+            return None
+        sample = {s: sympy.Rational(7 + 3 * i, 10) for i, s in enumerate(sorted(bound.free_symbols, key=str))}
+        at = float(bound.subs(sample))
+        step = 1e-3 * max(1.0, abs(at))
+        below, above = (bool(cond.subs({**sample, x: at + d})) for d in (-step, step))
+    except Exception:  # sympy gives up in many ways on what it cannot solve or evaluate
+        return None
+    if (wants["max"] and below and not above) or (wants["min"] and above and not below):
+        return True, "bound"
+    return None
 
 
 _JUDGMENT = re.compile(r"JUDGMENT\s*[:：]\s*\**\s*(EQUIVALENT|DIFFERENT|NOT\s+EQUIVALENT)", re.I)
