@@ -316,6 +316,8 @@ def test_a_multi_part_answer_is_judged_by_the_part_that_names_the_gold(gold, pre
     ("What is the maximum speed?", "v \\le \\sqrt{\\mu g R}", "\\sqrt{2\\mu g R}", None),  # another bound
     ("Find the range of x.", "x > 3", "3", None),           # no extremum asked for: a bound is not a range
     ("What is the largest x?", "x^2 \\le 4", "2", None),    # the boundary has two roots
+    # x in several places: not solved (sympy takes minutes on this one)
+    ("What is the maximum x?", "\\frac{x^5 - 3x + 1}{x^2+\\sqrt{x+1}} \\le \\tan(x)", "0.5", None),
 ])
 def test_a_bound_answers_an_extremum_given_as_its_condition(question, gold, pred, expected):
     assert verify(question, gold, _trace(pred)).consistent is expected

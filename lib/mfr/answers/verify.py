@@ -749,7 +749,7 @@ _INEQUALITY = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt|leqslant|geqslant
 def _bound_match(question: str | None, gold: str, pred: str) -> _Decision | None:
     """An extremum asked for, the gold written as its condition (``tan θ₀ ≤ 7μ/2``), the prediction as the
     bound (``arctan(7μ/2)``): the bound solves the condition's boundary for the one symbol the prediction
-    lacks, and the condition holds on the side the question asks for (below a maximum, above a minimum; the
+    lacks (where it occurs once), and the condition holds on the side the question asks for (below a maximum, above a minimum; the
     other symbols set to positive sample values). Anything else stays undecided."""
     wants = {"max": bool(question and _LARGEST.search(question)), "min": bool(question and _SMALLEST.search(question))}
     if not any(wants.values()) or len(_INEQUALITY.findall(gold)) != 1 or _RELATION.search(rhs(pred)) \
@@ -770,8 +770,11 @@ def _bound_match(question: str | None, gold: str, pred: str) -> _Decision | None
     if len(free) != 1:
         return None
     x = free.pop()
+    boundary = cond.lhs - cond.rhs
+    if boundary.count(x) != 1 or sympy.count_ops(boundary) > 40:
+        return None  # solved by inverting what wraps the one occurrence; anything else can take sympy minutes
     try:
-        roots = sympy.solve(sympy.Eq(cond.lhs, cond.rhs), x)
+        roots = sympy.solve(boundary, x)
         if len(roots) != 1 or sympy.simplify(roots[0] - bound) != 0:
             return None
         sample = {s: sympy.Rational(7 + 3 * i, 10) for i, s in enumerate(sorted(bound.free_symbols, key=str))}
