@@ -56,7 +56,19 @@ _OTHER_SOURCES = [
     ("q", "15.3", "10\\sqrt{2}", False, "rounded"),
     ("q", "0.5", "0.54", False, "numeric"),       # one significant digit: too little to call a rounding
     ("q", "12", "12.4", False, "numeric"),
-    ("q", "33.3%", "1/3", False, "numeric"),
+    ("q", "33.3%", "1/3", True, "rounded"),        # a percent is the exact value rounded on its own scale
+    ("q", "33%", "1/3", True, "rounded"),
+    ("q", "34%", "1/3", None, "rounded"),          # one last digit off
+    ("q", "50%", "1/3", False, "rounded"),
+    ("q", "5%", "1/3", False, "numeric"),           # one digit says too little to call a rounding
+    # thousands marked with commas or spaces; Roman numerals; a segment under a bar; membership
+    ("q", "1000", "1,000", True, "numeric"),
+    ("q", "40 km", "40,000 m", True, "units"),
+    ("q", "1,000", "1 000", True, "numeric"),
+    ("q", "III", "3", True, "numeric"),
+    ("q", "\\overline{AB}", "AB", True, "exact"),
+    ("q", "2\\overline{z}", "2z", False, "symbolic"),  # a bar over one letter: a conjugate
+    ("q", "x \\in (0, 1)", "(0, 1)", True, "exact"),
     # school problems take π as 3.14
     ("q", "113.04", "36\\pi", True, "rounded"),
     ("q", "28.26", "9π", True, "rounded"),

@@ -50,6 +50,10 @@ _CURRENCY = re.compile(r"^(\\\$|\$|€|£|¥|₹|Rs\.?|USD)\s*")
 _DOLLARS = {"\\$", "$", "USD"}  # a dollar sign in front is the unit "$" (25 cents = \$0.25)
 # LaTeX text commands around words or units: their content is what is written
 _TEXT_COMMAND = re.compile(r"\\(?:text|mathrm|mathbf|textbf|operatorname|rm)\s*\{([^{}]*)\}")
+_ROMAN = {r: i + 2 for i, r in enumerate(
+    "II III IV V VI VII VIII IX X XI XII XIII XIV XV XVI XVII XVIII XIX XX".split()) if len(r) > 1}
+# thousands set apart by spaces (after _SPACING made every space one): "1 000", "12 500 000"
+_SPACED_THOUSANDS = re.compile(r"^-?\d{1,3}(?: \d{3})+(?=$|[.\s%])")
 _NUMBER_WORDS = {w: i for i, w in enumerate([
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
     "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])}
@@ -101,9 +105,16 @@ def _unwrap(s: str) -> str:
 _LHS = re.compile(r"^\s*[A-Za-z\\][\w\\{}^ ,()θωμ₀-₉]{0,24}?\s*=(?!=)")
 
 
+# "x ∈ (0, 1)": the set a name belongs to is its value
+_MEMBER = re.compile(r"^\s*[A-Za-z]\w{0,3}\s*(?:\\in(?![A-Za-z])|∈)\s*")
+
+
 def rhs(s: str) -> str:
-    """``P_1 = P_2 = expr`` → ``expr``: the name on the left is not part of the value."""
+    """``P_1 = P_2 = expr`` → ``expr``, ``x ∈ (0, 1)`` → ``(0, 1)``: the name on the left is not part of the value."""
     t = _unwrap(s)
+    member = _MEMBER.match(t)
+    if member:
+        return t[member.end():].strip()
     while True:
         m = _LHS.match(t)
         if not m or "=" in t[m.end():m.end() + 1]:
@@ -129,6 +140,9 @@ _SCRIPTS = {**{0x2080 + i: f"_{i}" for i in range(10)},
             **{ord(c): f"^{i}" for i, c in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")}}
 
 
+_SEGMENT = re.compile(r"\\overline\s*\{\s*([A-Z]{2,3})\s*\}")
+
+
 @functools.lru_cache(maxsize=4096)
 def normalize(s: str) -> str:
     """A canonical spelling: wrappers off, LaTeX and unicode variants unified, spacing removed."""
@@ -145,6 +159,7 @@ def normalize(s: str) -> str:
     s = _RELATION_NAMES.sub(lambda m: _RELATION_SIGNS[m.group(1)], s)
     s = _NUMBER_SETS.sub(lambda m: _NUMBER_SET_SIGNS[m.group(1)], s)
     s = re.sub(r"\b([ap])\.?\s*m\.?(?=\s*$|\W)", r"\1m", s, flags=re.I)  # 3:45 p.m. → 3:45 pm
+    s = _SEGMENT.sub(r"\1", s)  # \overline{AB}: the segment AB (a bar over one letter, a conjugate, stays)
     s = _plain_to_latex(_strip_hats(s))
     s = re.sub(r"\s+", "", s)
     return s.lower()
@@ -195,6 +210,9 @@ def _quantity(s: str) -> tuple[float, bool, str | None] | None:
     t = _SPACING.sub(" ", _TEXT_COMMAND.sub(r" \1", t)).strip()  # 5\,\text{m/s} → 5 m/s
     if t.lower() in _NUMBER_WORDS:  # "two" for 2: a whole answer spelt out
         return float(_NUMBER_WORDS[t.lower()]), False, None
+    if t in _ROMAN:  # "III" for 3 (numbered items, quadrants); a single letter is a name, not a numeral
+        return float(_ROMAN[t]), False, None
+    t = _SPACED_THOUSANDS.sub(lambda m: m.group().replace(" ", ""), t)  # 1 000 000
     currency = _CURRENCY.match(t)
     unit = "$" if currency and currency.group(1) in _DOLLARS else None
     t = t[currency.end():] if currency else t
@@ -240,6 +258,12 @@ def _num_match(g: str, p: str) -> _Decision | None:
     # 50% and 0.5 state the same value
     if gp != pp and _numbers_equal(gv / 100 if gp else gv, pv / 100 if pp else pv):
         return True, "numeric"
+    if gp != pp:
+        # 33% or 33.3% against 1/3: the percent is the exact value rounded to its places (two digits at least)
+        shown, shown_text, value, value_text = (gv, g, pv * 100, p) if gp else (pv, p, gv * 100, g)
+        d = _decimals(shown_text)
+        if d is not None and _decimals(value_text) is None and len(re.sub(r"\D", "", _written_number(shown_text)).lstrip("0")) >= 2:
+            return _rounding(shown, value, d, exact=True), "rounded"
     if gp or pp:
         return False, "numeric"
     # 0.33 against 1/3 or 0.3333: the shorter is the other rounded; 1.5 against 1.54 may be a rounding
@@ -357,6 +381,8 @@ _RELATION = re.compile(r"[=<>≤≥∼≅∥⊥≈]|\\(sim|cong|parallel|perp|le
 
 def _split_items(s: str) -> list[str] | None:
     t = re.sub(r"\\[,;:!]", " ", _unwrap(s))  # LaTeX spacing (5\,\text{m}) separates nothing
+    if _NUMBER_UNIT.match(t.strip()) or _NUMBER.match(t.strip()):
+        return None  # "1,000" and "40,000 m": one number with its thousands marked
     if len(t) >= 2 and t[0] + t[-1] in ("()", "[]", "{}"):
         t = t[1:-1]
     seps = ",，;"  # "a, b; c": semicolons separate parts as commas do
