@@ -50,8 +50,9 @@ _CURRENCY = re.compile(r"^(\\\$|\$|€|£|¥|₹|Rs\.?|USD)\s*")
 _DOLLARS = {"\\$", "$", "USD"}  # a dollar sign in front is the unit "$" (25 cents = \$0.25)
 # LaTeX text commands around words or units: their content is what is written
 _TEXT_COMMAND = re.compile(r"\\(?:text|mathrm|mathbf|textbf|operatorname|rm)\s*\{([^{}]*)\}")
-_ROMAN = {r: i + 2 for i, r in enumerate(
-    "II III IV V VI VII VIII IX X XI XII XIII XIV XV XVI XVII XVIII XIX XX".split()) if len(r) > 1}
+_ROMAN_NUMERALS = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X",
+                   "XI", "XII", "XIII", "XIV", "XV", "XVI", "XVII", "XVIII", "XIX", "XX"]
+_ROMAN = {r: i + 1 for i, r in enumerate(_ROMAN_NUMERALS) if len(r) > 1}
 # thousands set apart by spaces (after _SPACING made every space one): "1 000", "12 500 000"
 _SPACED_THOUSANDS = re.compile(r"^-?\d{1,3}(?: \d{3})+(?=$|[.\s%])")
 _NUMBER_WORDS = {w: i for i, w in enumerate([
