@@ -69,6 +69,8 @@ _OTHER_SOURCES = [
     ("q", "\\overline{AB}", "AB", True, "exact"),
     ("q", "2\\overline{z}", "2z", False, "symbolic"),  # a bar over one letter: a conjugate
     ("q", "x \\in (0, 1)", "(0, 1)", True, "exact"),
+    ("Find x. Choices: A: 3 B: 4 C: 5 D: 6", "C", "x = 5", True, "choice_text"),  # the option's value, named
+    ("Find x. Choices: A: 3 B: 4 C: 5 D: 6", "C", "x = 4", False, "choice_numeric"),
     # school problems take π as 3.14
     ("q", "113.04", "36\\pi", True, "rounded"),
     ("q", "28.26", "9π", True, "rounded"),

@@ -512,9 +512,11 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
             return pl == gl, "choice"
         if gl in options:  # gold is a letter, the trace answered with the option's content
             opt = options[gl]
-            if np_ in _spellings(opt):
+            if np_ in _spellings(opt) or normalize(rhs(p)) in _spellings(opt):  # "5" or "x = 5" for option "5"
                 return True, "choice_text"
             num = _num_match(opt, p)
+            if num is None and rhs(p) != _unwrap(p):
+                num = _num_match(opt, rhs(p))
             if num is not None:
                 return num[0], "choice_numeric"
             if any(np_ in _spellings(text) for letter, text in options.items() if letter != gl):
