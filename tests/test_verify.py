@@ -58,6 +58,7 @@ _OTHER_SOURCES = [
     ("q", "12", "12.4", False, "numeric"),
     ("q", "33.3%", "1/3", True, "rounded"),        # a percent is the exact value rounded on its own scale
     ("q", "33%", "1/3", True, "rounded"),
+    ("q", "33.3\\%", "\\frac{1}{3}", True, "rounded"),
     ("q", "34%", "1/3", None, "rounded"),          # one last digit off
     ("q", "50%", "1/3", False, "rounded"),
     ("q", "5%", "1/3", False, "numeric"),           # one digit says too little to call a rounding

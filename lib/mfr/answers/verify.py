@@ -262,6 +262,7 @@ def _num_match(g: str, p: str) -> _Decision | None:
     if gp != pp:
         # 33% or 33.3% against 1/3: the percent is the exact value rounded to its places (two digits at least)
         shown, shown_text, value, value_text = (gv, g, pv * 100, p) if gp else (pv, p, gv * 100, g)
+        shown_text = shown_text.replace("\\%", "%")
         d = _decimals(shown_text)
         if d is not None and _decimals(value_text) is None and len(re.sub(r"\D", "", _written_number(shown_text)).lstrip("0")) >= 2:
             return _rounding(shown, value, d, exact=True), "rounded"
@@ -671,8 +672,7 @@ _ANSWER_PART = re.compile(r"\(([a-h])\)\s*")
 def _answer_to_asking_part(question: str | None, gold: str, pred: str) -> list[str]:
     """The items of the answer labelled with the one question part that mentions the gold's name (``A`` in
     "(b) What is the maximum acceleration A …?", answered "(b) μg/2, No"); none when no single part does."""
-    lhs = _LHS.match(_unwrap(gold))
-    name = lhs.group()[:-1].strip() if lhs else ""
+    name = _name_left(gold)
     if not name:
         return []
     marks = list(_QUESTION_PART.finditer(question or ""))
@@ -691,10 +691,16 @@ def _answer_to_asking_part(question: str | None, gold: str, pred: str) -> list[s
     return _split_items(answer.strip(" ;,")) or [answer.strip(" ;,")]
 
 
-def _quantity_name(s: str) -> str | None:
-    """The name left of ``=`` (``v_0`` of ``v_0 = 2R\\omega/5``), normalised; None for a bare value."""
+def _name_left(s: str) -> str | None:
+    """The name left of ``=`` as written (``v_0`` of ``v_0 = 2R\\omega/5``); None for a bare value."""
     m = _LHS.match(_unwrap(s))
-    return normalize(m.group()[:-1]) if m else None
+    return m.group()[:-1].strip() or None if m else None
+
+
+def _quantity_name(s: str) -> str | None:
+    """``_name_left``, normalised (``v_{0}`` and ``v_0`` alike)."""
+    name = _name_left(s)
+    return normalize(name) if name else None
 
 
 def _many_vs_many(g_items: list[str], p_items: list[str], ordered: bool = True, unordered: bool = False) -> _Decision:
@@ -778,8 +784,9 @@ _INEQUALITY = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt|leqslant|geqslant
 def _bound_match(question: str | None, gold: str, pred: str) -> _Decision | None:
     """An extremum asked for, the gold written as its condition (``tan θ₀ ≤ 7μ/2``), the prediction as the
     bound (``arctan(7μ/2)``): the bound solves the condition's boundary for the one symbol the prediction
-    lacks (where it occurs once), and the condition holds on the side the question asks for (below a maximum, above a minimum; the
-    other symbols set to positive sample values). Anything else stays undecided."""
+    lacks (where it occurs once), and the condition holds on the side the question asks for (below a
+    maximum, above a minimum; the other symbols set to positive sample values). Anything else stays
+    undecided."""
     wants = {"max": bool(question and _LARGEST.search(question)), "min": bool(question and _SMALLEST.search(question))}
     if not any(wants.values()) or len(_INEQUALITY.findall(gold)) != 1 or _RELATION.search(rhs(pred)) \
             or len(gold) > 120 or len(pred) > 120:
