@@ -14,6 +14,8 @@ def _trace(ans: str) -> str:
 
 MC = "Which is right?\nA. 12 apples\nB. 7 apples\nC. 5 apples\nD. 10 apples"
 
+_SIN60 = "Find sin 60°.\nA. $\\frac{1}{2}$\nB. $\\frac{\\sqrt{3}}{2}$\nC. $\\sqrt{3}$\nD. $1$"
+
 MC_MULTI = "Which are true?\nA. 2 > 1\nB. 1 > 2\nC. 3 > 1\nD. 0 > 1"
 
 
@@ -71,6 +73,13 @@ _OTHER_SOURCES = [
     ("q", "2\\overline{z}", "2z", False, "symbolic"),  # a bar over one letter: a conjugate
     ("q", "x \\in (0, 1)", "(0, 1)", True, "exact"),
     ("Find x. Choices: A: 3 B: 4 C: 5 D: 6", "C", "x = 5", True, "choice_text"),  # the option's value, named
+    # an option's content in LaTeX, the answer written another way, either side the letter
+    (_SIN60, "B", "\\dfrac{\\sqrt3}{2}", True, "choice_text"),
+    (_SIN60, "B", "0.866", True, "choice_text"),
+    (_SIN60, "B", "\\sqrt{3}", False, "choice"),            # option C's content
+    (_SIN60, "B", "\\sqrt{2}", None, "choice_text"),        # nobody's content: not for rules to say
+    (_SIN60, "\\dfrac{\\sqrt3}{2}", "B", True, "choice_text"),
+    (_SIN60, "\\dfrac{\\sqrt3}{2}", "C", False, "choice_text"),
     ("Find x. Choices: A: 3 B: 4 C: 5 D: 6", "C", "x = 4", False, "choice_numeric"),
     # school problems take π as 3.14
     ("q", "113.04", "36\\pi", True, "rounded"),

@@ -522,7 +522,7 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
                 return num[0], "choice_numeric"
             if any(np_ in _spellings(text) for letter, text in options.items() if letter != gl):
                 return False, "choice_text"  # the trace named another option's content
-            return None, "choice_text"  # the option's content written another way: not for rules to say
+            return _option_states(gl, p, options), "choice_text"
         return None, "choice"  # a letter against text, with no options to map it: undecided
     if _LETTER.match(_unwrap(p)):  # the gold is an option's content, the trace answered with a letter
         return _letter_for_content(g, p, options)
@@ -587,7 +587,20 @@ def _letter_for_content(g: str, p: str, options: dict[str, str]) -> _Decision:
     if num is not None:
         return num[0], "choice_numeric"
     gl = _as_letter(g, options)
-    return (None if gl is None else gl == pl), "choice"
+    if gl is not None:
+        return gl == pl, "choice"
+    return _option_states(pl, g, options), "choice_text"
+
+
+def _option_states(letter: str, content: str, options: dict[str, str]) -> bool | None:
+    """Does option ``letter`` state ``content`` written another way (``\\dfrac{\\sqrt3}{2}``, ``0.866`` for
+    ``$\\frac{\\sqrt{3}}{2}$``)? Compared as answers are; False only when ``content`` is another option's."""
+    same = _atom(options[letter], content, {})[0]
+    if same is True:
+        return True
+    if same is False and any(_atom(text, content, {})[0] is True for other, text in options.items() if other != letter):
+        return False
+    return None
 
 
 def _clock_match(ng: str, np_: str) -> _Decision | None:
