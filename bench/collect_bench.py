@@ -14,7 +14,10 @@ ways: ``collect.real.speedup_vs_seed`` on rows shaped like the real job's.
 Delta commits it cannot do without (the rows' version, the images' MERGE, the run log's start and finish)
 and one count of the written version, each on a one-row table, warm. ``collect.speedup_ceiling_vs_seed`` is
 seed / (floor + seed): the ratio a collect would reach over these rows if each row cost it no more than it
-costs the seed, the bound the commit floor alone sets on a dump this small.
+costs the seed, the bound the commit floor alone sets on a dump this small. ``collect.bare_copy_speedup_vs_seed``
+is the same dump copied by Spark into one Delta table and nothing else (no keys, images table, lineage,
+quarantine or accounting), against the seed's way, side by side (median of three pairs): what Spark and Delta
+reach at this size before collect does any of its work.
 """
 
 from __future__ import annotations
@@ -171,6 +174,9 @@ def run(spark, make_cfg, workdir: Path, rows: int = 20000, marginal_rows: int | 
     floor = _commit_floor(spark, make_cfg())
     figures["collect.commit_floor_s"] = floor
     figures["collect.speedup_ceiling_vs_seed"] = seed / (floor + seed)
+    bare_s, bare_ratio = _bare_copy(spark, make_cfg(), workdir, dump)
+    figures["collect.bare_copy_s"] = bare_s
+    figures["collect.bare_copy_speedup_vs_seed"] = bare_ratio
     if marginal_rows and marginal_rows > rows:
         big_cfg, _, _, ours_big, seed_big = _both_ways(spark, make_cfg, workdir, _dump(workdir, marginal_rows))
         _drop(spark, big_cfg)
@@ -220,6 +226,23 @@ def _commit_floor(spark, cfg: Config, rounds: int = 5) -> float:
     times = sorted(run_once() for _ in range(rounds))
     spark.sql(f"DROP SCHEMA IF EXISTS {lh.namespace} CASCADE")
     return times[len(times) // 2]
+
+
+def _bare_copy(spark, cfg: Config, workdir: Path, dump: Path, rounds: int = 3) -> tuple[float, float]:
+    """(median seconds, median ratio to the seed's way) of copying ``dump`` into one Delta table and nothing
+    else, each round beside a run of the seed's way (warm: the dump was just collected)."""
+    lh = Lakehouse(spark, cfg)
+    lh.create_schema()
+    folders = [str(p) for p in sorted(dump.iterdir()) if p.is_dir()]
+    pairs = []
+    for k in range(rounds):
+        start = time.perf_counter()
+        spark.read.parquet(*folders).write.format("delta").saveAsTable(lh.name(f"bare_copy_{k}"))
+        ours = time.perf_counter() - start
+        pairs.append((ours, _seed_way(dump, workdir) / ours))
+    spark.sql(f"DROP SCHEMA IF EXISTS {lh.namespace} CASCADE")
+    seconds, ratios = sorted(p[0] for p in pairs), sorted(p[1] for p in pairs)
+    return seconds[rounds // 2], ratios[rounds // 2]
 
 
 def _drop(spark, cfg: Config) -> None:
