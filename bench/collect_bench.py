@@ -28,12 +28,11 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from mfr.lakehouse import Lakehouse
+from bench.select_bench import REAL
 from mfr.config import Config
+from mfr.lakehouse import Lakehouse
 from mfr.runner import RunResult, run_stage
 from mfr.sample.synthetic import write_sample
-from bench.select_bench import REAL
-
 
 # Dumps larger than this are copies of a dump of this size (generating 1M rows in one go would hold them
 # all in memory), each copy with its own ids and its own images, so nothing collapses in the key checks or
