@@ -57,7 +57,7 @@ def large_jpegs(images: list[bytes], count: int = 12) -> list[bytes]:
     return out
 
 
-def _rate(fn, images: list[bytes], min_seconds: float = 3.0) -> float:  # noqa: ANN001
+def _rate(fn, images: list[bytes], min_seconds: float = 3.0) -> float:
     done, start = 0, time.perf_counter()
     while True:
         for data in images:
@@ -93,7 +93,7 @@ def hostile_batch() -> list[bytes | None]:
 
     import numpy as np
 
-    def enc(img: Image.Image, fmt: str, **kw) -> bytes:  # noqa: ANN003
+    def enc(img: Image.Image, fmt: str, **kw) -> bytes:
         b = io.BytesIO()
         img.save(b, fmt, **kw)
         return b.getvalue()
@@ -134,7 +134,7 @@ def peak_rss(tmp: Path) -> dict[str, float]:
             "image.rss_increase_mb": (res["peak_kb"] - res["before_kb"]) / 1024}
 
 
-def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # noqa: ARG001
+def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
     figures: dict[str, float] = {}
     images = real_images()
     if images:
@@ -150,7 +150,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
     return figures
 
 
-def _stage_figures(spark, make_cfg) -> dict[str, float]:  # noqa: ANN001
+def _stage_figures(spark, make_cfg) -> dict[str, float]:
     from mfr.lakehouse import Lakehouse
     from mfr.runner import run_stage
 

@@ -37,7 +37,7 @@ def _real_rows() -> list[dict]:
     return [r for p in sorted(REAL.rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
 
 
-def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # noqa: ARG001 - no Spark needed
+def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
     real = _real_rows()
     rng = random.Random(1)
     vocab = [f"w{i}" for i in range(2000)]
@@ -49,7 +49,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
     traces = [r["qwen3vl_235b_thinking_response"] for r in real if r["qwen3vl_235b_thinking_response"]] * 10 + loops
     words = sum(len(think_part(t).split()) for t in traces)
 
-    def timed(fn):  # noqa: ANN001, ANN202 - best of 3 rounds, interleaved with the seed below
+    def timed(fn):
         start = time.perf_counter()
         decisions = [fn(think_part(t)) for t in traces]
         return time.perf_counter() - start, decisions
@@ -90,7 +90,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:  # n
     return out
 
 
-def _synthetic_distilled(spark, rows: int):  # noqa: ANN001, ANN202
+def _synthetic_distilled(spark, rows: int):
     """``rows`` distilled-shaped rows with ~1000-word traces (every 50th loops on a 60-word passage)."""
 
     schema = T.StructType([T.StructField(c, T.StringType()) for c in ("question", "answer", "cot_response", "caption")])
@@ -120,7 +120,7 @@ def _synthetic_distilled(spark, rows: int):  # noqa: ANN001, ANN202
     )
 
 
-def run_stage_bench(spark, make_cfg, workdir: Path, rows: int = 100000) -> dict[str, float]:  # noqa: ARG001
+def run_stage_bench(spark, make_cfg, workdir: Path, rows: int = 100000) -> dict[str, float]:
     from mfr.lakehouse import Lakehouse
     from mfr.runlog import RunLog
     from mfr.runner import run_stage
