@@ -303,6 +303,9 @@ def test_no_gold_answer_is_consistent_as_in_the_seed(gold):
     (r"\triangle ABC \cong \triangle DEF", "△ABC ∽ △DEF", None, None),  # congruent against similar: said by no rule
     (r"\frac{(a+b)^2}{4} - \frac{(a-b)^2}{4} = ab", r"ab = \frac{(a+b)^2 - (a-b)^2}{4}", None, None),  # an identity
     ("x^2+1", "x^2+2", None, False),             # plain expressions: math-verify's "different" stands
+    ("AC", "CA", "Which segment is longest?", None),  # the same segment, or an order: not for rules to say
+    ("ACBD", "ABCD", "In which order?", None),
+    ("AC", "AB", "Which segment is longest?", False),
 ])
 def test_when_the_rules_are_not_sure_the_verdict_is_undecided(gold, pred, question, expected):
     assert verify(question, gold, f"<think>t</think> Therefore, the final answer is <answer>{pred}</answer>.").consistent is expected

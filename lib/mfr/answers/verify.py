@@ -533,6 +533,8 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
         return num
     if ("°" in ng) != ("°" in np_) and "\\pi" in ng + np_:
         return None, "units"  # degrees against radians: the rules do not convert
+    if _POINT_NAMES.fullmatch(_unwrap(g)) and sorted(_unwrap(g)) == sorted(_unwrap(p)):
+        return None, "names"  # "CA" for "AC": one segment, a triangle's vertices in another order, or a sequence
     if _WORDS.fullmatch(_unwrap(g)) and _WORDS.fullmatch(_unwrap(p)):
         # both plain words: the same words up to an article, a plural or a subject in front ("it
         # increases"), else different answers ("inverted pentagon" is not "pentagon")
@@ -553,6 +555,7 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
 
 
 _WORDS = re.compile(r"[A-Za-z][A-Za-z\s\-']+")
+_POINT_NAMES = re.compile(r"[A-Z]{2,4}")
 # a gold answer that names its option: "Option B", "(C) 30°", "D. 12 cm"
 _GOLD_OPTION = re.compile(r"^(?:(?i:option|choice)\s*\(?([A-Ha-h])\)?|\(?([A-H])[.)：:．]\s*(.+))$")
 _CLOCK = re.compile(r"^(\d{1,2}):([0-5]\d)([ap]m)?$")
