@@ -72,6 +72,12 @@ _OTHER_SOURCES = [
     ("q", "\\overline{AB}", "AB", True, "exact"),
     ("q", "2\\overline{z}", "2z", False, "symbolic"),  # a bar over one letter: a conjugate
     ("q", "x \\in (0, 1)", "(0, 1)", True, "exact"),
+    # units with Greek letters or a product sign; μ alone is a coefficient
+    ("q", "5 ohms", "5 Ω", True, "numeric"),
+    ("q", "3 kΩ", "3000 \\Omega", True, "units"),
+    ("q", "2 μm", "2 \\mu m", True, "numeric"),
+    ("q", "50 N·m", "50 J", True, "units"),
+    ("q", "2μ", "2", False, "symbolic"),
     ("Find x. Choices: A: 3 B: 4 C: 5 D: 6", "C", "x = 5", True, "choice_text"),  # the option's value, named
     # an option's content in LaTeX, the answer written another way, either side the letter
     (_SIN60, "B", "\\dfrac{\\sqrt3}{2}", True, "choice_text"),

@@ -38,7 +38,9 @@ _OPTION_MARK = r"[(\[]?(?:[A-H][.)\]：:．]|[a-h][.)\]：:．](?=\s))"
 _OPTIONS = re.compile(r"(?:^|(?<=[\s:：]))[(\[]?([A-Ha-h])[.)\]：:．]\s*(.+?)(?=\s+" + _OPTION_MARK + r"|\n|$)")
 _NUM = r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER = re.compile(f"^{_NUM}$")
-_UNIT_WORD = r"[A-Za-z][A-Za-z/²³^0-9.\-{}]*"
+_UNIT_LETTERS = re.compile(r"\\(mu|Omega)(?![A-Za-z])\s*")
+# "kΩ", "μm", "N·m" as well; μ alone is a coefficient (2μ), not a unit
+_UNIT_WORD = r"(?:[A-Za-zΩ]|[μµ](?=[A-Za-z]))[A-Za-zΩ/²³^0-9.\-{}·]*"
 _UNIT = f"(?:%|°\\s*[CF]\\b|°|degrees?|{_UNIT_WORD}(?:\\s+{_UNIT_WORD})?(?:\\s+per\\s+{_UNIT_WORD})?)"
 # a whole number first ("6.02e23 molecules"), else anything ending in a digit ("x_1 = 5 cm" keeps its old reading)
 _NUMBER_UNIT = re.compile(f"^({_NUM})\\s*{_UNIT}$")
@@ -209,6 +211,7 @@ def _quantity(s: str) -> tuple[float, bool, str | None] | None:
     (a dollar sign in front is the unit ``$``); fractions a/b too."""
     t = _unwrap(s).replace("−", "-").replace("\\%", "%").replace("^\\circ", "°").replace("^{\\circ}", "°").strip()
     t = _SPACING.sub(" ", _TEXT_COMMAND.sub(r" \1", t)).strip()  # 5\,\text{m/s} → 5 m/s
+    t = _UNIT_LETTERS.sub(lambda m: "μ" if m.group(1) == "mu" else "Ω", t)  # 2 \mu m → 2 μm, 5 \Omega → 5 Ω
     if t.lower() in _NUMBER_WORDS:  # "two" for 2: a whole answer spelt out
         return float(_NUMBER_WORDS[t.lower()]), False, None
     if t in _ROMAN:  # "III" for 3 (numbered items, quadrants); a single letter is a name, not a numeral
