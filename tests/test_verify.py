@@ -78,6 +78,10 @@ _OTHER_SOURCES = [
     ("q", "2 μm", "2 \\mu m", True, "numeric"),
     ("q", "50 N·m", "50 J", True, "units"),
     ("q", "2μ", "2", False, "symbolic"),
+    # paths and mappings: one arrow however written; a dash path is not a subtraction to call different
+    ("q", "A→B→C", "A -> B -> C", True, "exact"),
+    ("q", "f: A \\rightarrow B", "f: A → B", True, "exact"),
+    ("q", "A-B-C", "A → B → C", None, "undecided"),
     ("Find x. Choices: A: 3 B: 4 C: 5 D: 6", "C", "x = 5", True, "choice_text"),  # the option's value, named
     # an option's content in LaTeX, the answer written another way, either side the letter
     (_SIN60, "B", "\\dfrac{\\sqrt3}{2}", True, "choice_text"),

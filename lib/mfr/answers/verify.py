@@ -143,6 +143,7 @@ _SCRIPTS = {**{0x2080 + i: f"_{i}" for i in range(10)},
             **{ord(c): f"^{i}" for i, c in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")}}
 
 
+_ARROW = re.compile(r"-+>|=>|⟶|\\(?:to|rightarrow|longrightarrow)(?![A-Za-z])")
 _SEGMENT = re.compile(r"\\overline\s*\{\s*([A-Z]{2,3})\s*\}")
 
 
@@ -151,6 +152,7 @@ def normalize(s: str) -> str:
     """A canonical spelling: wrappers off, LaTeX and unicode variants unified, spacing removed."""
     s = _unwrap(s)
     s = _TEXT_COMMAND.sub(r"\1", s)
+    s = _ARROW.sub("→", s)  # a path or a mapping: A -> B, A \to B, A \rightarrow B (before \right goes)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
     s = s.translate(_CIRCLED).translate(_SCRIPTS).replace("\\pm", "±").replace("\\mp", "∓")
     s = re.sub(r"([_^])\{(\w)\}", r"\1\2", s)  # x^{2} → x^2
@@ -550,8 +552,9 @@ def _atom(g: str, p: str, options: dict[str, str]) -> _Decision:
     if approx is not None:
         return approx
     sym = _symbolic(g, p)
-    if sym is False and (_RELATION.search(g + p) or max(len(_unwrap(g)), len(_unwrap(p))) > 40 or _prose(g) or _prose(p)):
-        sym = None
+    if sym is False and (_RELATION.search(g + p) or "→" in ng + np_ or max(len(_unwrap(g)), len(_unwrap(p))) > 40
+                         or _prose(g) or _prose(p)):
+        sym = None  # statements, paths, long identities and words: math-verify's "different" is not trusted
     if sym is not None:
         return sym, "symbolic"
     return None, "undecided"
