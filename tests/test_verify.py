@@ -82,6 +82,11 @@ _OTHER_SOURCES = [
     ("q", "A→B→C", "A -> B -> C", True, "exact"),
     ("q", "f: A \\rightarrow B", "f: A → B", True, "exact"),
     ("q", "A-B-C", "A → B → C", None, "undecided"),
+    # ± is two answers, in either order
+    ("q", "\\pm 1", "1 or -1", True, "tuple"),
+    ("q", "\\pm 1", "-1, 1", True, "set"),
+    ("q", "3 \\pm \\sqrt{2}", "3+\\sqrt{2}, 3-\\sqrt{2}", True, "tuple"),
+    ("q", "±1", "1, 2", False, "tuple"),
     ("Find x. Choices: A: 3 B: 4 C: 5 D: 6", "C", "x = 5", True, "choice_text"),  # the option's value, named
     # an option's content in LaTeX, the answer written another way, either side the letter
     (_SIN60, "B", "\\dfrac{\\sqrt3}{2}", True, "choice_text"),

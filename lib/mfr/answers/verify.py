@@ -725,6 +725,14 @@ def _quantity_name(s: str) -> str | None:
     return normalize(name) if name else None
 
 
+def _plus_minus_items(s: str) -> list[str] | None:
+    """``±1`` → [``+1``, ``-1``], ``x = 3 \\pm \\sqrt{2}`` → both signs; None without exactly one ±."""
+    t = _unwrap(s).replace("\\pm", "±")
+    if t.count("±") != 1 or "∓" in t or "\\mp" in t:
+        return None
+    return [t.replace("±", "+"), t.replace("±", "-")]
+
+
 def _many_vs_many(g_items: list[str], p_items: list[str], ordered: bool = True, unordered: bool = False) -> _Decision:
     """Tuples, lists and multi-part answers, compared item by item (letters as a set). ``ordered``: the gold
     is a bracketed tuple or interval; ``unordered``: both sides are sets in braces."""
@@ -779,6 +787,11 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
         same = said == _word_forms(gold)[0]
         return Verdict(same, "words", f"gold {gold!r} vs predicted {pred!r}: " + ("equivalent" if same else "different"))
     g_items, p_items = _split_items(gold), _split_items(pred)
+    # "±1" against "1 or -1": two answers written as one (not against a point or an interval)
+    if p_items and len(p_items) == 2 and not g_items and not _bracketed(pred, "()[]"):
+        g_items = _plus_minus_items(gold)
+    elif g_items and len(g_items) == 2 and not p_items and not _bracketed(gold, "()[]"):
+        p_items = _plus_minus_items(pred)
     ok: bool | None
     g_letters, p_letters = _letter_set(gold, options), _letter_set(pred, options)
     if normalize(gold) == normalize(pred) or normalize(rhs(gold)) == normalize(rhs(pred)):
@@ -788,8 +801,9 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
     elif p_items and len(p_items) > 1 and not g_items:
         ok, method = _one_vs_many(question, gold, pred, p_items, options)
     elif g_items and p_items:
-        ok, method = _many_vs_many(g_items, p_items, ordered=_bracketed(gold, "()[]"),
-                                   unordered=_bracketed(gold, "{}") and _bracketed(pred, "{}"))
+        pm = "±" in normalize(gold) + normalize(pred)  # the two signs of ± are a set
+        ok, method = _many_vs_many(g_items, p_items, ordered=_bracketed(gold, "()[]") and not pm,
+                                   unordered=pm or (_bracketed(gold, "{}") and _bracketed(pred, "{}")))
     else:
         ok, method = _atom(gold, pred, options)
     if ok is None:
