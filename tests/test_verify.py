@@ -87,6 +87,7 @@ _OTHER_SOURCES = [
     ("q", "\\pm 1", "-1, 1", True, "set"),
     ("q", "3 \\pm \\sqrt{2}", "3+\\sqrt{2}, 3-\\sqrt{2}", True, "tuple"),
     ("q", "±1", "1, 2", False, "tuple"),
+    ("q", "(1 \\pm 0.1, 2)", "(2, 1 \\pm 0.1)", False, "tuple"),  # a ± inside a tuple leaves its order standing
     ("Find x. Choices: A: 3 B: 4 C: 5 D: 6", "C", "x = 5", True, "choice_text"),  # the option's value, named
     # an option's content in LaTeX, the answer written another way, either side the letter
     (_SIN60, "B", "\\dfrac{\\sqrt3}{2}", True, "choice_text"),

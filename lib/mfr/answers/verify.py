@@ -787,11 +787,15 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
         same = said == _word_forms(gold)[0]
         return Verdict(same, "words", f"gold {gold!r} vs predicted {pred!r}: " + ("equivalent" if same else "different"))
     g_items, p_items = _split_items(gold), _split_items(pred)
-    # "±1" against "1 or -1": two answers written as one (not against a point or an interval)
+    # "±1" against "1 or -1": two answers written as one (not against a point or an interval), in either order
     if p_items and len(p_items) == 2 and not g_items and not _bracketed(pred, "()[]"):
         g_items = _plus_minus_items(gold)
+        signs = g_items is not None
     elif g_items and len(g_items) == 2 and not p_items and not _bracketed(gold, "()[]"):
         p_items = _plus_minus_items(pred)
+        signs = p_items is not None
+    else:
+        signs = False
     ok: bool | None
     g_letters, p_letters = _letter_set(gold, options), _letter_set(pred, options)
     if normalize(gold) == normalize(pred) or normalize(rhs(gold)) == normalize(rhs(pred)):
@@ -801,9 +805,8 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
     elif p_items and len(p_items) > 1 and not g_items:
         ok, method = _one_vs_many(question, gold, pred, p_items, options)
     elif g_items and p_items:
-        pm = "±" in normalize(gold) + normalize(pred)  # the two signs of ± are a set
-        ok, method = _many_vs_many(g_items, p_items, ordered=_bracketed(gold, "()[]") and not pm,
-                                   unordered=pm or (_bracketed(gold, "{}") and _bracketed(pred, "{}")))
+        ok, method = _many_vs_many(g_items, p_items, ordered=_bracketed(gold, "()[]") and not signs,
+                                   unordered=signs or (_bracketed(gold, "{}") and _bracketed(pred, "{}")))
     else:
         ok, method = _atom(gold, pred, options)
     if ok is None:
