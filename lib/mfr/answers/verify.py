@@ -725,6 +725,19 @@ def _quantity_name(s: str) -> str | None:
     return normalize(name) if name else None
 
 
+def _items(gold: str, pred: str) -> tuple[list[str] | None, list[str] | None, bool]:
+    """Both sides' items (``_split_items``), and whether one side's are the two signs of a ``±``: ``±1``
+    against ``1 or -1`` is two answers written as one, in either order (not against a point or an interval)."""
+    g_items, p_items = _split_items(gold), _split_items(pred)
+    if p_items and len(p_items) == 2 and not g_items and not _bracketed(pred, "()[]"):
+        g_items = _plus_minus_items(gold)
+        return g_items, p_items, g_items is not None
+    if g_items and len(g_items) == 2 and not p_items and not _bracketed(gold, "()[]"):
+        p_items = _plus_minus_items(pred)
+        return g_items, p_items, p_items is not None
+    return g_items, p_items, False
+
+
 def _plus_minus_items(s: str) -> list[str] | None:
     """``±1`` → [``+1``, ``-1``], ``x = 3 \\pm \\sqrt{2}`` → both signs; None without exactly one ±."""
     t = _unwrap(s).replace("\\pm", "±")
@@ -786,16 +799,7 @@ def verify(question: str | None, gold: str | None, response: str | None) -> Verd
     if said and _word_forms(gold) in (["yes"], ["no"]):  # "No, it is not.": the first word is the answer
         same = said == _word_forms(gold)[0]
         return Verdict(same, "words", f"gold {gold!r} vs predicted {pred!r}: " + ("equivalent" if same else "different"))
-    g_items, p_items = _split_items(gold), _split_items(pred)
-    # "±1" against "1 or -1": two answers written as one (not against a point or an interval), in either order
-    if p_items and len(p_items) == 2 and not g_items and not _bracketed(pred, "()[]"):
-        g_items = _plus_minus_items(gold)
-        signs = g_items is not None
-    elif g_items and len(g_items) == 2 and not p_items and not _bracketed(gold, "()[]"):
-        p_items = _plus_minus_items(pred)
-        signs = p_items is not None
-    else:
-        signs = False
+    g_items, p_items, signs = _items(gold, pred)
     ok: bool | None
     g_letters, p_letters = _letter_set(gold, options), _letter_set(pred, options)
     if normalize(gold) == normalize(pred) or normalize(rhs(gold)) == normalize(rhs(pred)):
