@@ -23,6 +23,7 @@ reach at this size before collect does any of its work.
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -222,9 +223,9 @@ def _commit_floor(spark, cfg: Config, rounds: int = 5) -> float:
         return time.perf_counter() - start
 
     run_once()  # warm
-    times = sorted(run_once() for _ in range(rounds))
-    spark.sql(f"DROP SCHEMA IF EXISTS {lh.namespace} CASCADE")
-    return times[len(times) // 2]
+    times = [run_once() for _ in range(rounds)]
+    _drop(spark, cfg)
+    return statistics.median(times)
 
 
 def _bare_copy(spark, cfg: Config, workdir: Path, dump: Path, rounds: int = 3) -> tuple[float, float]:
@@ -239,9 +240,8 @@ def _bare_copy(spark, cfg: Config, workdir: Path, dump: Path, rounds: int = 3) -
         spark.read.parquet(*folders).write.format("delta").saveAsTable(lh.name(f"bare_copy_{k}"))
         ours = time.perf_counter() - start
         pairs.append((ours, _seed_way(dump, workdir) / ours))
-    spark.sql(f"DROP SCHEMA IF EXISTS {lh.namespace} CASCADE")
-    seconds, ratios = sorted(p[0] for p in pairs), sorted(p[1] for p in pairs)
-    return seconds[rounds // 2], ratios[rounds // 2]
+    _drop(spark, cfg)
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def _drop(spark, cfg: Config) -> None:
