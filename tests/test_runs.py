@@ -169,3 +169,45 @@ def test_table_creation_heals_after_a_kill(spark, make_cfg):
     assert [r["run_id"] for r in lh.read("runs").collect()] == ["r1"]
     assert lh.read("quarantine").count() == 0
     assert lh.exists("images") and lh.exists("llm_calls")
+
+
+def test_where_one_driver_at_a_time_a_held_lakehouse_refuses_a_run_before_any_write(spark, make_cfg, synthetic_dump):
+    from mfr.notebook import Lake
+    from mfr.writer_lock import LakehouseBusy, lock_path
+
+    cfg = make_cfg(f"collection.source={synthetic_dump}", "collection.max_samples=5", "runs.single_writer=true")
+    lh = Lakehouse(spark, cfg)
+    first = run_stage(spark, cfg, "collect")  # holds the lock for the run, and gives it back
+    lock = lock_path(lh.staging_root)
+    assert not lh.storage.exists(lock)
+    versions = {t: lh.current_version(t) for t in ("runs", "collected", "images", "quarantine")}
+
+    # another driver (another host, renewed a second ago) holds the lakehouse
+    body = {"holder": "20990101T000000-distill-abcdef", "host": "elsewhere", "pid": 1, "at": time.time() - 1}
+    lh.storage.write_text(lock, json.dumps(body))
+    with pytest.raises(LakehouseBusy, match="held by run 20990101T000000-distill-abcdef on elsewhere"):
+        run_stage(spark, cfg, "clean")
+    with pytest.raises(LakehouseBusy):  # a notebook's RESTORE writes the table and the run log too
+        Lake(spark, cfg, lh).restore("collected", first.output_version)
+    assert {t: lh.current_version(t) for t in versions} == versions  # not even the run log was written
+
+    # that driver stops renewing: after runs.abandon_after_s its lock is taken over
+    body["at"] = time.time() - 3600
+    lh.storage.write_text(lock, json.dumps(body))
+    second = run_stage(spark, cfg, "collect")
+    assert not lh.storage.exists(lock)
+    assert [r["status"] for r in RunLog(lh).list("collect").collect()] == ["succeeded", "succeeded"]
+    assert second.output_version > first.output_version
+
+
+def test_without_the_need_no_lock_is_made(spark, make_cfg, synthetic_dump, monkeypatch):
+    from mfr import writer_lock
+
+    made = []
+    real = writer_lock.WriterLock.acquire
+    monkeypatch.setattr(writer_lock.WriterLock, "acquire", lambda self, *a: made.append(self.holder) or real(self, *a))
+    cfg = make_cfg(f"collection.source={synthetic_dump}", "collection.max_samples=3")  # local tables: auto says no
+    assert writer_lock.reason_for(Lakehouse(spark, cfg)) is None
+    run_stage(spark, cfg, "collect")
+    assert made == []
+    assert writer_lock.reason_for(Lakehouse(spark, cfg.with_overrides(["runs.single_writer=true"]))) is not None

@@ -175,6 +175,9 @@ SCHEMA: dict[str, Any] = {
     "runs": {
         "heartbeat_s": _s("float", 10.0, "how often a running stage's driver renews its lease"),
         "abandon_after_s": _s("float", 120.0, "a run whose lease is older than this is marked abandoned by the next run"),
+        "single_writer": _s("bool|null", None, "one running stage per lakehouse, held by a lock object in the staging folder; "
+                                               "null = where Delta cannot keep two drivers' commits apart (tables on S3 "
+                                               "outside Databricks without S3DynamoDBLogStore)"),
     },
     "llm": {
         "staging_dir": _s("str|null", None, "call journals, leases and intermediates; null = <lakehouse.location>/_mfr when "

@@ -66,18 +66,26 @@ class Lake:
     def restore(self, table: str, version: int) -> int:
         """RESTORE a stage table to an earlier version (a new version with the old content); returns it.
         Recorded as a run in ``runs``, so the next stage reads the restored content."""
+        from mfr.lakehouse import new_run_id
         from mfr.runlog import RunLog
+        from mfr.writer_lock import lakehouse_held
 
-        restored = self.lakehouse.restore(table, version)
-        RunLog(self.lakehouse).publish(table, self.cfg, kind="restore", restored_from=version)
+        run_id = new_run_id("restore")
+        with lakehouse_held(self.lakehouse, run_id):
+            restored = self.lakehouse.restore(table, version)
+            RunLog(self.lakehouse).publish(table, self.cfg, kind="restore", restored_from=version, run_id=run_id)
         return restored
 
     def publish(self, table: str) -> int:
         """After correcting a stage table by hand (SQL ``UPDATE``/``DELETE``), make its current version the
         next stage's input (recorded as a run); returns that version."""
+        from mfr.lakehouse import new_run_id
         from mfr.runlog import RunLog
+        from mfr.writer_lock import lakehouse_held
 
-        RunLog(self.lakehouse).publish(table, self.cfg)
+        run_id = new_run_id("publish")
+        with lakehouse_held(self.lakehouse, run_id):
+            RunLog(self.lakehouse).publish(table, self.cfg, run_id=run_id)
         version = self.lakehouse.current_version(table)
         assert version is not None  # publish raised otherwise
         return version

@@ -132,12 +132,12 @@ class RunLog:
         return RunsSnapshot(tuple(r.asDict() for r in self.tables.read("runs").select(*cols).collect()))
 
     def start(self, stage: str, cfg: Config, input_versions: dict[str, int], from_run: str | None,
-              snapshot: RunsSnapshot | None = None) -> Run:
+              snapshot: RunsSnapshot | None = None, run_id: str | None = None) -> Run:
         """Record a new ``running`` run of ``stage`` (after marking dead drivers' runs abandoned) and start
         its lease; StageBusy when another live run holds the stage."""
         self.tables.ensure_schema()
         self.abandon_dead(snapshot)
-        run = Run(new_run_id(stage), stage, cfg, dict(input_versions), from_run)
+        run = Run(run_id or new_run_id(stage), stage, cfg, dict(input_versions), from_run)
         row = {
             "run_id": run.run_id,
             "stage": stage,
@@ -206,7 +206,8 @@ class RunLog:
         """The output version of ``table`` from the last succeeded run that wrote it (None when none has)."""
         return (snapshot or self.snapshot()).published(self.tables.name(table))
 
-    def publish(self, table: str, cfg: Config, kind: str = "publish", restored_from: int | None = None) -> Run:
+    def publish(self, table: str, cfg: Config, kind: str = "publish", restored_from: int | None = None,
+                run_id: str | None = None) -> Run:
         """Make the table's current version the input of the next stage: a change made outside a stage run
         (a RESTORE, a hand correction with SQL ``UPDATE``) is recorded as a succeeded run of kind ``kind``.
         Without it, the next stage keeps reading the last stage run's output."""
@@ -214,7 +215,7 @@ class RunLog:
         if version is None:
             raise KeyError(f"no table {self.tables.name(table)}")
         inputs = {table: int(restored_from)} if restored_from is not None else {}
-        run = Run(new_run_id(kind), kind, cfg, inputs)
+        run = Run(run_id or new_run_id(kind), kind, cfg, inputs)
         row = {
             "run_id": run.run_id, "stage": kind, "status": "succeeded", "started_at": run.started_at,
             "finished_at": utc_now(), "config_hash": cfg.hash, "code_version": code_version(),

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from mfr import reasons
+from mfr import reasons, writer_lock
 from mfr.config import Config
-from mfr.lakehouse import Lakehouse, Run
+from mfr.lakehouse import Lakehouse, Run, new_run_id
 from mfr.runlog import RunLog, RunsSnapshot
 from mfr.session import job_description
 from mfr.stages import registry
@@ -68,14 +68,23 @@ def check_storage(stage: str, cfg: Config, lh: Lakehouse) -> None:
 
 
 def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None = None) -> RunResult:
-    spec = registry.stage(stage)
     lh = Lakehouse(spark, cfg)
     check_storage(stage, cfg, lh)
+    run_id = new_run_id(stage)
+    # where Delta cannot keep two drivers' commits apart, the whole run (table creation included) holds
+    # the lakehouse's writer lock
+    with writer_lock.lakehouse_held(lh, run_id) as lock:
+        return _run(spark, cfg, stage, from_run, lh, run_id, lock)
+
+
+def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh: Lakehouse, run_id: str,
+         lock: writer_lock.WriterLock | None) -> RunResult:
+    spec = registry.stage(stage)
     lh.ensure_schema()
     log_ = RunLog(lh)
     snapshot = log_.snapshot()  # the run log read once for pinning, abandoning and sweeping
     cfg, inputs = _pin_inputs(stage, cfg, lh, log_, from_run, snapshot)
-    run = log_.start(stage, cfg, inputs, from_run, snapshot)
+    run = log_.start(stage, cfg, inputs, from_run, snapshot, run_id=run_id)
     swept = lh.sweep_intermediates(snapshot.ended() | log_.abandoned)
     if swept:
         log.info("removed intermediates of %d ended run(s): %s", len(swept), ", ".join(swept))
@@ -112,6 +121,8 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None
             )
         if out.after_write is not None:  # views and derived figures only for an output that passed its checks
             metrics.update(out.after_write(spark, lh, version))
+        if lock is not None:
+            lock.check()
         log_.finish(
             run,
             output_version=version,

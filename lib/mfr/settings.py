@@ -177,6 +177,7 @@ class StorageConfig:
 class RunsConfig:
     heartbeat_s: float
     abandon_after_s: float
+    single_writer: bool | None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import posixpath
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -234,6 +235,96 @@ class Storage:
                 fh.write(self.read_bytes(f))
         return dest
 
+    # ---- conditional writes (a lock object; local folders and S3 only) -----------------------
+    # A token names one written content: the ETag on S3, a hash of the bytes locally. Each call either
+    # happens whole against the content its token names, or not at all (S3's If-None-Match / If-Match;
+    # locally O_EXCL, and a sidecar flock around compare-and-act).
+    def create_new(self, path: str, text: str) -> str | None:
+        """Write ``path`` only if it does not exist: its token, or None when it exists."""
+        data = text.encode("utf-8")
+        if is_local(path):
+            target = local_path(path)
+            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+            with _local_guard(target):
+                try:
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    return None
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+            return _local_token(data)
+        return self._s3_put(path, data, IfNoneMatch="*")
+
+    def read_with_token(self, path: str) -> tuple[str, str] | None:
+        """(text, token) of ``path``, None when absent."""
+        if is_local(path):
+            try:
+                with open(local_path(path), "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                return None
+            return data.decode("utf-8"), _local_token(data)
+        fs, bucket, key = self._s3(path)
+        try:
+            head = fs.call_s3("head_object", Bucket=bucket, Key=key)
+            data = fs.cat_file(f"{bucket}/{key}")
+        except FileNotFoundError:
+            return None
+        # the ETag read first: if the object changed in between, a write against this token is refused
+        return data.decode("utf-8"), str(head["ETag"])
+
+    def replace_if(self, path: str, token: str, text: str) -> str | None:
+        """Overwrite ``path`` only while its content is the one ``token`` names: the new token, or None."""
+        data = text.encode("utf-8")
+        if is_local(path):
+            target = local_path(path)
+            with _local_guard(target):
+                found = self.read_with_token(path)
+                if found is None or found[1] != token:
+                    return None
+                self.write_bytes(path, data)
+            return _local_token(data)
+        return self._s3_put(path, data, IfMatch=token)
+
+    def delete_if(self, path: str, token: str) -> bool:
+        """Remove ``path`` only while its content is the one ``token`` names."""
+        if is_local(path):
+            target = local_path(path)
+            with _local_guard(target):
+                found = self.read_with_token(path)
+                if found is None or found[1] != token:
+                    return False
+                os.remove(target)
+            return True
+        fs, bucket, key = self._s3(path)
+        try:
+            fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=token)
+        except Exception as exc:
+            if _precondition_failed(exc) or isinstance(exc, FileNotFoundError):
+                return False
+            raise
+        fs.invalidate_cache(f"{bucket}/{key}")
+        return True
+
+    def _s3(self, path: str) -> tuple[Any, str, str]:
+        if scheme(path) not in ("s3", "s3a", "s3n"):
+            raise StorageError(f"{path}: conditional writes are used on local folders and S3 only")
+        fs, p = self._fs(path)
+        bucket, key, _ = fs.split_path(p)
+        return fs, bucket, key
+
+    def _s3_put(self, path: str, data: bytes, **condition: str) -> str | None:
+        fs, bucket, key = self._s3(path)
+        try:
+            out = fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **condition)
+        except Exception as exc:
+            if _precondition_failed(exc) or ("IfMatch" in condition and isinstance(exc, FileNotFoundError)):
+                return None
+            raise
+        finally:
+            fs.invalidate_cache(f"{bucket}/{key}")
+        return str(out["ETag"])
+
     def delete(self, path: str) -> None:
         """Remove a file or a folder with everything under it; nothing when absent."""
         fs, p = self._fs(path)
@@ -295,3 +386,30 @@ def describe(exc: BaseException) -> str:
     else:
         kind = name
     return f"{kind} ({name}: {text[:200]})" if text else kind
+
+
+def _local_token(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
+def _local_guard(target: str) -> Iterator[None]:
+    """Exclusive among processes on this host for the compare-and-act on ``target`` (a sidecar lock file)."""
+    import fcntl
+
+    with open(f"{target}.guard", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """S3 refused a conditional request: the object exists (If-None-Match) or changed (If-Match); 409 is a
+    conditional request racing another on the same key, which also lost."""
+    text = f"{type(exc).__name__} {exc}"
+    return isinstance(exc, FileExistsError) or any(
+        code in text for code in ("PreconditionFailed", "pre-conditions you specified", "ConditionalRequestConflict"))
