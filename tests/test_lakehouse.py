@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from pyspark.sql import types as T
@@ -49,3 +50,25 @@ def test_a_new_stage_table_gathers_statistics_of_its_keys_only(spark, make_cfg):
     # the system tables are created the same way
     runs = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {lh.name('runs')}").collect()}
     assert runs["delta.dataSkippingStatsColumns"] == "run_id,stage,status"
+
+
+def test_new_tables_keep_replaced_versions_for_the_configured_days(spark, make_cfg):
+    """VACUUM (a user's, or Databricks' predictive optimization) reads these properties: an earlier run's
+    version stays readable for time travel and --from-run that long."""
+    df = spark.createDataFrame([("s:1", 1)], "sample_key string, id long")
+
+    def props(cfg, table: str) -> dict[str, str]:
+        lh = Lakehouse(spark, cfg)
+        if table != "runs":
+            lh.write_stage_output(df, table, Run("r1", "collect", cfg))
+        lh.ensure_schema()
+        return {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {lh.name(table)}").collect()}
+
+    for table in ("collected", "runs"):
+        kept = props(make_cfg("lakehouse.keep_versions_days=90", f"lakehouse.schema=keep90_{uuid.uuid4().hex[:8]}"), table)
+        assert kept["delta.deletedFileRetentionDuration"] == "interval 2160 hours"
+        assert kept["delta.logRetentionDuration"] == "interval 2160 hours"
+    default = props(make_cfg(f"lakehouse.schema=keep_{uuid.uuid4().hex[:8]}"), "collected")
+    assert default["delta.deletedFileRetentionDuration"] == "interval 720 hours"  # 30 days, not Delta's 7
+    deltas_own = props(make_cfg("lakehouse.keep_versions_days=null", f"lakehouse.schema=own_{uuid.uuid4().hex[:8]}"), "collected")
+    assert "delta.deletedFileRetentionDuration" not in deltas_own and "delta.logRetentionDuration" not in deltas_own

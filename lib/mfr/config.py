@@ -68,6 +68,10 @@ SCHEMA: dict[str, Any] = {
         "warehouse": _s("str", "lakehouse", "local warehouse + Derby metastore folder (ignored on clusters)"),
         "location": _s("str|null", None, "the schema's storage location (CREATE SCHEMA … LOCATION), e.g. s3://bucket/mfr; "
                                          "Glue needs one; null = the catalog's default"),
+        "keep_versions_days": _s("float|null", 30.0, "tables mfr creates keep a replaced version readable this long "
+                                                     "(delta.deletedFileRetentionDuration and delta.logRetentionDuration): "
+                                                     "time travel and --from-run reach earlier runs after a VACUUM; "
+                                                     "null = Delta's defaults (7 days of files, 30 of log)"),
     },
     "spark": {
         "master": _s("str|null", "local[*]", "master for a local session; ignored when a session is active"),

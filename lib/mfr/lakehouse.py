@@ -192,6 +192,21 @@ def _with_stats_columns(writer: DataFrameWriter, schema: T.StructType) -> DataFr
     return writer.option(_STATS_PROPERTY, ",".join(columns)) if columns else writer.option("delta.dataSkippingNumIndexedCols", "0")
 
 
+def _retention_hours(days: float) -> int:
+    return max(1, int(round(days * 24)))
+
+
+def _creating(writer: DataFrameWriter, schema: T.StructType, keep_days: float | None) -> DataFrameWriter:
+    """A writer that creates its table with mfr's properties: statistics columns, and (``keep_days``) how long
+    a replaced version stays readable: VACUUM (a user's, or Databricks' predictive optimization) keeps the
+    files of every run's version, and the log keeps the version, that long."""
+    writer = _with_stats_columns(writer, schema)
+    if keep_days is None:
+        return writer
+    interval = f"interval {_retention_hours(keep_days)} hours"
+    return writer.option("delta.deletedFileRetentionDuration", interval).option("delta.logRetentionDuration", interval)
+
+
 def _shape(schema: T.StructType) -> list[tuple[str, str]]:
     """Column names and types, nullability aside (Delta keeps the table's)."""
     return [(f.name, f.dataType.simpleString()) for f in schema.fields]
@@ -241,7 +256,7 @@ class Lakehouse:
                 if self.exists(table) or self.heal(table):
                     return
                 empty = self.spark.createDataFrame([], schema).write.format("delta").mode("ignore")
-                _with_stats_columns(empty, schema).saveAsTable(self.name(table))
+                _creating(empty, schema, self.cfg.settings.lakehouse.keep_versions_days).saveAsTable(self.name(table))
                 return
             except Exception:
                 if attempt == attempts - 1:
@@ -324,7 +339,7 @@ class Lakehouse:
         self.ensure_schema()
         writer = self._writer(df, "overwrite", run)
         if not (self.exists(table) or self.heal(table)):  # heal: True when it registered a killed create's table
-            writer = _with_stats_columns(writer.option("overwriteSchema", "true"), df.schema)
+            writer = _creating(writer.option("overwriteSchema", "true"), df.schema, self.cfg.settings.lakehouse.keep_versions_days)
         else:
             current = self.spark.table(self.name(table)).schema
             if _shape(current) != _shape(df.schema):  # only when columns really change

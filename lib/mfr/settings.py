@@ -44,6 +44,7 @@ class LakehouseConfig:
     schema: str
     warehouse: str
     location: str | None
+    keep_versions_days: float | None
 
 
 @dataclass(frozen=True)
