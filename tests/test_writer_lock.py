@@ -130,6 +130,9 @@ def test_of_racing_creators_exactly_one_wins(where):
 def test_conditional_writes_refuse_stores_they_cannot_make_atomic():
     with pytest.raises(StorageError, match="local folders and S3 only"):
         Storage().create_new("gs://bucket/locks/writer.json", "x")
+    lock = WriterLock(Storage(), lock_path("hdfs://nn/staging"), "run-1", 1.0, 10.0, "runs.single_writer is true")
+    with pytest.raises(StorageError, match="staging folder, which must be on S3 or a local folder"):
+        lock.acquire()
 
 
 # ---- the lock -----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from mfr.runlog import StageBusy, driver_gone
 from mfr.session import on_databricks
-from mfr.storage import Storage, join, scheme
+from mfr.storage import Storage, StorageError, join, scheme
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -93,7 +93,11 @@ class WriterLock:
         """Hold the lock, taking it over from a holder whose driver is gone; LakehouseBusy while another
         holder's driver is alive."""
         for _ in range(attempts):
-            self._token = self.storage.create_new(self.path, self._body())
+            try:
+                self._token = self.storage.create_new(self.path, self._body())
+            except StorageError as exc:
+                raise StorageError(f"{exc}: the writer lock ({self.reason}) lives in the staging folder, which must be "
+                                   f"on S3 or a local folder shared by every driver of the lakehouse (llm.staging_dir)") from None
             if self._token is not None:
                 break
             found = self.storage.read_with_token(self.path)
