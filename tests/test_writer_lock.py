@@ -84,6 +84,7 @@ def where(request, tmp_path):
     """(Storage, a folder) on a local disk or on the S3 server."""
     if request.param == "local":
         return Storage(), str(tmp_path)
+    pytest.importorskip("s3fs")  # in mfr[s3]; a compat leg's venv may lack it
     endpoint = request.getfixturevalue("s3_endpoint")
     return _s3_storage(endpoint), f"s3a://{BUCKET}/{tmp_path.name}"
 
