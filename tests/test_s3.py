@@ -8,7 +8,6 @@ metastore stays local, as on a laptop. Each run is the real CLI in its own proce
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -21,13 +20,13 @@ import pytest
 import yaml
 
 from tests.hub_standin import HubStandIn
+from tests.s3_server import KEYS, moto_bucket, storage_for
 
 pytestmark = pytest.mark.s3
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "mfr-test"
 JOURNAL_FLUSH_S = 2.0  # the README's promise for journals on object stores
-KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def _s3_jars() -> list[str]:
@@ -40,21 +39,9 @@ def _s3_jars() -> list[str]:
 
 @pytest.fixture(scope="module")
 def s3():
-    """(endpoint URL, Storage) of a fresh moto server with one bucket."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
-    for k, v in KEYS.items():
-        os.environ[k] = v
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    import boto3
-
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
+    """The endpoint URL of a fresh moto server with one bucket."""
+    with moto_bucket(BUCKET) as endpoint:
+        yield endpoint
 
 
 def _spark_conf(endpoint: str) -> dict[str, str]:
@@ -67,12 +54,7 @@ def _spark_conf(endpoint: str) -> dict[str, str]:
     }
 
 
-def _storage(endpoint: str):
-    from mfr.config import load_config
-    from mfr.storage import Storage
-
-    conf = {"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.path.style.access": "true"}
-    return Storage.from_config(load_config(overrides=[f"spark.conf={json.dumps(conf)}"]))
+_storage = storage_for
 
 
 def _config(tmp: Path, endpoint: str, name: str, **sections) -> Path:

@@ -4,7 +4,6 @@ real S3 server: moto on 127.0.0.1, no Spark), and what two drivers see."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 
 from mfr.storage import Storage, StorageError
 from mfr.writer_lock import LakehouseBusy, LockLost, WriterLock, lock_path, single_writer_reason
+from tests.s3_server import moto_bucket, storage_for
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "mfr-lock"
@@ -50,33 +50,8 @@ def test_one_driver_at_a_time_only_where_delta_cannot_keep_drivers_apart(locatio
 # ---- conditional writes -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    import boto3
-
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-def _s3_storage(endpoint: str) -> Storage:
-    from mfr.config import load_config
-
-    conf = {"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.path.style.access": "true"}
-    return Storage.from_config(load_config(overrides=[f"spark.conf={json.dumps(conf)}"]))
+    with moto_bucket(BUCKET) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -86,7 +61,7 @@ def where(request, tmp_path):
         return Storage(), str(tmp_path)
     pytest.importorskip("s3fs")  # in mfr[s3]; a compat leg's venv may lack it
     endpoint = request.getfixturevalue("s3_endpoint")
-    return _s3_storage(endpoint), f"s3a://{BUCKET}/{tmp_path.name}"
+    return storage_for(endpoint), f"s3a://{BUCKET}/{tmp_path.name}"
 
 
 def test_conditional_writes_act_only_on_the_content_their_token_names(where):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import posixpath
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -277,25 +277,13 @@ class Storage:
         """Overwrite ``path`` only while its content is the one ``token`` names: the new token, or None."""
         data = text.encode("utf-8")
         if is_local(path):
-            target = local_path(path)
-            with _local_guard(target):
-                found = self.read_with_token(path)
-                if found is None or found[1] != token:
-                    return None
-                self.write_bytes(path, data)
-            return _local_token(data)
+            return _local_token(data) if self._local_if(path, token, lambda _: self.write_bytes(path, data)) else None
         return self._s3_put(path, data, IfMatch=token)
 
     def delete_if(self, path: str, token: str) -> bool:
         """Remove ``path`` only while its content is the one ``token`` names."""
         if is_local(path):
-            target = local_path(path)
-            with _local_guard(target):
-                found = self.read_with_token(path)
-                if found is None or found[1] != token:
-                    return False
-                os.remove(target)
-            return True
+            return self._local_if(path, token, os.remove)
         fs, bucket, key = self._s3(path)
         try:
             fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=token)
@@ -304,6 +292,16 @@ class Storage:
                 return False
             raise
         fs.invalidate_cache(f"{bucket}/{key}")
+        return True
+
+    def _local_if(self, path: str, token: str, act: Callable[[str], object]) -> bool:
+        """``act`` on the local file ``path`` only while its content is the one ``token`` names."""
+        target = local_path(path)
+        with _local_guard(target):
+            found = self.read_with_token(path)
+            if found is None or found[1] != token:
+                return False
+            act(target)
         return True
 
     def _s3(self, path: str) -> tuple[Any, str, str]:
