@@ -224,3 +224,20 @@ def test_two_processes_acquiring_at_once_one_holds_one_is_busy(tmp_path):
     outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outs == ["busy", "busy", "busy", "held"]
     assert not Path(lock_path(str(tmp_path))).exists()
+
+
+def test_a_lock_this_process_left_behind_is_taken_over_and_one_it_holds_is_not(where):
+    """A store without conditional deletes cannot release the lock: the next run of the same process (the
+    next stage of `--stage all`) takes it over instead of waiting for runs.abandon_after_s."""
+    storage, root = where
+    held = _lock(storage, root, "run-1", heartbeat_s=30.0)
+    held.acquire()
+    try:
+        with pytest.raises(LakehouseBusy, match="held by run run-1"):  # held now, by this very process
+            _lock(storage, root, "run-2").acquire()
+    finally:
+        held.release()
+    _held_by(storage, root, "run-1", socket.gethostname(), os.getpid(), 1.0)  # its release did not land
+    nxt = _lock(storage, root, "run-2")
+    nxt.acquire()
+    nxt.release()

@@ -40,6 +40,10 @@ _S3_SCHEMES = ("s3", "s3a", "s3n")
 LOG_STORE_KEYS = tuple(f"spark.delta.logStore.{s}.impl" for s in _S3_SCHEMES) + ("spark.delta.logStore.class",)
 
 
+# Holders whose lock this process holds now (a lock of this process's pid not among them was left behind).
+_HELD: set[str] = set()
+
+
 class LakehouseBusy(StageBusy):
     """Another driver holds the lakehouse where only one may write at a time."""
 
@@ -107,6 +111,9 @@ class WriterLock:
             held = _parse(text)
             why_gone = driver_gone(held, float(held.get("at") or 0.0), time.time(), self.abandon_after_s,
                                    socket.gethostname())
+            if (held.get("host") == socket.gethostname() and held.get("pid") == os.getpid()
+                    and held.get("holder") not in _HELD):
+                why_gone = "left by an earlier run of this process"  # its release failed (a store without conditional deletes)
             if not why_gone:
                 raise LakehouseBusy(
                     f"the lakehouse is held by run {held.get('holder', '?')} on {held.get('host', '?')}: "
@@ -119,6 +126,7 @@ class WriterLock:
         if self._token is None:
             raise LakehouseBusy(f"the lakehouse's writer lock {self.path} changed hands {attempts} times while "
                                 f"run {self.holder} tried to take it; try again")
+        _HELD.add(self.holder)
         self._thread = threading.Thread(target=self._beat, daemon=True, name=f"mfr-writer-lock-{self.holder}")
         self._thread.start()
 
@@ -149,6 +157,7 @@ class WriterLock:
         if self._thread is not None:
             self._thread.join()
         token, self._token = self._token, None
+        _HELD.discard(self.holder)
         if token is None or self.lost:
             return
         try:
