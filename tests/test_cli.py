@@ -116,3 +116,29 @@ def test_a_second_command_while_the_metastore_is_held_says_so(tmp_path):
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("mfr: another mfr command holds the embedded metastore"), proc.stderr[-2000:]
+
+
+def test_sql_that_writes_waits_for_a_held_lakehouse_and_reads_do_not(collected, spark, capsys):
+    from mfr.lakehouse import Lakehouse
+    from mfr.writer_lock import lock_path
+
+    schema = collected.get("lakehouse.schema")
+    sets = ["--set", f"lakehouse.schema={schema}", "--set", f"lakehouse.warehouse={collected.get('lakehouse.warehouse')}",
+            "--set", "runs.single_writer=true"]
+    lh = Lakehouse(spark, collected)
+    lock = lock_path(lh.staging_root)
+    before = lh.current_version("collected")
+    lh.storage.write_text(lock, json.dumps({"holder": "20990101T000000-distill-abcdef", "host": "elsewhere", "pid": 1,
+                                            "at": __import__("time").time()}))
+    try:
+        update = f"UPDATE {schema}.collected SET answer = 'x' WHERE sample_key IS NOT NULL"
+        assert main(["sql", update, *sets]) == 2
+        assert "mfr: busy: the lakehouse is held by run 20990101T000000-distill-abcdef" in capsys.readouterr().err
+        assert lh.current_version("collected") == before
+        assert main(["sql", "--json", f"SELECT count(*) AS n FROM {schema}.collected", *sets]) == 0  # reads go on
+        assert json.loads(capsys.readouterr().out) == [{"n": 89}]
+    finally:
+        lh.storage.delete(lock)
+    assert main(["sql", update, *sets]) == 0
+    assert lh.current_version("collected") == before + 1
+    assert not lh.storage.exists(lock)

@@ -241,3 +241,23 @@ def test_a_lock_this_process_left_behind_is_taken_over_and_one_it_holds_is_not(w
     nxt = _lock(storage, root, "run-2")
     nxt.acquire()
     nxt.release()
+
+
+@pytest.mark.parametrize("sql, writes", [
+    ("SELECT * FROM mfr.collected", False),
+    ("  -- fix one row\n UPDATE mfr.cleaned SET answer = '5' WHERE sample_key = 'a:1'", True),
+    ("/* hand correction */ DELETE FROM mfr.cleaned WHERE id = 3", True),
+    ("MERGE INTO mfr.cleaned t USING fixes s ON t.sample_key = s.sample_key WHEN MATCHED THEN UPDATE SET *", True),
+    ("RESTORE TABLE mfr.collected TO VERSION AS OF 1", True),
+    ("VACUUM mfr.collected", True),
+    ("ALTER TABLE mfr.collected SET TBLPROPERTIES ('a' = 'b')", True),
+    ("DESCRIBE HISTORY mfr.collected", False),
+    ("SHOW TABLES IN mfr", False),
+    ("(SELECT 1)", False),
+    ("select count(*) from mfr.runs where status = 'running' -- UPDATE later", False),
+    ("", False),
+])
+def test_which_sql_statements_commit(sql, writes):
+    from mfr.writer_lock import statement_writes
+
+    assert statement_writes(sql) is writes

@@ -130,15 +130,20 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    from mfr.lakehouse import Lakehouse, new_run_id
     from mfr.session import get_spark
+    from mfr.writer_lock import lakehouse_held, statement_writes
 
     cfg = load(args)
     spark = get_spark(cfg)
+    lh = Lakehouse(spark, cfg)
     if not cfg.settings.lakehouse.catalog:  # a first query on a fresh laptop finds the schema
-        from mfr.lakehouse import Lakehouse
-
-        Lakehouse(spark, cfg).create_schema()
-    df = spark.sql(args.query)
+        lh.create_schema()
+    if statement_writes(args.query):  # a hand correction commits like a stage: it waits for the lakehouse too
+        with lakehouse_held(lh, new_run_id("sql")):
+            df = spark.sql(args.query)  # Spark runs a command here, its result kept for the printing below
+    else:
+        df = spark.sql(args.query)
     if args.json:
         print(rows_as_json(df.collect()))
         return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -72,6 +73,18 @@ def single_writer_reason(location: str | None, confs: Mapping[str, str | None], 
     store = chosen.rsplit(".", 1)[-1] or "S3SingleDriverLogStore"
     return (f"tables on {kind}:// with Delta's {store}, which keeps commits of one driver apart only "
             f"(configure io.delta.storage.S3DynamoDBLogStore to run stages side by side)")
+
+
+# Statements that commit to a table (what `mfr sql` holds the lock for); reads and DESCRIBE/SHOW do not.
+_WRITING = {"INSERT", "UPDATE", "DELETE", "MERGE", "RESTORE", "ALTER", "DROP", "CREATE", "REPLACE", "TRUNCATE",
+            "VACUUM", "OPTIMIZE", "REORG", "COPY", "CONVERT"}
+
+
+def statement_writes(sql: str) -> bool:
+    """True when the SQL statement's first keyword (comments and parentheses aside) commits to a table."""
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S)
+    words = re.findall(r"[A-Za-z_]+", text)
+    return bool(words) and words[0].upper() in _WRITING
 
 
 @dataclass
