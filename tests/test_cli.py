@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,7 @@ def test_sql_that_writes_waits_for_a_held_lakehouse_and_reads_do_not(collected, 
     lock = lock_path(lh.staging_root)
     before = lh.current_version("collected")
     lh.storage.write_text(lock, json.dumps({"holder": "20990101T000000-distill-abcdef", "host": "elsewhere", "pid": 1,
-                                            "at": __import__("time").time()}))
+                                            "at": time.time()}))
     try:
         update = f"UPDATE {schema}.collected SET answer = 'x' WHERE sample_key IS NOT NULL"
         assert main(["sql", update, *sets]) == 2
