@@ -30,6 +30,7 @@ BUCKET = "mfr-lock"
     ("s3://b/lake", {"spark.delta.logStore.s3a.impl": "io.delta.storage.S3DynamoDBLogStore"}, False, None, True),
     ("s3://b/lake", {"spark.delta.logStore.class": "io.delta.storage.S3DynamoDBLogStore"}, False, None, False),
     ("s3a://b/lake", {"spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore"}, False, None, True),
+    ("s3a://b/lake", {"spark.delta.logStore.s3a.impl": "com.example.OwnLogStore"}, False, None, True),  # unknown: ask
     ("s3a://b/lake", {}, True, None, False),  # Databricks' commit service
     ("/tmp/lake", {}, False, None, False),
     ("file:/tmp/lake", {}, False, None, False),

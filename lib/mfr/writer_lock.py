@@ -40,7 +40,6 @@ _S3_SCHEMES = ("s3", "s3a", "s3n")
 # Spark settings that choose Delta's log store, per scheme and for all schemes (the older key).
 LOG_STORE_KEYS = tuple(f"spark.delta.logStore.{s}.impl" for s in _S3_SCHEMES) + ("spark.delta.logStore.class",)
 
-
 # Holders whose lock this process holds now (a lock of this process's pid not among them was left behind).
 _HELD: set[str] = set()
 
@@ -70,9 +69,12 @@ def single_writer_reason(location: str | None, confs: Mapping[str, str | None], 
     chosen = confs.get(f"spark.delta.logStore.{kind}.impl") or confs.get("spark.delta.logStore.class") or ""
     if "DynamoDB" in chosen:
         return None
+    lift = "configure io.delta.storage.S3DynamoDBLogStore to run stages side by side"
     store = chosen.rsplit(".", 1)[-1] or "S3SingleDriverLogStore"
-    return (f"tables on {kind}:// with Delta's {store}, which keeps commits of one driver apart only "
-            f"(configure io.delta.storage.S3DynamoDBLogStore to run stages side by side)")
+    if store != "S3SingleDriverLogStore":
+        return f"tables on {kind}:// with the log store {chosen}, not known to keep drivers apart ({lift}, " \
+               f"or runs.single_writer=false if it does)"
+    return f"tables on {kind}:// with Delta's {store}, which keeps commits of one driver apart only ({lift})"
 
 
 # Statements that commit to a table (what `mfr sql` holds the lock for); reads and DESCRIBE/SHOW do not.
