@@ -81,7 +81,7 @@ def test_a_dead_drivers_run_is_abandoned_and_a_live_one_holds_the_stage(spark, m
     lh.ensure_schema()
     runs = RunLog(lh)
     dead = runs.start("select", cfg, {}, None)
-    runs._leases.pop(dead.run_id)._stop.set()  # the driver "dies": no more beats, its lease names a gone process
+    runs._leases.pop(dead.run_id)._heartbeat.stop()  # the driver "dies": no more beats, its lease names a gone process
     lh.storage.write_text(lease_path(lh, dead.run_id), json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "at": time.time()}))
 
     other = RunLog(lh)  # the next command

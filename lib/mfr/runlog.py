@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,33 +41,56 @@ class StageBusy(RuntimeError):
     """Another run of the same stage is running on this lakehouse."""
 
 
+class Heartbeat:
+    """``beat()`` every ``interval_s`` seconds on a daemon thread, until stopped or ``beat`` returns False."""
+
+    def __init__(self, interval_s: float, beat: Callable[[], bool], name: str):
+        self.interval_s, self._beat = interval_s, beat
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if not self._beat():
+                return
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self, wait: bool = False) -> None:
+        """Stop beating; ``wait`` for a beat in progress to end."""
+        self._stop.set()
+        if wait and self._thread.is_alive():
+            self._thread.join()
+
+
 class Lease:
     """The driver's proof of life for one run: an object rewritten every ``heartbeat_s`` seconds."""
 
     def __init__(self, tables: Lakehouse, run_id: str, heartbeat_s: float):
-        self.tables, self.run_id, self.heartbeat_s = tables, run_id, heartbeat_s
+        self.tables, self.run_id = tables, run_id
         self.path = lease_path(tables, run_id)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"mfr-lease-{run_id}")
+        self._heartbeat = Heartbeat(heartbeat_s, self._renew, f"mfr-lease-{run_id}")
 
     def _write(self) -> None:
         body = {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}
         self.tables.storage.write_text(self.path, json.dumps(body))
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            try:
-                self._write()
-            except Exception as exc:  # a missed beat is not fatal; a stale lease only lets the run be abandoned
-                log.warning("lease of %s not renewed: %s", self.run_id, exc)
+    def _renew(self) -> bool:
+        try:
+            self._write()
+        except Exception as exc:  # a missed beat is not fatal; a stale lease only lets the run be abandoned
+            log.warning("lease of %s not renewed: %s", self.run_id, exc)
+        return True
 
     def start(self) -> Lease:
         self._write()
-        self._thread.start()
+        self._heartbeat.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        self._heartbeat.stop()
         try:
             self.tables.storage.delete(self.path)
         except Exception as exc:  # the run's row already says how it ended

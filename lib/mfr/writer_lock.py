@@ -18,14 +18,13 @@ import logging
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mfr.runlog import StageBusy, driver_gone
+from mfr.runlog import Heartbeat, StageBusy, driver_gone
 from mfr.session import on_databricks
 from mfr.storage import Storage, StorageError, join, scheme
 
@@ -100,8 +99,7 @@ class WriterLock:
     abandon_after_s: float
     reason: str
     _token: str | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _heartbeat: Heartbeat | None = None
     lost: bool = False
 
     def _body(self) -> str:
@@ -142,24 +140,24 @@ class WriterLock:
             raise LakehouseBusy(f"the lakehouse's writer lock {self.path} changed hands {attempts} times while "
                                 f"run {self.holder} tried to take it; try again")
         _HELD.add(self.holder)
-        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"mfr-writer-lock-{self.holder}")
-        self._thread.start()
+        self._heartbeat = Heartbeat(self.heartbeat_s, self._renew, f"mfr-writer-lock-{self.holder}").start()
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            token = self._token
-            if token is None:
-                return
-            try:
-                renewed = self.storage.replace_if(self.path, token, self._body())
-            except Exception as exc:  # a missed beat is not fatal while the next one lands in time
-                log.warning("writer lock of %s not renewed: %s", self.holder, exc)
-                continue
-            if renewed is None:
-                self.lost = True
-                log.error("writer lock of run %s was taken over by another driver", self.holder)
-                return
-            self._token = renewed
+    def _renew(self) -> bool:
+        """One renewal; False once there is nothing more to renew (released, or taken over)."""
+        token = self._token
+        if token is None:
+            return False
+        try:
+            renewed = self.storage.replace_if(self.path, token, self._body())
+        except Exception as exc:  # a missed beat is not fatal while the next one lands in time
+            log.warning("writer lock of %s not renewed: %s", self.holder, exc)
+            return True
+        if renewed is None:
+            self.lost = True
+            log.error("writer lock of run %s was taken over by another driver", self.holder)
+            return False
+        self._token = renewed
+        return True
 
     def check(self) -> None:
         """Raise LockLost when another driver took the lock over."""
@@ -168,9 +166,8 @@ class WriterLock:
                            f"(no renewal for runs.abandon_after_s)")
 
     def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._heartbeat is not None:
+            self._heartbeat.stop(wait=True)  # a renewal in progress ends before the token is read
         token, self._token = self._token, None
         _HELD.discard(self.holder)
         if token is None or self.lost:
