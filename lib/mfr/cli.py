@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -139,10 +140,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
     lh = Lakehouse(spark, cfg)
     if not cfg.settings.lakehouse.catalog:  # a first query on a fresh laptop finds the schema
         lh.create_schema()
-    if statement_writes(args.query):  # a hand correction commits like a stage: it waits for the lakehouse too
-        with lakehouse_held(lh, new_run_id("sql")):
-            df = spark.sql(args.query)  # Spark runs a command here, its result kept for the printing below
-    else:
+    # a hand correction commits like a stage: it waits for the lakehouse too (Spark runs a command at spark.sql)
+    with lakehouse_held(lh, new_run_id("sql")) if statement_writes(args.query) else contextlib.nullcontext():
         df = spark.sql(args.query)
     if args.json:
         print(rows_as_json(df.collect()))

@@ -192,10 +192,6 @@ def _with_stats_columns(writer: DataFrameWriter, schema: T.StructType) -> DataFr
     return writer.option(_STATS_PROPERTY, ",".join(columns)) if columns else writer.option("delta.dataSkippingNumIndexedCols", "0")
 
 
-def _retention_hours(days: float) -> int:
-    return max(1, int(round(days * 24)))
-
-
 def _creating(writer: DataFrameWriter, schema: T.StructType, keep_days: float | None) -> DataFrameWriter:
     """A writer that creates its table with mfr's properties: statistics columns, and (``keep_days``) how long
     a replaced version stays readable: VACUUM (a user's, or Databricks' predictive optimization) keeps the
@@ -203,7 +199,7 @@ def _creating(writer: DataFrameWriter, schema: T.StructType, keep_days: float | 
     writer = _with_stats_columns(writer, schema)
     if keep_days is None:
         return writer
-    interval = f"interval {_retention_hours(keep_days)} hours"
+    interval = f"interval {max(1, round(keep_days * 24))} hours"
     return writer.option("delta.deletedFileRetentionDuration", interval).option("delta.logRetentionDuration", interval)
 
 
@@ -256,7 +252,7 @@ class Lakehouse:
                 if self.exists(table) or self.heal(table):
                     return
                 empty = self.spark.createDataFrame([], schema).write.format("delta").mode("ignore")
-                _creating(empty, schema, self.cfg.settings.lakehouse.keep_versions_days).saveAsTable(self.name(table))
+                self._creating(empty, schema).saveAsTable(self.name(table))
                 return
             except Exception:
                 if attempt == attempts - 1:
@@ -307,6 +303,9 @@ class Lakehouse:
         return self.spark.sql(f"DESCRIBE HISTORY {self.name(table)}")
 
     # ---- writes ------------------------------------------------------------------------------
+    def _creating(self, writer: DataFrameWriter, schema: T.StructType) -> DataFrameWriter:
+        return _creating(writer, schema, self.cfg.settings.lakehouse.keep_versions_days)
+
     def _writer(self, df: DataFrame, mode: str, run: Run) -> DataFrameWriter:
         """A Delta writer whose commit carries the run (``userMetadata``): no session state is touched."""
         return df.write.format("delta").mode(mode).option("userMetadata", run.commit_metadata)
@@ -339,7 +338,7 @@ class Lakehouse:
         self.ensure_schema()
         writer = self._writer(df, "overwrite", run)
         if not (self.exists(table) or self.heal(table)):  # heal: True when it registered a killed create's table
-            writer = _creating(writer.option("overwriteSchema", "true"), df.schema, self.cfg.settings.lakehouse.keep_versions_days)
+            writer = self._creating(writer.option("overwriteSchema", "true"), df.schema)
         else:
             current = self.spark.table(self.name(table)).schema
             if _shape(current) != _shape(df.schema):  # only when columns really change
