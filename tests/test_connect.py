@@ -65,14 +65,23 @@ def connect_server(tmp_path: Path):
 
 @pytest.mark.slow
 def test_pipeline_over_spark_connect_matches_the_classic_golden_funnel(connect_server, synthetic_dump, tmp_path) -> None:
+    """Over a client that refuses session settings as Databricks serverless does: the same rows and reasons,
+    each stage's output version still names its run."""
     pytest.importorskip("grpc")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "lib"), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "connect_funnel.py"), connect_server,
                           str(synthetic_dump), str(tmp_path)], capture_output=True, text=True, timeout=1200, env=env)
     assert out.returncode == 0, out.stderr[-4000:]
-    lines = json.loads(out.stdout.strip().splitlines()[-1])["lines"]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
     golden = json.loads((REPO / "tests" / "golden" / "funnel_synthetic.json").read_text(encoding="utf-8"))
-    assert lines == golden["lines"]
+    assert got["lines"] == golden["lines"]
+    # what mfr would have set met the refusal (the MERGE/UPDATE commit metadata, the image batch size) …
+    assert {"spark.databricks.delta.commitInfo.userMetadata", "spark.sql.execution.arrow.maxRecordsPerBatch"} <= set(
+        got["refused"])
+    # … and the lineage people read lives on: every stage's published version carries its run
+    assert set(got["output_names_run"]) >= {"collect", "clean", "distill", "select"}
+    assert all(got["output_names_run"].values()), got["output_names_run"]
+    assert "does not let spark.databricks.delta.commitInfo.userMetadata be set" in out.stderr
 
 
 @pytest.mark.slow

@@ -72,3 +72,34 @@ def test_new_tables_keep_replaced_versions_for_the_configured_days(spark, make_c
     assert default["delta.deletedFileRetentionDuration"] == "interval 720 hours"  # 30 days, not Delta's 7
     deltas_own = props(make_cfg("lakehouse.keep_versions_days=null", f"lakehouse.schema=own_{uuid.uuid4().hex[:8]}"), "collected")
     assert "delta.deletedFileRetentionDuration" not in deltas_own and "delta.logRetentionDuration" not in deltas_own
+
+
+def test_a_setting_is_made_for_the_block_and_put_back(spark):
+    from mfr.session import session_setting
+
+    key = "spark.databricks.delta.commitInfo.userMetadata"
+    spark.conf.unset(key)
+    with session_setting(spark, key, '{"run_id": "r1"}') as made:
+        assert made and spark.conf.get(key) == '{"run_id": "r1"}'
+    assert spark.conf.get(key, None) is None  # unset again: it was unset before
+    spark.conf.set(key, "theirs")
+    try:
+        with session_setting(spark, key, "ours"):
+            assert spark.conf.get(key) == "ours"
+        assert spark.conf.get(key) == "theirs"  # a value someone else set is theirs again
+    finally:
+        spark.conf.unset(key)
+
+
+def test_a_setting_the_session_refuses_is_gone_without_and_said_once(spark, caplog):
+    """A static setting is one the session really refuses (Spark's AnalysisException, as Databricks
+    serverless refuses most settings): the block runs without it, and one warning names the key."""
+    from mfr.session import session_setting
+
+    key = "spark.sql.warehouse.dir"  # static: set when the session was built
+    before = spark.conf.get(key)
+    for _ in range(2):
+        with session_setting(spark, key, "/elsewhere") as made:
+            assert made is False and spark.conf.get(key) == before
+    warned = [r.getMessage() for r in caplog.records if key in r.getMessage()]
+    assert len(warned) == 1 and "does not let spark.sql.warehouse.dir be set" in warned[0]

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.config import Config
+from mfr.session import session_setting
 from mfr.storage import Storage, join
 
 RUNS_SCHEMA = T.StructType(
@@ -313,17 +314,10 @@ class Lakehouse:
     @contextlib.contextmanager
     def commit_metadata(self, run: Run) -> Iterator[None]:
         """For MERGE and UPDATE, which take no writer options: the session's userMetadata, set only while
-        the command runs and restored after."""
-        conf = self.spark.conf
-        previous = conf.get(_USER_METADATA_CONF, None)
-        conf.set(_USER_METADATA_CONF, run.commit_metadata)
-        try:
+        the command runs and restored after. A session that refuses the setting (Databricks serverless)
+        commits them without it: nothing reads a MERGE's or UPDATE's metadata back, it is for people."""
+        with session_setting(self.spark, _USER_METADATA_CONF, run.commit_metadata):
             yield
-        finally:
-            if previous is None:
-                conf.unset(_USER_METADATA_CONF)
-            else:
-                conf.set(_USER_METADATA_CONF, previous)
 
     def _version_written_by(self, table: str, run: Run) -> int:
         rows = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT 20").collect()

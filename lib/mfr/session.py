@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from mfr.config import Config
 
 REPO_ROOT = CHECKOUT  # where make setup puts .jars in a checkout
+
+log = logging.getLogger(__name__)
 
 # Spark masks values of matching conf keys in its UI and event logs; api keys included.
 REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key|api[._-]?key|authorization"
@@ -138,6 +141,45 @@ def job_description(spark: SparkSession, text: str) -> Iterator[None]:
         yield
     finally:
         sc.setJobDescription(previous)  # type: ignore[arg-type]  # None clears it (pyspark's stub says str)
+
+
+def conf_value(spark: SparkSession, key: str, default: str | None = None) -> str | None:
+    """A session setting, or ``default`` where it is unset or the session will not say (Databricks
+    serverless and standard access mode refuse to read some settings)."""
+    try:
+        value = spark.conf.get(key, default)
+    except Exception:  # refused (CONFIG_NOT_AVAILABLE): as good as unset for every caller
+        return default
+    return default if value is None else value
+
+
+_REFUSED: set[str] = set()
+
+
+@contextlib.contextmanager
+def session_setting(spark: SparkSession, key: str, value: str) -> Iterator[bool]:
+    """Set ``key`` for the block and put it back after. Yields False, with the session untouched, where the
+    session refuses the setting: Databricks serverless lets a job set only a handful of keys
+    (``CONFIG_NOT_AVAILABLE``), and what mfr sets is never worth failing a run for."""
+    from pyspark.errors import AnalysisException
+
+    previous = conf_value(spark, key)
+    try:
+        spark.conf.set(key, value)
+    except AnalysisException as exc:
+        if key not in _REFUSED:  # once per key and process: a stage sets some keys at every commit
+            _REFUSED.add(key)
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            log.warning("mfr: this session does not let %s be set (%s); going on without it", key, reason)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
 
 
 _OWNED: list[SparkSession] = []

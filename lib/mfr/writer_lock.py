@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mfr.runlog import Heartbeat, StageBusy, driver_gone
-from mfr.session import on_databricks
+from mfr.session import conf_value, on_databricks
 from mfr.storage import Storage, StorageError, join, scheme
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -206,18 +206,11 @@ def held(storage: Storage, staging_root: str, holder: str, reason: str | None, h
         lock.release()
 
 
-def _conf(spark: SparkSession, key: str) -> str | None:
-    try:
-        return spark.conf.get(key, None)
-    except Exception:  # a setting a serverless or shared cluster does not let us read
-        return None
-
-
 def _databricks(spark: SparkSession) -> bool:
     """On a Databricks runtime, or a Spark Connect client of one (its commit service keeps drivers apart)."""
     if on_databricks() or "databricks" in os.environ.get("SPARK_REMOTE", "").lower():
         return True
-    return any(_conf(spark, k) for k in ("spark.databricks.clusterUsageTags.clusterId", "spark.databricks.workspaceUrl"))
+    return any(conf_value(spark, k) for k in ("spark.databricks.clusterUsageTags.clusterId", "spark.databricks.workspaceUrl"))
 
 
 def reason_for(lh: Lakehouse) -> str | None:
@@ -231,8 +224,8 @@ def reason_for(lh: Lakehouse) -> str | None:
             location = lh.schema_location() if lh.spark.catalog.databaseExists(lh.namespace) else None
         except Exception:
             location = None
-        location = location or _conf(lh.spark, "spark.sql.warehouse.dir")  # where a new schema's tables go
-    confs = {k: _conf(lh.spark, k) for k in LOG_STORE_KEYS}
+        location = location or conf_value(lh.spark, "spark.sql.warehouse.dir")  # where a new schema's tables go
+    confs = {k: conf_value(lh.spark, k) for k in LOG_STORE_KEYS}
     return single_writer_reason(location, confs, _databricks(lh.spark), None)
 
 

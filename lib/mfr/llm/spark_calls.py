@@ -44,7 +44,7 @@ from mfr.lakehouse import LLM_CALLS_SCHEMA
 from mfr.llm.client import CallResult, ChatRequest, ClientSettings
 from mfr.llm.journal import JournalWriter, Progress, journal_prefix, read_records
 from mfr.llm.keys import KeySet
-from mfr.session import job_description
+from mfr.session import conf_value, job_description
 from mfr.storage import Storage, join, relative
 from mfr.vectorized import pandas_udf
 
@@ -135,17 +135,17 @@ def parallelism(spark: SparkSession, configured: int | None) -> int:
     ``llm.tasks``, else ``spark.default.parallelism``, else a local master's cores, else the shuffle partitions."""
     if configured:
         return int(configured)
-    value = spark.conf.get("spark.default.parallelism", None)
+    value = conf_value(spark, "spark.default.parallelism")
     if value:
         return int(value)
-    master = spark.conf.get("spark.master", "") or ""
+    master = conf_value(spark, "spark.master") or ""
     if master.startswith("local"):
         inside = master[master.find("[") + 1:master.find("]")] if "[" in master else "1"
         if master.startswith("local-cluster"):  # [executors, cores each, memory]
             executors, cores = inside.split(",")[:2]
             return int(executors) * int(cores)
         return (os.cpu_count() or 1) if inside.startswith("*") else int(inside.split(",")[0])
-    return int(spark.conf.get("spark.sql.shuffle.partitions", "200") or 200)
+    return int(conf_value(spark, "spark.sql.shuffle.partitions") or 200)
 
 
 def _record(result: CallResult, req_row: dict[str, Any], run_id: str) -> dict[str, Any]:

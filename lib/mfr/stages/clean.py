@@ -32,6 +32,7 @@ from pyspark.sql import types as T
 from mfr.answers.extract import parse_extraction_reply
 from mfr.llm.client import ClientSettings
 from mfr.llm.spark_calls import Ask, ask_many, persist, prompt_requests
+from mfr.session import session_setting
 from mfr.stages.collect import OUTPUT_COLUMNS as COLLECTED_COLUMNS
 from mfr.stages.common import StageContext, StageOutput, blank, reason
 from mfr.text.clean_reply import parse_clean_reply
@@ -88,16 +89,11 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
         F.when(F.col("r.data").isNotNull(), F.sha2("r.data", 256)).otherwise(F.col("image_id")).alias("new_image_id"),
         "r.*",
     )
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    before = spark.conf.get(key)
-    spark.conf.set(key, str(int(cfg.settings.cleaning.image_batch_rows)))  # images decoded per batch, at most
-    try:
+    # Images decoded per batch, at most. Where the session refuses the setting (Databricks serverless),
+    # Spark's own bound holds: 10,000 rows, and never more than one partition.
+    with session_setting(spark, "spark.sql.execution.arrow.maxRecordsPerBatch",
+                         str(int(cfg.settings.cleaning.image_batch_rows))):
         results = persist(ctx, results, "image-results")  # each image cleaned once
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
     new_images = (
         results.where(F.col("data").isNotNull())
         .select(F.col("new_image_id").alias("image_id"), F.col("data").alias("bytes"), "width", "height", "format")
