@@ -79,6 +79,10 @@ SCHEMA: dict[str, Any] = {
         "app_name": _s("str", "mfr", "application name"),
         "shuffle_partitions": _s("int|null", 8, "spark.sql.shuffle.partitions for local sessions"),
         "conf": _s("map", {}, "extra Spark settings for a session this code creates"),
+        "local_paths_shared": _s("bool|null", None, "whether a folder of this machine's disk given as llm.staging_dir, "
+                                                    "export.out or collection.cache_dir is the same folder for every "
+                                                    "executor: null = only where they all run on this machine (a local "
+                                                    "master); true = every node mounts it at that path (NFS, EFS)"),
     },
     "collection": {
         "source": _s(

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 
 from mfr.config import Config
 from mfr.session import session_setting
-from mfr.storage import Storage, join
+from mfr.storage import Storage, join, spark_path
 
 RUNS_SCHEMA = T.StructType(
     [
@@ -402,7 +402,7 @@ class Lakehouse:
     def stage(self, df: DataFrame, run_id: str, name: str) -> DataFrame:
         """Write an intermediate of a run as parquet under the staging root and read it back (computed once,
         lineage cut). Removed when the run ends (``drop_intermediates``)."""
-        path = join(self.staging_root, "intermediate", run_id, name)
+        path = spark_path(join(self.staging_root, "intermediate", run_id, name))
         df.write.mode("overwrite").parquet(path)
         return self.spark.read.parquet(path)
 

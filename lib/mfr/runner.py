@@ -12,11 +12,14 @@ from pyspark.sql import SparkSession
 
 from mfr import reasons, writer_lock
 from mfr.config import Config
+from mfr.dump.hub import is_hub_uri
 from mfr.lakehouse import Lakehouse, Run, new_run_id
 from mfr.runlog import RunLog, RunsSnapshot
-from mfr.session import job_description
+from mfr.session import conf_value, executors_here, job_description
 from mfr.stages import registry
+from mfr.stages.collect import hub_cache
 from mfr.stages.common import StageContext
+from mfr.storage import StorageError, is_local, shared_mount
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +59,40 @@ def check_storage(stage: str, cfg: Config, lh: Lakehouse) -> None:
     st = lh.storage
     if s.lakehouse.location:
         st.check_writable(s.lakehouse.location, "lakehouse.location")
-    st.check_writable(lh.staging_root, "llm.staging_dir" if s.llm.staging_dir else "staging folder")
+    # folders executors write or read beside the driver: journals and intermediates, the hub download,
+    # the export's files
+    shared = [(lh.staging_root, "llm.staging_dir" if s.llm.staging_dir else "staging folder")]
+    if stage == "collect" and is_hub_uri(s.collection.source):
+        shared.append((hub_cache(cfg), "collection.cache_dir"))
+    if stage == "export" and s.export.out:
+        shared.append((s.export.out, "export.out"))
+    check_executors_reach(lh.spark, cfg, shared)
+    st.check_writable(lh.staging_root, shared[0][1])
     if stage == "collect":
-        if s.collection.source.startswith("hf://"):
+        if is_hub_uri(s.collection.source):
             if s.collection.cache_dir:
                 st.check_writable(s.collection.cache_dir, "collection.cache_dir")
         else:
             st.check_readable(s.collection.source, "collection.source")
     if stage == "export" and s.export.out:
         st.check_writable(s.export.out, "export.out")
+
+
+def check_executors_reach(spark: SparkSession, cfg: Config, folders: list[tuple[str, str]]) -> None:
+    """A folder of this machine's disk is the executors' too only where they all run here (or
+    ``spark.local_paths_shared`` says every node mounts it): elsewhere their journals and files would land
+    on their own disks and the driver would never see them. One line naming the setting otherwise."""
+    shared = cfg.settings.spark.local_paths_shared
+    if shared is None:
+        shared = executors_here(spark, cfg.settings.spark.remote)
+    for path, setting in folders:
+        if not shared and is_local(path) and not shared_mount(path):
+            where = conf_value(spark, "spark.master") or cfg.settings.spark.remote or "a cluster"
+            raise StorageError(
+                f"{setting}: {path} is a folder of this machine's disk, which the executors ({where}) do not "
+                "share: give a location every node reaches (s3://…, abfss://…, /Volumes/…; lakehouse.location "
+                "puts the staging folder beside the tables), or set spark.local_paths_shared=true if every node "
+                "mounts this path")
 
 
 def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None = None) -> RunResult:

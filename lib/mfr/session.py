@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from mfr.resources import CHECKOUT
 
@@ -151,6 +152,18 @@ def conf_value(spark: SparkSession, key: str, default: str | None = None) -> str
     except Exception:  # refused (CONFIG_NOT_AVAILABLE): as good as unset for every caller
         return default
     return default if value is None else value
+
+
+def executors_here(spark: SparkSession, remote: str | None = None) -> bool:
+    """Whether every executor runs on this machine, so a folder of its disk is theirs too: a local master
+    (``local[…]``, ``local-cluster[…]``) and this process beside the driver (a classic session, or a Spark
+    Connect server on this host). An unreadable master (Databricks serverless) counts as elsewhere."""
+    if is_connect(spark):
+        url = remote or os.environ.get("SPARK_REMOTE", "")
+        host = urlparse(url.replace("sc://", "http://", 1)).hostname if url else None
+        if host not in ("localhost", "127.0.0.1", "::1"):
+            return False
+    return (conf_value(spark, "spark.master") or "").startswith("local")
 
 
 _REFUSED: set[str] = set()

@@ -54,6 +54,7 @@ class SparkConfig:
     app_name: str
     shuffle_partitions: int | None
     conf: dict[str, Any]
+    local_paths_shared: bool | None
 
 
 @dataclass(frozen=True)

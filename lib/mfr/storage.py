@@ -47,7 +47,7 @@ def is_local(path: str | os.PathLike[str]) -> bool:
 def appendable(path: str | os.PathLike[str]) -> bool:
     """Whether a file there can be appended to and flushed line by line: local disks yes; object stores
     no; Volumes' and DBFS's FUSE mounts refuse appends."""
-    return is_local(path) and not local_path(path).startswith(("/Volumes/", "/dbfs/"))
+    return is_local(path) and not shared_mount(path)
 
 
 def local_path(path: str | os.PathLike[str]) -> str:
@@ -60,6 +60,24 @@ def local_path(path: str | os.PathLike[str]) -> str:
         rest = "/" + path[len("dbfs:"):].lstrip("/")
         return rest if rest.startswith("/Volumes/") else "/dbfs" + rest
     return path
+
+
+def shared_mount(path: str | os.PathLike[str]) -> bool:
+    """A Databricks FUSE path (``/Volumes``, ``/dbfs``): the same files on every node of the cluster."""
+    return is_local(path) and local_path(path).startswith(("/Volumes/", "/dbfs/"))
+
+
+def spark_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as Spark must be told it. A bare path means the cluster's default filesystem to Spark (HDFS
+    on EMR, DBFS on Databricks), so a folder of this machine's disk goes as a ``file:`` URI and ``/dbfs/x``
+    as ``dbfs:/x``; Volumes paths and URIs go as they are."""
+    path = str(path)
+    if not is_local(path) or scheme(path) == "dbfs" or local_path(path).startswith("/Volumes/"):
+        return path
+    where = local_path(path)
+    if where.startswith("/dbfs/"):
+        return "dbfs:" + where[len("/dbfs"):]
+    return "file:" + os.path.abspath(where)  # not percent-encoded: Hadoop reads the path as it is written
 
 
 def join(root: str | os.PathLike[str], *parts: str) -> str:

@@ -45,7 +45,7 @@ from mfr.llm.client import CallResult, ChatRequest, ClientSettings
 from mfr.llm.journal import JournalWriter, Progress, journal_prefix, read_records
 from mfr.llm.keys import KeySet
 from mfr.session import conf_value, job_description
-from mfr.storage import Storage, join, relative
+from mfr.storage import Storage, join, relative, spark_path
 from mfr.vectorized import pandas_udf
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -454,7 +454,7 @@ def call_many(ctx, asks: list[Ask]) -> dict[str, CallStats]:
         return out
     root = lh.staging_root
     call_id = f"{'+'.join(labels).replace('/', '_')}-{uuid.uuid4().hex[:8]}"  # one per call: rounds never share commits
-    staged = join(root, "requests", ctx.run_id, call_id)
+    staged = spark_path(join(root, "requests", ctx.run_id, call_id))
     clients = [a.settings for a in asks]
     groups = _endpoint_groups(clients)
     reach: dict[int, int] = {}  # requests in flight per endpoint group (the smaller promise holds)

@@ -29,7 +29,7 @@ from mfr.dump.layout import (
 )
 from mfr.dump.listing import list_dump
 from mfr.stages.common import StageContext, StageOutput, blank, reason, sample_key_col
-from mfr.storage import Storage
+from mfr.storage import Storage, spark_path
 from mfr.udfs import image_info_col
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,19 @@ OUTPUT_COLUMNS = [
 ]
 
 
+def hub_cache(cfg: Config) -> str:
+    """Where hub shards are downloaded: ``collection.cache_dir``, else beside the local warehouse."""
+    return cfg.settings.collection.cache_dir or str(Path(cfg.settings.lakehouse.warehouse) / "hf-cache")
+
+
 def resolve_source(cfg: Config, storage: Storage) -> str:
     """A local or object-store dump root; hub datasets are downloaded first."""
     source = cfg.settings.collection.source
     if not is_hub_uri(source):
         return source
-    cache = cfg.settings.collection.cache_dir or str(Path(cfg.settings.lakehouse.warehouse) / "hf-cache")
     return download_dump(
         source,
-        cache,
+        hub_cache(cfg),
         subsets=cfg.settings.collection.subsets,
         max_samples=cfg.settings.collection.max_samples,
         workers=cfg.settings.collection.download_workers,
@@ -79,7 +83,7 @@ def resolve_source(cfg: Config, storage: Storage) -> str:
 
 def _read_group(spark: SparkSession, subset: str, files: list[DumpFile]) -> DataFrame:
     """Read files sharing one set of columns and bring them to the dump's full, typed column set."""
-    df = spark.read.parquet(*[f.path for f in files])
+    df = spark.read.parquet(*[spark_path(f.path) for f in files])
     present = set(files[0].columns)
     cols = []
     for name, dtype in _DUMP_TYPES.items():
