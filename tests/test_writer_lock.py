@@ -187,6 +187,33 @@ def test_of_drivers_taking_over_one_gone_lock_exactly_one_wins(where):
         lk.release()
 
 
+def test_a_run_of_this_process_reading_a_lock_being_taken_sees_it_held(monkeypatch, tmp_path):
+    """Two runs of one process (threads): the second reads the lock in the moment between the first's write
+    and the first's return. It must be told busy, not take the lock for a leftover of this process."""
+    storage, root = Storage(), str(tmp_path)
+    written = threading.Event()
+    real_create = Storage.create_new
+
+    def slow_create(self, path, text):  # a store slow to answer: the object exists before the call returns
+        token = real_create(self, path, text)
+        if token is not None:
+            written.set()
+            time.sleep(0.5)
+        return token
+
+    monkeypatch.setattr(Storage, "create_new", slow_create)
+    first, second = _lock(storage, root, "run-1", heartbeat_s=30.0), _lock(storage, root, "run-2", heartbeat_s=30.0)
+    taker = threading.Thread(target=first.acquire)
+    taker.start()
+    assert written.wait(10)
+    with pytest.raises(LakehouseBusy, match="held by run run-1"):
+        second.acquire()
+    taker.join()
+    assert json.loads(storage.read_text(lock_path(root)))["holder"] == "run-1"
+    first.release()
+    second.release()
+
+
 def test_a_holder_whose_lock_was_taken_over_knows_it_and_leaves_the_new_holders_lock(where):
     storage, root = where
     old = _lock(storage, root, "run-1", heartbeat_s=0.2)

@@ -47,6 +47,13 @@ def on_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
+def databricks_session(spark: SparkSession) -> bool:
+    """On a Databricks runtime, or a Spark Connect client of one."""
+    if on_databricks() or "databricks" in os.environ.get("SPARK_REMOTE", "").lower():
+        return True
+    return any(conf_value(spark, k) for k in ("spark.databricks.clusterUsageTags.clusterId", "spark.databricks.workspaceUrl"))
+
+
 def _submitted() -> bool:
     """True inside a Python driver launched by spark-submit (the JVM already runs)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ

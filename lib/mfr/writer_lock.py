@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mfr.runlog import Heartbeat, StageBusy, driver_gone
-from mfr.session import conf_value, on_databricks
+from mfr.session import conf_value, databricks_session
 from mfr.storage import Storage, StorageError, join, scheme
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pyspark.sql import SparkSession
-
     from mfr.lakehouse import Lakehouse
 
 log = logging.getLogger(__name__)
@@ -109,6 +107,17 @@ class WriterLock:
     def acquire(self, attempts: int = 5) -> None:
         """Hold the lock, taking it over from a holder whose driver is gone; LakehouseBusy while another
         holder's driver is alive."""
+        # Named as held before the lock is written: another run of this process that reads it in between
+        # must not take it for a leftover of this process.
+        _HELD.add(self.holder)
+        try:
+            self._take(attempts)
+        except BaseException:
+            _HELD.discard(self.holder)
+            raise
+        self._heartbeat = Heartbeat(self.heartbeat_s, self._renew, f"mfr-writer-lock-{self.holder}").start()
+
+    def _take(self, attempts: int) -> None:
         for _ in range(attempts):
             try:
                 self._token = self.storage.create_new(self.path, self._body())
@@ -139,8 +148,6 @@ class WriterLock:
         if self._token is None:
             raise LakehouseBusy(f"the lakehouse's writer lock {self.path} changed hands {attempts} times while "
                                 f"run {self.holder} tried to take it; try again")
-        _HELD.add(self.holder)
-        self._heartbeat = Heartbeat(self.heartbeat_s, self._renew, f"mfr-writer-lock-{self.holder}").start()
 
     def _renew(self) -> bool:
         """One renewal; False once there is nothing more to renew (released, or taken over)."""
@@ -206,13 +213,6 @@ def held(storage: Storage, staging_root: str, holder: str, reason: str | None, h
         lock.release()
 
 
-def _databricks(spark: SparkSession) -> bool:
-    """On a Databricks runtime, or a Spark Connect client of one (its commit service keeps drivers apart)."""
-    if on_databricks() or "databricks" in os.environ.get("SPARK_REMOTE", "").lower():
-        return True
-    return any(conf_value(spark, k) for k in ("spark.databricks.clusterUsageTags.clusterId", "spark.databricks.workspaceUrl"))
-
-
 def reason_for(lh: Lakehouse) -> str | None:
     """``single_writer_reason`` for the lakehouse ``lh`` on its session."""
     setting = lh.cfg.settings.runs.single_writer
@@ -226,7 +226,7 @@ def reason_for(lh: Lakehouse) -> str | None:
             location = None
         location = location or conf_value(lh.spark, "spark.sql.warehouse.dir")  # where a new schema's tables go
     confs = {k: conf_value(lh.spark, k) for k in LOG_STORE_KEYS}
-    return single_writer_reason(location, confs, _databricks(lh.spark), None)
+    return single_writer_reason(location, confs, databricks_session(lh.spark), None)  # its commit service keeps drivers apart
 
 
 @contextmanager
