@@ -103,3 +103,37 @@ def test_a_setting_the_session_refuses_is_gone_without_and_said_once(spark, capl
             assert made is False and spark.conf.get(key) == before
     warned = [r.getMessage() for r in caplog.records if key in r.getMessage()]
     assert len(warned) == 1 and "does not let spark.sql.warehouse.dir be set" in warned[0]
+
+
+def test_a_schema_location_is_said_the_way_its_catalog_takes_it():
+    from mfr.lakehouse import schema_ddl
+
+    assert schema_ddl("mfr", None, False) == "CREATE SCHEMA IF NOT EXISTS mfr"
+    assert schema_ddl("mfr", "s3://b/mfr", False) == "CREATE SCHEMA IF NOT EXISTS mfr LOCATION 's3://b/mfr'"  # Glue, HMS
+    # Unity Catalog refuses LOCATION for a schema: its storage is a MANAGED LOCATION
+    assert schema_ddl("main.mfr", "s3://b/mfr", True) == "CREATE SCHEMA IF NOT EXISTS main.mfr MANAGED LOCATION 's3://b/mfr'"
+    assert schema_ddl("mfr", "s3://b/it's", False).endswith("LOCATION 's3://b/its'")
+
+
+def test_in_unity_catalog_no_file_goes_under_the_schema_location(spark, make_cfg, monkeypatch, tmp_path):
+    """On Databricks (stood in for: the session is said to be one) a schema in a Unity Catalog catalog keeps
+    its staging out of the managed location, and table creation looks for no half-made table there; the
+    legacy hive_metastore catalog is a Hive metastore as before."""
+    import mfr.lakehouse as lakehouse
+
+    monkeypatch.setattr(lakehouse, "databricks_session", lambda spark: True)
+    location = str(tmp_path / "managed")
+    uc = Lakehouse(spark, make_cfg("lakehouse.catalog=main", f"lakehouse.location={location}"))
+    assert uc.unity_catalog
+    assert not uc.staging_root.startswith(location) and uc.staging_root.endswith("_llm")
+
+    def touched(*args, **kwargs):
+        raise AssertionError("Unity Catalog's managed storage was listed")
+
+    monkeypatch.setattr(type(uc.storage), "list_files", touched)
+    monkeypatch.setattr(uc, "schema_location", touched)
+    assert uc.heal("collected") is False
+    hms = Lakehouse(spark, make_cfg("lakehouse.catalog=hive_metastore", f"lakehouse.location={location}"))
+    assert not hms.unity_catalog and hms.staging_root == f"{location}/_mfr"
+    monkeypatch.setattr(lakehouse, "databricks_session", lambda spark: False)
+    assert not Lakehouse(spark, make_cfg("lakehouse.catalog=main")).unity_catalog  # elsewhere a catalog is a catalog

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import functools
 import json
 import secrets
 import subprocess
@@ -23,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.config import Config
-from mfr.session import session_setting
+from mfr.session import databricks_session, session_setting
 from mfr.storage import Storage, join, spark_path
 
 RUNS_SCHEMA = T.StructType(
@@ -213,6 +214,15 @@ def new_run_id(stage: str) -> str:
     return f"{utc_now():%Y%m%dT%H%M%S}-{stage}-{secrets.token_hex(3)}"
 
 
+def schema_ddl(namespace: str, location: str | None, unity_catalog: bool) -> str:
+    """The statement creating the schema if missing, at ``location`` when given: Unity Catalog takes a
+    schema's storage as ``MANAGED LOCATION`` and refuses ``LOCATION`` (a Hive metastore's, Glue's)."""
+    if not location:
+        return f"CREATE SCHEMA IF NOT EXISTS {namespace}"
+    keyword = "MANAGED LOCATION" if unity_catalog else "LOCATION"
+    return f"CREATE SCHEMA IF NOT EXISTS {namespace} {keyword} '{location.replace(chr(39), '')}'"
+
+
 class Lakehouse:
     """Table I/O for one ``catalog.schema``: names, DDL, reads, writes, the images MERGE, quarantine,
     views and RESTORE. The run log (``mfr.runlog.RunLog``) writes its table through it."""
@@ -230,12 +240,20 @@ class Lakehouse:
     def name(self, table: str) -> str:
         return f"{self.namespace}.{table}"
 
+    @functools.cached_property
+    def unity_catalog(self) -> bool:
+        """Whether the schema is in Unity Catalog: on Databricks, in a catalog other than the legacy Hive
+        metastore. There a managed table's storage is chosen by the catalog (never ``<schema folder>/<table>``)
+        and no one writes files into managed storage directly."""
+        if not databricks_session(self.spark):
+            return False
+        catalog = self.cfg.settings.lakehouse.catalog or self.spark.catalog.currentCatalog()
+        return str(catalog).strip("`").lower() not in ("hive_metastore", "spark_catalog")
+
     def create_schema(self) -> None:
         """``CREATE SCHEMA IF NOT EXISTS``, at ``lakehouse.location`` when set (Glue wants a location; without
         one the schema would land in the cluster's default warehouse, on EMR its HDFS)."""
-        location = self.cfg.settings.lakehouse.location
-        where = f" LOCATION '{location.replace(chr(39), '')}'" if location else ""
-        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.namespace}{where}")
+        self.spark.sql(schema_ddl(self.namespace, self.cfg.settings.lakehouse.location, self.unity_catalog))
 
     def ensure_schema(self) -> None:
         if self._ready:
@@ -272,6 +290,8 @@ class Lakehouse:
         """Make creating ``table`` idempotent after a driver was killed while creating it: a location with
         a committed Delta log and no catalog entry is registered as it is (True); one without a committed
         log is cleared so the create can proceed (False)."""
+        if self.unity_catalog:  # the catalog registers a table as it creates it: no half-made table to find
+            return False
         where = self.schema_location()
         if not where:
             return False
@@ -388,11 +408,12 @@ class Lakehouse:
     @property
     def staging_root(self) -> str:
         """Where call journals, run leases and a run's intermediates go: ``llm.staging_dir``, else
-        ``<lakehouse.location>/_mfr`` (beside the tables, reachable by every executor), else ``<warehouse>/_llm``."""
+        ``<lakehouse.location>/_mfr`` (beside the tables, reachable by every executor; not in Unity Catalog),
+        else ``<warehouse>/_llm``."""
         s = self.cfg.settings
         if s.llm.staging_dir:
             return s.llm.staging_dir
-        if s.lakehouse.location:
+        if s.lakehouse.location and not self.unity_catalog:  # Unity Catalog's managed storage takes no files
             return join(s.lakehouse.location, "_mfr")
         return str(Path(s.lakehouse.warehouse).resolve() / "_llm")
 
