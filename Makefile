@@ -100,22 +100,29 @@ COMPAT_LEGS ?= spark-3.5 spark-4.1
 # included); these add what differs between Delta versions (MERGE claims and their conflicts, RESTORE,
 # healing) and the Spark glue. Kept short: CI's 90 minutes also hold test-slow and test-s3.
 COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py tests/test_lakehouse.py
+# Databricks' standard access mode on LTS runtimes is Spark 3.5 over Spark Connect: that leg runs the
+# Connect suite too (a local Connect server of its own version, its jar fetched by compat-setup-leg); its
+# client's packages are checked first, so the suite runs there rather than skips.
+COMPAT_CONNECT_LEGS ?= spark-3.5
 test-compat: prereqs
 	@for leg in $(COMPAT_LEGS); do $(MAKE) --no-print-directory compat-leg LEG=$$leg || exit 1; done
 
 compat-leg: compat-setup-leg
 	@echo "== $(LEG): $$(.venv-$(LEG)/bin/python -c 'import pyspark, delta, importlib.metadata as m; print("pyspark", pyspark.__version__, "delta-spark", m.version("delta-spark"))')"
+	$(if $(filter $(LEG),$(COMPAT_CONNECT_LEGS)),.venv-$(LEG)/bin/python -c 'import grpc; import pyspark.sql.connect.session')
 	MFR_JARS_DIR=$(abspath .jars-$(LEG)) PYSPARK_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
 		PYSPARK_DRIVER_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
-		.venv-$(LEG)/bin/python -m pytest -q -m "not s3" $(COMPAT_TESTS) tests/test_golden_funnel.py::test_golden_funnel_synthetic
+		.venv-$(LEG)/bin/python -m pytest -q -m "not s3" $(COMPAT_TESTS) tests/test_golden_funnel.py::test_golden_funnel_synthetic \
+		$(if $(filter $(LEG),$(COMPAT_CONNECT_LEGS)),tests/test_connect.py)
 
 # A leg's venv and jars (network only: CI fetches them in the background while the default leg's tests run).
 compat-setup-leg: prereqs
 	@test -n "$(LEG)" || { echo "usage: make compat-leg LEG=spark-3.5"; exit 2; }
 	@test -x .venv-$(LEG)/bin/python || $(PYTHON) -m venv .venv-$(LEG)
 	@test -f .venv-$(LEG)/.installed || { .venv-$(LEG)/bin/python -m pip install -q --upgrade pip && \
-		.venv-$(LEG)/bin/python -m pip install -q -e '.[local,dev]' -c conf/constraints/$(LEG).txt && touch .venv-$(LEG)/.installed; }
+		.venv-$(LEG)/bin/python -m pip install -q -e '.[local,connect,dev]' -c conf/constraints/$(LEG).txt && touch .venv-$(LEG)/.installed; }
 	.venv-$(LEG)/bin/python -m mfr.jars --dest .jars-$(LEG)
+	.venv-$(LEG)/bin/python -m mfr.jars --connect --dest .jars-$(LEG)
 
 compat-setup: prereqs
 	@for leg in $(COMPAT_LEGS); do $(MAKE) --no-print-directory compat-setup-leg LEG=$$leg || exit 1; done

@@ -31,7 +31,7 @@ def refuse_settings() -> list[str]:
         if key not in SERVERLESS_SETTABLE:
             refused.append(key)
             raise AnalysisException(message=f"[CONFIG_NOT_AVAILABLE] Configuration {key} is not available. "
-                                            "SQLSTATE: 42K0I", errorClass="CONFIG_NOT_AVAILABLE", sql_state="42K0I")
+                                            "SQLSTATE: 42K0I")  # the one argument Spark 3.5's and 4.x's share
 
     def set_(self, key, value):  # type: ignore[no-untyped-def]
         check(key)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mfr.session import _local_confs, delta_jars
+from mfr.session import _local_confs, delta_jars, jars_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,14 +28,15 @@ def _free_port() -> int:
 def connect_server(tmp_path: Path):
     import pyspark
 
-    jars = Path(pyspark.__file__).parent / "jars"
-    connect_jar = next(jars.glob("spark-connect_*.jar"), None)
+    # pip pyspark 4.x ships the server; for 3.5 `python -m mfr.jars --connect` fetches it beside the Delta jars
+    found = [*(Path(pyspark.__file__).parent / "jars").glob("spark-connect_*.jar"), *(jars_dir() / "connect").glob("*.jar")]
+    connect_jar = found[0] if found else None
     if connect_jar is None:
-        pytest.skip("this pyspark ships no Spark Connect server jar")
+        pytest.skip("this pyspark ships no Spark Connect server jar (python -m mfr.jars --connect fetches it)")
     port = _free_port()
     confs = _local_confs(tmp_path / "server", 2)
     confs.update({"spark.connect.grpc.binding.port": str(port), "spark.master": "local[2]",
-                  "spark.jars": ",".join(delta_jars())})
+                  "spark.jars": ",".join([*delta_jars(), str(connect_jar)])})  # 3.5 loads the server from here
     args = [str(Path(sys.executable).parent / "spark-submit"), "--class",
             "org.apache.spark.sql.connect.service.SparkConnectServer"]
     for k, v in confs.items():

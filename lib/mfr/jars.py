@@ -62,22 +62,10 @@ def fetch_delta_jars(dest: Path, delta_version: str, pyspark_version: str) -> li
     wanted = [dest / name for name in jar_names(delta_version, pyspark_version)]
     if all(p.is_file() and p.stat().st_size > 0 for p in wanted):
         return wanted
-    check_java()
-    from pyspark.sql import SparkSession
-
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mfr-ivy-") as ivy:
-        spark = (
-            SparkSession.builder.master("local[1]")
-            .appName("mfr-fetch-jars")
-            .config("spark.jars.packages", delta_coordinates(delta_version, pyspark_version))
-            .config("spark.jars.ivy", ivy)
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.catalogImplementation", "in-memory")  # no Derby files in the working folder
-            .getOrCreate()
-        )
-        spark.stop()
-        resolved = {p.name: p for p in Path(ivy, "jars").glob("io.delta_*.jar")}
+        resolved = {p.name: p for p in _resolve(delta_coordinates(delta_version, pyspark_version), ivy)
+                    if p.name.startswith("io.delta_")}
         for target in wanted:
             source = resolved.get(f"io.delta_{target.name}")
             if source is None:
@@ -86,6 +74,47 @@ def fetch_delta_jars(dest: Path, delta_version: str, pyspark_version: str) -> li
             shutil.copyfile(source, tmp)
             tmp.replace(target)  # never a half-copied jar under the final name
     return wanted
+
+
+def _resolve(coordinates: str, ivy: str) -> list[Path]:
+    """The jars of ``coordinates`` and their dependencies, resolved by a throwaway local session into ``ivy``."""
+    check_java()
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[1]").appName("mfr-fetch-jars")
+        .config("spark.jars.packages", coordinates).config("spark.jars.ivy", ivy)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.catalogImplementation", "in-memory")  # no Derby files in the working folder
+        .getOrCreate()
+    )
+    spark.stop()
+    return sorted(Path(ivy, "jars").glob("*.jar"))
+
+
+def fetch_connect_jar(dest: Path) -> Path | None:
+    """The Spark Connect server for the pip pyspark, into ``dest``: pyspark 4.x ships it (None: nothing to
+    fetch); for 3.5 it is ``org.apache.spark:spark-connect_2.12`` of the same version. Tests start a local
+    server from it (Databricks' standard access mode on LTS runtimes is Spark 3.5 over Connect)."""
+    import pyspark
+
+    if any(Path(pyspark.__file__).parent.joinpath("jars").glob("spark-connect_*.jar")):
+        return None
+    version = pyspark.__version__
+    name = f"spark-connect_{scala_binary(version)}-{version}.jar"
+    target = dest / name
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mfr-ivy-") as ivy:
+        found = [p for p in _resolve(f"org.apache.spark:spark-connect_{scala_binary(version)}:{version}", ivy)
+                 if p.name.endswith(name)]
+        if not found:
+            raise SetupError(f"Ivy did not resolve {name}: is the package registry reachable?")
+        tmp = target.with_suffix(".part")
+        shutil.copyfile(found[0], tmp)
+        tmp.replace(target)
+    return target
 
 
 def spark_hadoop_version() -> str:
@@ -105,19 +134,9 @@ def fetch_s3a_jars(dest: Path) -> list[Path]:
     marker = dest / f".hadoop-aws-{version}"
     if marker.is_file():
         return sorted(dest.glob("*.jar"))
-    check_java()
-    from pyspark.sql import SparkSession
-
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mfr-ivy-") as ivy:
-        spark = (
-            SparkSession.builder.master("local[1]").appName("mfr-fetch-jars")
-            .config("spark.jars.packages", f"org.apache.hadoop:hadoop-aws:{version}")
-            .config("spark.jars.ivy", ivy).config("spark.ui.enabled", "false")
-            .config("spark.sql.catalogImplementation", "in-memory").getOrCreate()
-        )
-        spark.stop()
-        jars = sorted(Path(ivy, "jars").glob("*.jar"))
+        jars = _resolve(f"org.apache.hadoop:hadoop-aws:{version}", ivy)
         if not any("hadoop-aws" in p.name for p in jars):
             raise SetupError(f"Ivy did not resolve hadoop-aws {version}: is the package registry reachable?")
         for source in jars:
@@ -133,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", required=True)
     parser.add_argument("--delta-version", help="default: the installed delta-spark package's version")
     parser.add_argument("--s3a", action="store_true", help="fetch hadoop-aws (and its AWS SDK) for s3a:// instead")
+    parser.add_argument("--connect", action="store_true",
+                        help="fetch the Spark Connect server jar into DEST/connect instead (pyspark 3.5; 4.x ships it)")
     args = parser.parse_args(argv)
     try:
         from importlib import metadata
@@ -142,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.s3a:
             for path in fetch_s3a_jars(Path(args.dest)):
                 print(f"jar: {path}")
+            return 0
+        if args.connect:
+            connect = fetch_connect_jar(Path(args.dest) / "connect")
+            print(f"jar: {connect}" if connect else "jar: the Spark Connect server ships with this pyspark")
             return 0
         version = args.delta_version or metadata.version("delta-spark")
         for path in fetch_delta_jars(Path(args.dest), version, pyspark.__version__):

@@ -37,12 +37,12 @@ def main() -> None:
     ok = calls.where(F.col("status") == "ok")
     history = spark.sql(f"DESCRIBE HISTORY {lh.name('llm_calls')}").where(F.col("operation") == "WRITE").count()
     distilled = lh.read("distilled", result.output_version)
-    print(json.dumps({
+    counts = {  # int(): Spark 3.5's Connect client counts in numpy integers
         "ok": ok.count(), "distinct_ok": ok.select("request_key").distinct().count(),
-        "commits": history, "rows_in": result.rows_in, "kept": result.rows_kept,
-        "pending": distilled.where(F.col("reject_reason") == "pending_model").count(),
+        "commits": history, "pending": distilled.where(F.col("reject_reason") == "pending_model").count(),
         "distilled_cot": distilled.where(F.col("cot_origin") == "distilled").count(),
-    }))
+    }
+    print(json.dumps({**{k: int(v) for k, v in counts.items()}, "rows_in": result.rows_in, "kept": result.rows_kept}))
     spark.stop()
 
 
