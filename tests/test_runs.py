@@ -211,3 +211,34 @@ def test_without_the_need_no_lock_is_made(spark, make_cfg, synthetic_dump, monke
     run_stage(spark, cfg, "collect")
     assert made == []
     assert writer_lock.reason_for(Lakehouse(spark, cfg.with_overrides(["runs.single_writer=true"]))) is not None
+
+
+def test_run_log_updates_survive_a_concurrent_compaction_of_the_runs_table(spark, make_cfg):
+    """A run's finish is an UPDATE of its row; another run's write to the runs table meanwhile (its claim or
+    finish), or a compaction rewriting the row's file (OPTIMIZE, e.g. Databricks' predictive optimization),
+    makes Delta refuse the commit that comes second. The run log's writes try again instead of failing."""
+    cfg = make_cfg()
+    lh = Lakehouse(spark, cfg)
+    runs = RunLog(lh)
+    run = runs.start("collect", cfg, {}, None)
+    compactions = []
+
+    def churn() -> None:  # four rounds: one more small file, then a compaction rewriting the row's file
+        for i in range(4):
+            try:
+                spark.sql(f"INSERT INTO {lh.name('runs')} (run_id, stage, status) VALUES ('other-{i}', 'x', 'done')")
+                compactions.append(spark.sql(f"OPTIMIZE {lh.name('runs')}").collect())
+            except Exception:  # the compaction lost the race to an update: fine, go on
+                pass
+            time.sleep(0.5)
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    updates = 0
+    while churner.is_alive() or updates < 6:
+        lh.update_row("runs", "run_id", run.run_id, {"error": f"note {updates}"}, run)
+        updates += 1
+    churner.join()
+    assert len(compactions) >= 2  # the row's file really was rewritten meanwhile
+    row = RunLog(lh).get(run.run_id)
+    assert row["error"] == f"note {updates - 1}" and row["status"] == "running"

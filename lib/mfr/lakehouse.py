@@ -12,12 +12,14 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import random
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
@@ -123,6 +125,8 @@ SYSTEM_SCHEMAS = {
 
 _USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
+R = TypeVar("R")
+
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -212,6 +216,20 @@ def _shape(schema: T.StructType) -> list[tuple[str, str]]:
 
 def new_run_id(stage: str) -> str:
     return f"{utc_now():%Y%m%dT%H%M%S}-{stage}-{secrets.token_hex(3)}"
+
+
+def retry_conflicts(write: Callable[[], R], attempts: int = 8) -> R:
+    """``write()``, again after a short wait while Delta refuses its commit for a concurrent one (another
+    run's append to a shared table, a compaction rewriting the files it read): for writes whose repeat
+    is harmless."""
+    for attempt in range(attempts):
+        try:
+            return write()
+        except Exception as exc:
+            if "Concurrent" not in f"{type(exc).__name__} {exc}" or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1) * (0.5 + random.random()))  # jittered: two losers do not meet again
+    raise AssertionError("unreachable")
 
 
 def schema_ddl(namespace: str, location: str | None, unity_catalog: bool) -> str:
@@ -469,8 +487,12 @@ class Lakehouse:
         schema = SYSTEM_SCHEMAS.get(table) or self.spark.table(self.name(table)).schema
         sets = ", ".join(f"{c} = {sql_literal(v, schema[c].dataType)}" for c, v in values.items())
         where = f"{key} = {sql_literal(value, T.StringType())}"
-        with self.commit_metadata(run) if run is not None else contextlib.nullcontext():
-            rows = self.spark.sql(f"UPDATE {self.name(table)} SET {sets} WHERE {where}").collect()
+
+        def update() -> list:
+            with self.commit_metadata(run) if run is not None else contextlib.nullcontext():
+                return self.spark.sql(f"UPDATE {self.name(table)} SET {sets} WHERE {where}").collect()
+
+        rows = retry_conflicts(update)  # the same values again: an UPDATE by key is safe to repeat
         return int(rows[0][0]) if rows else 0
 
     def insert_unless(self, table: str, rows: DataFrame, match: str, run: Run) -> int:

@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mfr.config import Config
-from mfr.lakehouse import RUNS_SCHEMA, Lakehouse, Run, code_version, new_run_id, utc_now
+from mfr.lakehouse import RUNS_SCHEMA, Lakehouse, Run, code_version, new_run_id, retry_conflicts, utc_now
 from mfr.stages.registry import TABLES
 from mfr.storage import join
 
@@ -182,15 +182,8 @@ class RunLog:
     def _claim(self, row: DataFrame, run: Run, attempts: int = 8) -> None:
         """Insert the running row unless another run of the stage is running (one MERGE: Delta serializes
         two concurrent claims, the second sees the first or fails its commit and tries again)."""
-        inserted = 0
-        for attempt in range(attempts):
-            try:
-                inserted = self.tables.insert_unless("runs", row, "t.stage = s.stage AND t.status = 'running'", run)
-                break
-            except Exception as exc:
-                if "Concurrent" not in f"{type(exc).__name__} {exc}" or attempt == attempts - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        inserted = retry_conflicts(
+            lambda: self.tables.insert_unless("runs", row, "t.stage = s.stage AND t.status = 'running'", run), attempts)
         if inserted < 0:  # no MERGE metrics from this Delta: look
             inserted = self.tables.read("runs").where(F.col("run_id") == run.run_id).count()
         if not inserted:
