@@ -498,8 +498,9 @@ class Lakehouse:
     def insert_unless(self, table: str, rows: DataFrame, match: str, run: Run) -> int:
         """Insert ``rows`` (aliased ``s``) unless a row of ``table`` (``t``) satisfies ``match``: one MERGE, so
         Delta's conflict check serializes two concurrent inserts that test the same condition. Returns the
-        rows inserted (from the MERGE's own metrics)."""
-        result = self._merge(table, rows, match, "WHEN NOT MATCHED THEN INSERT *", run)
+        rows inserted (from the MERGE's own metrics). A commit Delta refuses for a concurrent one (another
+        run adding images, a compaction) wrote nothing: the MERGE runs again on the newer table."""
+        result = retry_conflicts(lambda: self._merge(table, rows, match, "WHEN NOT MATCHED THEN INSERT *", run))
         if "num_inserted_rows" in result:
             return int(result["num_inserted_rows"])
         return -1  # a Delta that reports no metrics: a caller that needs the count reads the table

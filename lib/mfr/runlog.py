@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mfr.config import Config
-from mfr.lakehouse import RUNS_SCHEMA, Lakehouse, Run, code_version, new_run_id, retry_conflicts, utc_now
+from mfr.lakehouse import RUNS_SCHEMA, Lakehouse, Run, code_version, new_run_id, utc_now
 from mfr.stages.registry import TABLES
 from mfr.storage import join
 
@@ -179,11 +179,10 @@ class RunLog:
         self._leases[run.run_id] = Lease(self.tables, run.run_id, float(cfg.settings.runs.heartbeat_s)).start()
         return run
 
-    def _claim(self, row: DataFrame, run: Run, attempts: int = 8) -> None:
+    def _claim(self, row: DataFrame, run: Run) -> None:
         """Insert the running row unless another run of the stage is running (one MERGE: Delta serializes
         two concurrent claims, the second sees the first or fails its commit and tries again)."""
-        inserted = retry_conflicts(
-            lambda: self.tables.insert_unless("runs", row, "t.stage = s.stage AND t.status = 'running'", run), attempts)
+        inserted = self.tables.insert_unless("runs", row, "t.stage = s.stage AND t.status = 'running'", run)
         if inserted < 0:  # no MERGE metrics from this Delta: look
             inserted = self.tables.read("runs").where(F.col("run_id") == run.run_id).count()
         if not inserted:
