@@ -137,3 +137,38 @@ def test_in_unity_catalog_no_file_goes_under_the_schema_location(spark, make_cfg
     assert not hms.unity_catalog and hms.staging_root == f"{location}/_mfr"
     monkeypatch.setattr(lakehouse, "databricks_session", lambda spark: False)
     assert not Lakehouse(spark, make_cfg("lakehouse.catalog=main")).unity_catalog  # elsewhere a catalog is a catalog
+
+
+def test_a_stage_output_is_written_even_while_its_table_is_compacted(spark, make_cfg):
+    """Replacing a stage table while something compacts it (Databricks' predictive optimization runs
+    OPTIMIZE by itself) makes Delta refuse the commit that comes second; the output is written again."""
+    import threading
+    import time
+
+    cfg = make_cfg()
+    lh = Lakehouse(spark, cfg)
+    rows = spark.range(200).selectExpr("CAST(id AS STRING) AS sample_key", "CAST(NULL AS STRING) AS reject_reason")
+    lh.write_stage_output(rows.repartition(4), "collected", Run("r0", "collect", cfg))
+    compactions = []
+
+    def churn() -> None:
+        for i in range(4):
+            try:
+                spark.sql(f"INSERT INTO {lh.name('collected')} VALUES ('extra-{i}', NULL)")
+                compactions.append(spark.sql(f"OPTIMIZE {lh.name('collected')}").collect())
+            except Exception:  # lost to a write: fine
+                pass
+            time.sleep(0.3)
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    written = []
+    while churner.is_alive() or len(written) < 4:
+        run = Run(f"r{len(written) + 1}", "collect", cfg)
+        written.append((run.run_id, lh.write_stage_output(rows.repartition(4), "collected", run)))
+    churner.join()
+    assert len(compactions) >= 2
+    last_run, last_version = written[-1]
+    assert lh.read("collected", last_version).count() == 200  # each version is one whole output
+    meta = lh.history("collected").where(f"version = {last_version}").collect()[0]["userMetadata"]
+    assert json.loads(meta)["run_id"] == last_run

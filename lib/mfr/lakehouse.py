@@ -376,7 +376,9 @@ class Lakehouse:
             if _shape(current) != _shape(df.schema):  # only when columns really change
                 self._keep_stats_columns(table, df.schema)
                 writer = writer.option("overwriteSchema", "true")
-        writer.saveAsTable(self.name(table))
+        # a compaction committed meanwhile (Databricks' predictive optimization) makes Delta refuse the
+        # overwrite: it wrote nothing, and the same rows are written again rather than the run failing
+        retry_conflicts(lambda: writer.saveAsTable(self.name(table)))
         return self._version_written_by(table, run)
 
     def _keep_stats_columns(self, table: str, schema: T.StructType) -> None:
