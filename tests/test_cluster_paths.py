@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mfr.storage import spark_path
+from tests.local_ports import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,34 +53,21 @@ def test_local_folders_are_refused_only_where_no_executor_shares_them(spark, mak
         check_storage("distill", refused, Lakehouse(spark, refused))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def standalone(tmp_path: Path):
     """A Spark standalone master and one worker (1 core, 1 GB) on 127.0.0.1, from the pip pyspark."""
     spark_class = str(Path(sys.executable).parent / "spark-class")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(tmp_path / "work"),
            "PYSPARK_PYTHON": sys.executable}
     url = f"spark://127.0.0.1:{port}"
     logs = [open(tmp_path / f"{n}.log", "w") for n in ("master", "worker")]  # noqa: SIM115 - outlive this block
     procs = [subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                               "--port", str(port), "--webui-port", str(_free_port())],
+                               "--port", str(port), "--webui-port", str(free_port())],
                               stdout=logs[0], stderr=subprocess.STDOUT, env=env, cwd=tmp_path)]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"standalone master did not open its port: {(tmp_path / 'master.log').read_text()[-2000:]}")
+    wait_for_port(port, procs[0], tmp_path / "master.log", "standalone master", 120)
     procs.append(subprocess.Popen([spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                                   "--cores", "1", "--memory", "1g", "--webui-port", str(_free_port()), url],
+                                   "--cores", "1", "--memory", "1g", "--webui-port", str(free_port()), url],
                                   stdout=logs[1], stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
     yield url
     for p in procs:

@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mfr.session import _local_confs, delta_jars, jars_dir
+from tests.local_ports import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -33,7 +26,7 @@ def connect_server(tmp_path: Path):
     connect_jar = found[0] if found else None
     if connect_jar is None:
         pytest.skip("this pyspark ships no Spark Connect server jar (python -m mfr.jars --connect fetches it)")
-    port = _free_port()
+    port = free_port()
     confs = _local_confs(tmp_path / "server", 2)
     confs.update({"spark.connect.grpc.binding.port": str(port), "spark.master": "local[2]",
                   "spark.jars": ",".join([*delta_jars(), str(connect_jar)])})  # 3.5 loads the server from here
@@ -44,17 +37,7 @@ def connect_server(tmp_path: Path):
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server outlives this block
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     proc = subprocess.Popen([*args, str(connect_jar)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"Connect server exited: {(tmp_path / 'server.log').read_text()[-3000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("Connect server did not open its port in 180 s")
+    wait_for_port(port, proc, tmp_path / "server.log", "Connect server", 180)
     yield f"sc://127.0.0.1:{port}"
     proc.terminate()
     try:
