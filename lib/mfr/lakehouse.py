@@ -259,11 +259,16 @@ class Lakehouse:
         return f"{self.namespace}.{table}"
 
     @functools.cached_property
+    def on_databricks(self) -> bool:
+        """Whether the session is a Databricks one (asked once per Lakehouse: it reads session settings)."""
+        return databricks_session(self.spark)
+
+    @functools.cached_property
     def unity_catalog(self) -> bool:
         """Whether the schema is in Unity Catalog: on Databricks, in a catalog other than the legacy Hive
         metastore. There a managed table's storage is chosen by the catalog (never ``<schema folder>/<table>``)
         and no one writes files into managed storage directly."""
-        if not databricks_session(self.spark):
+        if not self.on_databricks:
             return False
         catalog = self.cfg.settings.lakehouse.catalog or self.spark.catalog.currentCatalog()
         return str(catalog).strip("`").lower() not in ("hive_metastore", "spark_catalog")

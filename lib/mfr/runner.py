@@ -143,16 +143,13 @@ def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh:
         kept, by_reason, quarantined = _count_outcomes(stage, lh, table, version, run, out.quarantine is not None)
         rejected = sum(by_reason.values())
         metrics = {**out.metrics, **timings, **{f"rejected.{k}": float(v) for k, v in by_reason.items()}}
-        # plain Python numbers from here on: Spark 3.5's Connect client counts in numpy integers, which no
-        # JSON writer takes (mfr run --json)
-        out.rows_in = int(out.rows_in)
         if out.rows_in != kept + rejected + quarantined:
             raise AccountingError(
                 f"{stage}: rows_in {out.rows_in} != kept {kept} + rejected {rejected} + quarantined {quarantined}"
             )
         if out.after_write is not None:  # views and derived figures only for an output that passed its checks
             metrics.update(out.after_write(spark, lh, version))
-        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics = {k: float(v) for k, v in metrics.items()}  # plain numbers, as rows_in (StageOutput)
         if lock is not None:
             lock.check()
         log_.finish(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mfr.runlog import Heartbeat, StageBusy, driver_gone
-from mfr.session import conf_value, databricks_session
+from mfr.session import conf_value
 from mfr.storage import Storage, StorageError, join, scheme
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -218,6 +218,8 @@ def reason_for(lh: Lakehouse) -> str | None:
     setting = lh.cfg.settings.runs.single_writer
     if setting is not None:
         return single_writer_reason(None, {}, False, setting)
+    if lh.on_databricks:  # its commit service keeps drivers apart: no need to look where the tables are
+        return single_writer_reason(None, {}, True, None)
     location = lh.cfg.settings.lakehouse.location
     if not location:
         try:  # the schema's own location when it exists (one a catalog such as Glue already holds)
@@ -226,7 +228,7 @@ def reason_for(lh: Lakehouse) -> str | None:
             location = None
         location = location or conf_value(lh.spark, "spark.sql.warehouse.dir")  # where a new schema's tables go
     confs = {k: conf_value(lh.spark, k) for k in LOG_STORE_KEYS}
-    return single_writer_reason(location, confs, databricks_session(lh.spark), None)  # its commit service keeps drivers apart
+    return single_writer_reason(location, confs, False, None)
 
 
 @contextmanager

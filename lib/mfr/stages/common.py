@@ -56,6 +56,11 @@ class StageOutput:
     after_write: Callable[..., dict[str, float]] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # a plain Python int: Spark 3.5's Connect client counts in numpy integers, which no JSON writer
+        # takes (mfr run --json)
+        self.rows_in = int(self.rows_in)
+
 
 def reason(stage: str, name: str) -> Column:
     """A registered reject code as a literal; UnknownReason (when the step is built) if it is not registered."""
