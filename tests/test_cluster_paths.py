@@ -53,6 +53,24 @@ def test_local_folders_are_refused_only_where_no_executor_shares_them(spark, mak
         check_storage("distill", refused, Lakehouse(spark, refused))
 
 
+def test_a_dump_on_the_drivers_disk_is_refused_where_executors_read_it_elsewhere(spark, make_cfg, synthetic_dump):
+    """Collect's executors read the dump's files: a folder of this machine's disk (or the hub download's
+    cache, for an hf:// dump) is refused before any write where they run elsewhere; shared storage passes."""
+    from mfr.lakehouse import Lakehouse
+    from mfr.runner import check_storage
+    from mfr.storage import StorageError
+
+    elsewhere = ("spark.local_paths_shared=false", "llm.staging_dir=s3a://bucket/staging")
+    cfg = make_cfg(*elsewhere, f"collection.source={synthetic_dump}")
+    with pytest.raises(StorageError, match=rf"^collection\.source: {synthetic_dump} is a folder of this machine's disk"):
+        check_storage("collect", cfg, Lakehouse(spark, cfg))
+    hub = make_cfg(*elsewhere, "collection.source=hf://datasets/org/name", "collection.cache_dir=/local/hf-cache")
+    with pytest.raises(StorageError, match=r"^collection\.cache_dir: /local/hf-cache is a folder"):
+        check_storage("collect", hub, Lakehouse(spark, hub))
+    here = make_cfg(f"collection.source={synthetic_dump}")  # the suite's executors run here
+    check_storage("collect", here, Lakehouse(spark, here))
+
+
 @pytest.fixture
 def standalone(tmp_path: Path):
     """A Spark standalone master and one worker (1 core, 1 GB) on 127.0.0.1, from the pip pyspark."""

@@ -59,11 +59,12 @@ def check_storage(stage: str, cfg: Config, lh: Lakehouse) -> None:
     st = lh.storage
     if s.lakehouse.location:
         st.check_writable(s.lakehouse.location, "lakehouse.location")
-    # folders executors write or read beside the driver: journals and intermediates, the hub download,
-    # the export's files
+    # folders executors write or read beside the driver: journals and intermediates, the dump or its hub
+    # download, the export's files
     shared = [(lh.staging_root, "llm.staging_dir" if s.llm.staging_dir else "staging folder")]
-    if stage == "collect" and is_hub_uri(s.collection.source):
-        shared.append((hub_cache(cfg), "collection.cache_dir"))
+    if stage == "collect" and s.collection.source:
+        shared.append((hub_cache(cfg), "collection.cache_dir") if is_hub_uri(s.collection.source)
+                      else (s.collection.source, "collection.source"))
     if stage == "export" and s.export.out:
         shared.append((s.export.out, "export.out"))
     check_executors_reach(lh.spark, cfg, shared)
