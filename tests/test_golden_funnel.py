@@ -90,3 +90,30 @@ def test_golden_funnel_real_sample(spark, make_cfg, real_sample, tmp_path) -> No
     lines = _funnel(spark, make_cfg(f"collection.source={real_sample}"), tmp_path, _check_collected_real_rows(real_sample))
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     _check("funnel_real_sample.json", {"counts": _counts(lines), "sha256": digest})
+
+
+# Table features Databricks turns on for new tables (deletion vectors by workspace default) or users do
+# (column mapping to rename columns, row tracking): readers and writers of protocol 3/7.
+DATABRICKS_TABLE_DEFAULTS = {
+    "spark.databricks.delta.properties.defaults.enableDeletionVectors": "true",
+    "spark.databricks.delta.properties.defaults.columnMapping.mode": "name",
+    "spark.databricks.delta.properties.defaults.enableRowTracking": "true",
+}
+
+
+@pytest.mark.slow
+def test_golden_funnel_synthetic_on_tables_with_databricks_features(spark, make_cfg, synthetic_dump, tmp_path) -> None:
+    """The same funnel where every table is made with deletion vectors, column mapping and row tracking."""
+    for key, value in DATABRICKS_TABLE_DEFAULTS.items():
+        spark.conf.set(key, value)
+    try:
+        cfg = make_cfg(f"collection.source={synthetic_dump}")
+        lines = _funnel(spark, cfg, tmp_path)
+        props = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {cfg.settings.lakehouse.schema}.runs").collect()}
+    finally:
+        for key in DATABRICKS_TABLE_DEFAULTS:
+            spark.conf.unset(key)
+    assert props["delta.enableDeletionVectors"] == "true" and props["delta.columnMapping.mode"] == "name"
+    assert props["delta.enableRowTracking"] == "true"
+    expected = json.loads((GOLDEN / "funnel_synthetic.json").read_text(encoding="utf-8"))
+    assert {"counts": _counts(lines), "lines": lines} == expected
