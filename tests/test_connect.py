@@ -11,40 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mfr.session import _local_confs, delta_jars, jars_dir
-from tests.local_ports import free_port, wait_for_port
-
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def connect_server(tmp_path: Path):
-    import pyspark
-
-    # pip pyspark 4.x ships the server; for 3.5 `python -m mfr.jars --connect` fetches it beside the Delta jars
-    found = [*(Path(pyspark.__file__).parent / "jars").glob("spark-connect_*.jar"), *(jars_dir() / "connect").glob("*.jar")]
-    connect_jar = found[0] if found else None
-    if connect_jar is None:
-        pytest.skip("this pyspark ships no Spark Connect server jar (python -m mfr.jars --connect fetches it)")
-    port = free_port()
-    confs = _local_confs(tmp_path / "server", 2)
-    confs.update({"spark.connect.grpc.binding.port": str(port), "spark.master": "local[2]",
-                  "spark.jars": ",".join([*delta_jars(), str(connect_jar)])})  # 3.5 loads the server from here
-    args = [str(Path(sys.executable).parent / "spark-submit"), "--class",
-            "org.apache.spark.sql.connect.service.SparkConnectServer"]
-    for k, v in confs.items():
-        args += ["--conf", f"{k}={v}"]
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server outlives this block
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    proc = subprocess.Popen([*args, str(connect_jar)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    wait_for_port(port, proc, tmp_path / "server.log", "Connect server", 180)
-    yield f"sc://127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
 
 
 @pytest.mark.slow

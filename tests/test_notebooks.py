@@ -15,6 +15,19 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 @pytest.mark.slow  # a kernel, a lakehouse and four notebooks: `make test-slow`
 def test_notebooks_execute(tmp_path):
+    _execute_notebooks(tmp_path, {"master": "local[2]", "shuffle_partitions": 2})
+
+
+@pytest.mark.slow
+def test_notebooks_execute_over_spark_connect(connect_server, tmp_path):
+    """As in Databricks' standard access mode: the notebooks' session is a Spark Connect client (no
+    SparkContext, no JVM) and every helper they call (SQL, history, time travel, restore, report) works."""
+    pytest.importorskip("grpc")
+    _execute_notebooks(tmp_path, {"remote": connect_server, "shuffle_partitions": 2},
+                       "from mfr.session import is_connect\nassert is_connect(lake.spark)\n")
+
+
+def _execute_notebooks(tmp_path, spark_section: dict, check: str = "") -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     from jupyter_client.manager import KernelManager
@@ -24,7 +37,7 @@ def test_notebooks_execute(tmp_path):
     conf = tmp_path / "nb.yaml"
     conf.write_text(yaml.safe_dump({
         "lakehouse": {"warehouse": str(tmp_path / "lh"), "schema": "nb"},
-        "spark": {"master": "local[2]", "shuffle_partitions": 2},
+        "spark": spark_section,
         "collection": {"source": str(tmp_path / "lh" / "sample-dump")},
         "export": {"out": str(tmp_path / "lh" / "export"), "overwrite": True, "rl": {"rows": 5}},
     }))
@@ -40,7 +53,7 @@ def test_notebooks_execute(tmp_path):
             "lake = open_lakehouse()\n"
             "write_sample(lake.cfg.get('collection.source'), 60)\n"
             "results = run_pipeline(lake.cfg, spark=lake.spark)\n"
-            "assert [r.stage for r in results] == ['collect', 'clean', 'distill', 'select', 'export']"
+            "assert [r.stage for r in results] == ['collect', 'clean', 'distill', 'select', 'export']\n" + check
         )])
         nbclient.NotebookClient(build, km=km, timeout=600).execute()
         for path in NOTEBOOKS:
