@@ -119,8 +119,10 @@ compat-leg: compat-setup-leg
 compat-setup-leg: prereqs
 	@test -n "$(LEG)" || { echo "usage: make compat-leg LEG=spark-3.5"; exit 2; }
 	@test -x .venv-$(LEG)/bin/python || $(PYTHON) -m venv .venv-$(LEG)
-	@test -f .venv-$(LEG)/.installed || { .venv-$(LEG)/bin/python -m pip install -q --upgrade pip && \
-		.venv-$(LEG)/bin/python -m pip install -q -e '.[local,connect,dev]' -c conf/constraints/$(LEG).txt && touch .venv-$(LEG)/.installed; }
+	@cat pyproject.toml conf/constraints/$(LEG).txt | cmp -s - .venv-$(LEG)/.installed || { \
+		.venv-$(LEG)/bin/python -m pip install -q --upgrade pip && \
+		.venv-$(LEG)/bin/python -m pip install -q -e '.[local,connect,dev]' -c conf/constraints/$(LEG).txt && \
+		cat pyproject.toml conf/constraints/$(LEG).txt > .venv-$(LEG)/.installed; }
 	.venv-$(LEG)/bin/python -m mfr.jars --dest .jars-$(LEG)
 	.venv-$(LEG)/bin/python -m mfr.jars --connect --dest .jars-$(LEG)
 
