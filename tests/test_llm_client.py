@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -324,3 +325,30 @@ def test_client_caps_hold_across_its_threads_and_fields_pass_through():
     body = srv.bodies[0]
     assert body["response_format"] == {"type": "json_object"} and body["top_k"] == 20
     assert body["max_tokens"] == 50  # the request's own parameter wins over extra_body
+
+
+class _Settings:
+    """A session's settings as a cluster shows them (a stand-in: only ``conf.get`` is asked)."""
+
+    def __init__(self, **confs: str) -> None:
+        self.conf = self
+        self._confs = {k.replace("_", "."): v for k, v in confs.items()}
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self._confs.get(key, default)
+
+
+@pytest.mark.parametrize("confs, tasks", [
+    ({"spark_default_parallelism": "48"}, 48),
+    ({"spark_master": "local[3]"}, 3),
+    ({"spark_master": "local-cluster[2,4,1024]"}, 8),
+    ({"spark_master": "local[*, 4]"}, os.cpu_count()),  # Databricks' single node
+    ({"spark_master": "spark://10.0.0.1:7077", "spark_sql_shuffle_partitions": "64"}, 64),
+    ({"spark_master": "spark://10.0.0.1:7077", "spark_sql_shuffle_partitions": "auto"}, 200),  # Databricks
+    ({"spark_default_parallelism": "", "spark_sql_shuffle_partitions": "auto"}, 200),  # Connect: no master
+])
+def test_call_tasks_come_from_what_the_session_says(confs, tasks):
+    from mfr.llm.spark_calls import parallelism
+
+    assert parallelism(_Settings(**confs), None) == tasks
+    assert parallelism(_Settings(**confs), 5) == 5  # llm.tasks wins

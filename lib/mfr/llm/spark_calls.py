@@ -135,17 +135,28 @@ def parallelism(spark: SparkSession, configured: int | None) -> int:
     ``llm.tasks``, else ``spark.default.parallelism``, else a local master's cores, else the shuffle partitions."""
     if configured:
         return int(configured)
-    value = conf_value(spark, "spark.default.parallelism")
+    value = _count(conf_value(spark, "spark.default.parallelism"))
     if value:
-        return int(value)
+        return value
     master = conf_value(spark, "spark.master") or ""
     if master.startswith("local"):
         inside = master[master.find("[") + 1:master.find("]")] if "[" in master else "1"
         if master.startswith("local-cluster"):  # [executors, cores each, memory]
             executors, cores = inside.split(",")[:2]
             return int(executors) * int(cores)
+        # local[N], local[*], local[N, F] (F: task retries); Databricks' single node says local[*, 4]
         return (os.cpu_count() or 1) if inside.startswith("*") else int(inside.split(",")[0])
-    return int(conf_value(spark, "spark.sql.shuffle.partitions") or 200)
+    # Databricks takes "auto" here (AQE picks the count): no number to go by, so Spark's default
+    return _count(conf_value(spark, "spark.sql.shuffle.partitions")) or 200
+
+
+def _count(value: str | None) -> int | None:
+    """A positive whole number from a setting's text, else None."""
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        return None
+    return n if n > 0 else None
 
 
 def _record(result: CallResult, req_row: dict[str, Any], run_id: str) -> dict[str, Any]:
