@@ -104,11 +104,17 @@ COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py tests/test_lakehouse
 # Connect suite too (a local Connect server of its own version, its jar fetched by compat-setup-leg); its
 # client's packages are checked first, so the suite runs there rather than skips.
 COMPAT_CONNECT_LEGS ?= spark-3.5
+# A leg's Python: the newest leg runs on 3.12, as Databricks' 16.4 and 17.x runtimes do, where this machine has
+# one (on PATH or under pyenv); any other leg, or a machine without 3.12, on $(PYTHON). `make compat-leg` says
+# which; a leg's venv is made again when its Python changes.
+LEG_PYTHON_spark-4.1 ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12); do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo $$p && break; done)
+LEG_PYTHON = $(or $(LEG_PYTHON_$(LEG)),$(PYTHON))
 test-compat: prereqs
 	@for leg in $(COMPAT_LEGS); do $(MAKE) --no-print-directory compat-leg LEG=$$leg || exit 1; done
 
 compat-leg: compat-setup-leg
-	@echo "== $(LEG): $$(.venv-$(LEG)/bin/python -c 'import pyspark, delta, importlib.metadata as m; print("pyspark", pyspark.__version__, "delta-spark", m.version("delta-spark"))')"
+	@echo "== $(LEG): $$(.venv-$(LEG)/bin/python -c 'import sys, pyspark, importlib.metadata as m; print("Python", sys.version.split()[0], "pyspark", pyspark.__version__, "delta-spark", m.version("delta-spark"), "pandas", m.version("pandas"), "pyarrow", m.version("pyarrow"))')"
 	$(if $(filter $(LEG),$(COMPAT_CONNECT_LEGS)),.venv-$(LEG)/bin/python -c 'import grpc; import pyspark.sql.connect.session')
 	MFR_JARS_DIR=$(abspath .jars-$(LEG)) PYSPARK_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
 		PYSPARK_DRIVER_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
@@ -118,7 +124,9 @@ compat-leg: compat-setup-leg
 # A leg's venv and jars (network only: CI fetches them in the background while the default leg's tests run).
 compat-setup-leg: prereqs
 	@test -n "$(LEG)" || { echo "usage: make compat-leg LEG=spark-3.5"; exit 2; }
-	@test -x .venv-$(LEG)/bin/python || $(PYTHON) -m venv .venv-$(LEG)
+	@want=$$($(LEG_PYTHON) -c 'import sys; print(sys.version.split()[0])') && \
+		have=$$(.venv-$(LEG)/bin/python -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || true) && \
+		if [ "$$want" != "$$have" ]; then rm -rf .venv-$(LEG) && $(LEG_PYTHON) -m venv .venv-$(LEG); fi
 	@cat pyproject.toml conf/constraints/$(LEG).txt | cmp -s - .venv-$(LEG)/.installed || { \
 		.venv-$(LEG)/bin/python -m pip install -q --upgrade pip && \
 		.venv-$(LEG)/bin/python -m pip install -q -e '.[local,connect,dev]' -c conf/constraints/$(LEG).txt && \

@@ -102,7 +102,7 @@ def hostile_batch() -> list[bytes | None]:
     ihdr = struct.pack(">II", 30000, 30000) + bytes(png[24:29])
     png[16:29] = ihdr
     png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8), "RGB")
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
     jpeg = enc(noise, "JPEG", quality=90)
     big_png = enc(Image.new("RGB", (9000, 9000), (200, 10, 10)), "PNG")
     return [bytes(png), jpeg[: len(jpeg) // 2], b"\x00garbage" * 1000, b"<svg></svg>", b"", None,

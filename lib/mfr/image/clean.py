@@ -66,7 +66,7 @@ def _to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
             arr = arr * 255.0
         elif top > 255.0:
             arr = arr / 257.0  # 16-bit range → 8-bit
-        grey = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+        grey = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
         return grey.convert("RGB"), f"rgb_from_{mode.replace(';', '')}"
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
     if has_alpha:
