@@ -98,8 +98,9 @@ clean: clean-lakehouse
 COMPAT_LEGS ?= spark-3.5 spark-4.1
 # The golden funnel checks every row's stage and reason end to end (idempotent commits and time travel
 # included); these add what differs between Delta versions (MERGE claims and their conflicts, RESTORE,
-# healing) and the Spark glue. Kept short: CI's 90 minutes also hold test-slow and test-s3.
-COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py tests/test_lakehouse.py
+# healing), the Spark glue and the hub client's versions (download and push). Kept short: CI's 90 minutes
+# also hold test-slow and test-s3.
+COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py tests/test_lakehouse.py tests/test_hub.py
 # Databricks' standard access mode on LTS runtimes is Spark 3.5 over Spark Connect: that leg runs the
 # Connect suite too (a local Connect server of its own version, its jar fetched by compat-setup-leg); its
 # client's packages are checked first, so the suite runs there rather than skips.

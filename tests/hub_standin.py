@@ -162,3 +162,9 @@ class HubStandIn:
             do_HEAD = _route
 
         return Handler
+
+
+def private_repo(created: dict) -> bool:
+    """Whether a create-repo request asked for a private repo (huggingface_hub < 1 sends ``private``,
+    later ones ``visibility``)."""
+    return created.get("private") is True or created.get("visibility") == "private"

@@ -169,7 +169,7 @@ def test_export_subsets_versions_and_stray_tags(spark, pipeline_cfg, tmp_path):
 
 @pytest.mark.slow  # moved out of `make test` to keep it under 15 minutes on CI; `make test-slow` runs it
 def test_push_to_hub_stand_in(spark, pipeline_cfg, tmp_path, monkeypatch):
-    from tests.hub_standin import HubStandIn
+    from tests.hub_standin import HubStandIn, private_repo
 
     monkeypatch.setenv("MFR_TEST_HF_TOKEN", "hf_secret_test_token")
     with HubStandIn({}) as hub:
@@ -185,7 +185,7 @@ def test_push_to_hub_stand_in(spark, pipeline_cfg, tmp_path, monkeypatch):
     local = {p.relative_to(tmp_path / "pushed" / "hf").as_posix(): p.read_bytes()
              for p in (tmp_path / "pushed" / "hf").rglob("*") if p.is_file()}
     assert pushed == local and "README.md" in pushed
-    assert hub.created and hub.created[0]["type"] == "dataset" and hub.created[0]["private"] is True
+    assert hub.created and hub.created[0]["type"] == "dataset" and private_repo(hub.created[0])
     assert all(t == "Bearer hf_secret_test_token" for t in hub.tokens) and hub.validated
     assert r.metrics["export.pushed"] == 1.0
     assert "hf_secret" not in json.dumps(RunLog(Lakehouse(spark, cfg)).get(r.run_id), default=str)

@@ -10,7 +10,7 @@ from mfr.dump.hub import download_dump, parse_hub_uri
 from mfr.dump.layout import DumpError
 from mfr.lakehouse import Lakehouse
 from mfr.runner import run_stage
-from tests.hub_standin import HubStandIn
+from tests.hub_standin import HubStandIn, private_repo
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +65,27 @@ def test_collect_from_the_hub(spark, make_cfg, hub, tmp_path):
     assert r.rows_in == 90 and r.rows_kept + r.rows_rejected + r.rows_quarantined == 90
     assert len(hub.downloads()) == 9
     assert Lakehouse(spark, cfg).read("collected").select("subset").distinct().count() == 3
+
+
+def test_an_export_folder_is_pushed_whole_in_one_private_dataset_repo(tmp_path, monkeypatch):
+    """The hub push on its own (no Spark): the repo made private, every file uploaded as it is on disk, the
+    token sent with every request and read only from the named variable."""
+    import huggingface_hub.constants
+
+    from mfr.export.hub_push import push_folder
+
+    folder = tmp_path / "hf"
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    (folder / "data" / "train-00000.parquet").write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(ValueError, match="MFR_TEST_PUSH_TOKEN"):
+        push_folder(folder, "me/pushed", "MFR_TEST_PUSH_TOKEN")
+    monkeypatch.setenv("MFR_TEST_PUSH_TOKEN", "hf_push_token")
+    with HubStandIn({}) as hub:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+        url = push_folder(folder, "me/pushed", "MFR_TEST_PUSH_TOKEN", endpoint=hub.url)
+    assert url.startswith(hub.url) and "/datasets/me/pushed/" in url
+    assert len(hub.created) == 1 and hub.created[0]["type"] == "dataset" and private_repo(hub.created[0])
+    assert hub.uploads["me/pushed"] == {"README.md": (folder / "README.md").read_bytes(),
+                                        "data/train-00000.parquet": (folder / "data" / "train-00000.parquet").read_bytes()}
+    assert hub.tokens and all(t == "Bearer hf_push_token" for t in hub.tokens)
