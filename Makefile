@@ -111,6 +111,8 @@ COMPAT_CONNECT_LEGS ?= spark-3.5
 LEG_PYTHON_spark-4.1 ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12); do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo $$p && break; done)
 LEG_PYTHON = $(or $(LEG_PYTHON_$(LEG)),$(PYTHON))
+# what a leg's venv was installed from: installed again when it changes
+LEG_STAMP = cat pyproject.toml conf/constraints/$(LEG).txt
 test-compat: prereqs
 	@for leg in $(COMPAT_LEGS); do $(MAKE) --no-print-directory compat-leg LEG=$$leg || exit 1; done
 
@@ -128,10 +130,10 @@ compat-setup-leg: prereqs
 	@want=$$($(LEG_PYTHON) -c 'import sys; print(sys.version.split()[0])') && \
 		have=$$(.venv-$(LEG)/bin/python -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || true) && \
 		if [ "$$want" != "$$have" ]; then rm -rf .venv-$(LEG) && $(LEG_PYTHON) -m venv .venv-$(LEG); fi
-	@cat pyproject.toml conf/constraints/$(LEG).txt | cmp -s - .venv-$(LEG)/.installed || { \
+	@$(LEG_STAMP) | cmp -s - .venv-$(LEG)/.installed || { \
 		.venv-$(LEG)/bin/python -m pip install -q --upgrade pip && \
 		.venv-$(LEG)/bin/python -m pip install -q -e '.[local,connect,dev]' -c conf/constraints/$(LEG).txt && \
-		cat pyproject.toml conf/constraints/$(LEG).txt > .venv-$(LEG)/.installed; }
+		$(LEG_STAMP) > .venv-$(LEG)/.installed; }
 	.venv-$(LEG)/bin/python -m mfr.jars --dest .jars-$(LEG)
 	.venv-$(LEG)/bin/python -m mfr.jars --connect --dest .jars-$(LEG)
 

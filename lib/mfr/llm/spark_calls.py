@@ -152,8 +152,10 @@ def parallelism(spark: SparkSession, configured: int | None) -> int:
 
 def _count(value: str | None) -> int | None:
     """A positive whole number from a setting's text, else None."""
+    if value is None:
+        return None
     try:
-        n = int(str(value).strip())
+        n = int(value.strip())
     except ValueError:
         return None
     return n if n > 0 else None
