@@ -221,6 +221,9 @@ def test_bad_object_store_locations_are_one_line_naming_the_key(s3, tmp_path, mo
         for k, v in {"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
                      "AWS_EC2_METADATA_DISABLED": "true"}.items():
             monkeypatch.setenv(k, v)
+    # no session to ask where executors run: the dump's local folder is declared shared, so only the
+    # object-store locations are judged
+    sets.append("spark.local_paths_shared=true")
     cfg = load_config(_config(tmp_path, endpoint, "bad", collection={"source": str(tmp_path)}), sets)
     with pytest.raises(StorageError) as err:
         check_storage("collect", cfg, Lakehouse(None, cfg))  # type: ignore[arg-type]  # no session needed
