@@ -1,4 +1,4 @@
-"""The one typed entry to ``pandas_udf`` used by every stage."""
+"""The typed entries to Spark's Python UDFs used by every stage: ``pandas_udf`` and ``python_udf``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+def python_udf(fn: Callable[..., Any], return_type: T.DataType) -> Callable[..., Column]:
+    """A row-at-a-time Python UDF, fed in Arrow batches on every runtime: Spark 4.2 turns Arrow on by default
+    (``spark.sql.execution.pythonUDF.arrow.enabled``) where 3.5 to 4.1 pickle rows, and asked without
+    ``useArrow`` it tries to read a pandas signature from the type hints, warning on each plain one."""
+    return F.udf(fn, return_type, useArrow=True)
 
 
 def pandas_udf(return_type: T.DataType) -> Callable[[Fn], Any]:

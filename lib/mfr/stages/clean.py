@@ -38,7 +38,7 @@ from mfr.stages.common import StageContext, StageOutput, blank, reason
 from mfr.text.clean_reply import parse_clean_reply
 from mfr.text.clean_rules import normalized_question
 from mfr.udfs import clean_image_udf, clean_question_udf, extract_answer_udf
-from mfr.vectorized import pandas_udf
+from mfr.vectorized import pandas_udf, python_udf
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _parse_extractions(choices: pd.Series) -> pd.Series:
                      dtype="object")
 
 
-_dedup_key = F.udf(normalized_question, T.StringType())
+_dedup_key = python_udf(normalized_question, T.StringType())
 
 
 def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFrame]:

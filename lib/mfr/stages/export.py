@@ -35,7 +35,7 @@ from mfr.partitions import run_per_partition
 from mfr.resources import train_recipe
 from mfr.stages.common import StageContext, StageOutput
 from mfr.storage import Storage, is_local, join, local_path
-from mfr.vectorized import pandas_udf
+from mfr.vectorized import pandas_udf, python_udf
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _record_udf(thinking: bool, with_caption: bool):
 
 
 def _image_path(image_id: F.Column, fmt: F.Column) -> F.Column:
-    return F.udf(lambda i, f: image_file_name(i, f) if i else None, T.StringType())(image_id, fmt)
+    return python_udf(lambda i, f: image_file_name(i, f) if i else None, T.StringType())(image_id, fmt)
 
 
 def prepare_out(storage: Storage, out: str | None, overwrite: bool) -> str:

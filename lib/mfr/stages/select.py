@@ -30,7 +30,7 @@ from mfr.filters import SelectionRules, check_row
 from mfr.llm.client import ClientSettings
 from mfr.llm.spark_calls import Ask, ask_many, persist, prompt_requests
 from mfr.stages.common import StageContext, StageOutput, blank, reason
-from mfr.vectorized import pandas_udf
+from mfr.vectorized import pandas_udf, python_udf
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _judge_requests(ctx: StageContext, checked: DataFrame, settings: ClientSetti
         F.col("is_consistent").isNull() & F.col("content_reason").isNull() & F.col("structure_reason").isNull()
         & F.col("repetition_reason").isNull() & ~blank(F.col("answer"))  # no gold: nothing to judge
     )
-    pred = F.udf(predicted_answer, T.StringType())
+    pred = python_udf(predicted_answer, T.StringType())
     params = {"temperature": cfg.settings.selection.verify.temperature, "max_tokens": cfg.settings.selection.verify.max_tokens, "n": 1}
     return prompt_requests(
         undecided.select("sample_key", "image_id", "question", F.col("answer").alias("gold"), pred("cot_response").alias("predicted")),
@@ -84,7 +84,7 @@ def _judge_requests(ctx: StageContext, checked: DataFrame, settings: ClientSetti
 
 def _apply_judge(checked: DataFrame, replies: DataFrame) -> DataFrame:
     """The judge's verdict fills is_consistent where the rules left it undecided."""
-    judge = F.udf(lambda choices: parse_judgment(choices[0]["text"]) if choices else None, T.BooleanType())
+    judge = python_udf(lambda choices: parse_judgment(choices[0]["text"]) if choices else None, T.BooleanType())
     verdicts = replies.select(
         "sample_key", judge("choices").alias("_j"), F.expr("try_element_at(choices, 1).text").alias("_reply")
     )
