@@ -201,6 +201,7 @@ EXIT_ERROR, EXIT_PENDING = 2, 3
 def error_line(exc: BaseException) -> str:
     """What went wrong, in one line: the kind and the first line of the message (Spark's are long)."""
     from mfr.dump.layout import DumpError
+    from mfr.jars import SetupError
     from mfr.runlog import StageBusy
     from mfr.session import MetastoreBusy
     from mfr.storage import StorageError
@@ -218,6 +219,8 @@ def error_line(exc: BaseException) -> str:
         kind = "dump error"
     elif isinstance(exc, StorageError):
         kind = "storage error"
+    elif isinstance(exc, SetupError):
+        kind = "setup error"
     elif isinstance(exc, StageBusy):
         kind = "busy"
     else:

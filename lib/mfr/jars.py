@@ -9,14 +9,19 @@ sessions pass as ``spark.jars`` (see ``mfr.session``).
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 # The artifacts a local session needs besides the pyspark wheel (antlr4 etc. ship with Spark).
 DELTA_ARTIFACTS = ("delta-spark", "delta-storage")
+# Where Spark's resolver looks first, and where a failed fetch is diagnosed.
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 
 
 class SetupError(RuntimeError):
@@ -40,6 +45,15 @@ def delta_artifact(delta_version: str, pyspark_version: str) -> str:
 
 def delta_coordinates(delta_version: str, pyspark_version: str) -> str:
     return f"io.delta:{delta_artifact(delta_version, pyspark_version)}:{delta_version}"
+
+
+def installed_delta_coordinates() -> str:
+    """The Delta jar that the installed delta-spark and pyspark packages need."""
+    from importlib import metadata
+
+    import pyspark
+
+    return delta_coordinates(metadata.version("delta-spark"), pyspark.__version__)
 
 
 def jar_names(delta_version: str, pyspark_version: str) -> list[str]:
@@ -81,15 +95,61 @@ def _resolve(coordinates: str, ivy: str) -> list[Path]:
     check_java()
     from pyspark.sql import SparkSession
 
-    spark = (
+    builder = (
         SparkSession.builder.master("local[1]").appName("mfr-fetch-jars")
         .config("spark.jars.packages", coordinates).config("spark.jars.ivy", ivy)
         .config("spark.ui.enabled", "false")
         .config("spark.sql.catalogImplementation", "in-memory")  # no Derby files in the working folder
-        .getOrCreate()
     )
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # the JVM exits when Ivy fails: pyspark only says the gateway is gone
+        raise unresolved(coordinates, exc) from exc
     spark.stop()
     return sorted(Path(ivy, "jars").glob("*.jar"))
+
+
+def published_versions(coordinates: str, repo: str = MAVEN_CENTRAL, timeout: float = 15) -> list[str] | None:
+    """The versions ``repo`` lists for the artifact of ``group:artifact:version`` (its maven-metadata.xml),
+    [] where it has no such artifact; None where it does not answer."""
+    group, artifact, _ = coordinates.split(":")
+    url = f"{repo.rstrip('/')}/{group.replace('.', '/')}/{artifact}/maven-metadata.xml"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            body = reply.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return [] if exc.code == 404 else None
+    except (OSError, ValueError):
+        return None
+    return re.findall(r"<version>\s*([^<\s]+)\s*</version>", body)
+
+
+def _release(version: str) -> tuple[int, ...] | None:
+    """``4.4.0`` → (4, 4, 0); None for a pre-release (``4.3.0-rc1``), never suggested."""
+    return tuple(int(x) for x in version.split(".")) if re.fullmatch(r"\d+(\.\d+)*", version) else None
+
+
+def unresolved(coordinates: str, cause: BaseException | None = None, repo: str = MAVEN_CENTRAL) -> SetupError:
+    """Why Spark's resolver could not fetch ``coordinates``, in one line: a version the repository does not
+    publish (a delta-spark release on PyPI whose jars are not on Maven Central: the newest published one
+    named), a repository that does not answer, or else Spark's own report (printed above by its resolver)."""
+    group, artifact, version = coordinates.split(":")
+    listed = published_versions(coordinates, repo)
+    if listed is None:
+        return SetupError(f"could not fetch {coordinates}: {repo} did not answer (is the package registry reachable?)")
+    if version not in listed:
+        releases = sorted((r, v) for v in listed if (r := _release(v)) is not None)
+        if not releases:
+            return SetupError(f"{coordinates} is not published at {repo} (no release of {group}:{artifact} is)")
+        wanted = _release(version)
+        older = [v for r, v in releases if wanted is None or r <= wanted]
+        suggest = (older or [releases[-1][1]])[-1]
+        what = f"{coordinates} is not published at {repo} (its newest release there is {releases[-1][1]})"
+        if group != "io.delta":
+            return SetupError(what)
+        return SetupError(f"{what}: install a delta-spark whose jars are, e.g. pip install 'delta-spark=={suggest}'")
+    first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else "no detail"
+    return SetupError(f"could not fetch {coordinates}, which {repo} publishes ({first[:300]}): see the resolver's report above")
 
 
 def fetch_connect_jar(dest: Path) -> Path | None:

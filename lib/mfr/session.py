@@ -233,6 +233,7 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.settings.spark.app_name)
     master = cfg.settings.spark.master
+    fetches_delta = False  # Delta's jars resolved by Spark at start (no fetched jars folder)
     if _submitted():
         from pyspark import SparkConf
 
@@ -243,7 +244,8 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
         warehouse = Path(cfg.settings.lakehouse.warehouse)
         warehouse.mkdir(parents=True, exist_ok=True)
         check_metastore_free(warehouse.resolve())
-        if not delta_jars() and not _submitted():
+        fetches_delta = not delta_jars() and not _submitted()
+        if fetches_delta:
             from delta import configure_spark_with_delta_pip
 
             builder = configure_spark_with_delta_pip(builder)  # fetches the jars with Ivy (needs network)
@@ -255,7 +257,14 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
         if key == "spark.jars" and not _submitted() and (not master or master.startswith("local")) and delta_jars():
             value = ",".join([*delta_jars(), str(value)])  # extra jars (hadoop-aws …) beside Delta's, not instead
         builder = builder.config(key, str(value))
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:
+        if not fetches_delta:
+            raise
+        from mfr.jars import installed_delta_coordinates, unresolved
+
+        raise unresolved(installed_delta_coordinates(), exc) from exc
     spark.sparkContext.setLogLevel("ERROR")
     _OWNED.append(spark)
     return spark
