@@ -95,7 +95,7 @@ clean: clean-lakehouse
 
 # Other Spark/Delta legs: a venv and jars per leg (fetched once, offline afterwards), the Spark suites there.
 # The same golden funnel must come out on every leg.
-COMPAT_LEGS ?= spark-3.5 spark-4.1
+COMPAT_LEGS ?= spark-3.5 spark-4.1 spark-4.2
 # The golden funnel checks every row's stage and reason end to end (idempotent commits and time travel
 # included); these add what differs between Delta versions (MERGE claims and their conflicts, RESTORE,
 # healing), the Spark glue and the hub client's versions (download and push). Kept short: CI's 90 minutes
@@ -105,11 +105,13 @@ COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py tests/test_lakehouse
 # Connect suite too (a local Connect server of its own version, its jar fetched by compat-setup-leg); its
 # client's packages are checked first, so the suite runs there rather than skips.
 COMPAT_CONNECT_LEGS ?= spark-3.5
-# A leg's Python: the newest leg runs on 3.12, as Databricks' 16.4 and 17.x runtimes do, where this machine has
-# one (on PATH or under pyenv); any other leg, or a machine without 3.12, on $(PYTHON). `make compat-leg` says
-# which; a leg's venv is made again when its Python changes.
-LEG_PYTHON_spark-4.1 ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12); do \
+# A leg's Python: the Spark 4.1 and 4.2 legs run on 3.12, as Databricks' 16.4 and 17.x runtimes do, where this
+# machine has one (on PATH or under pyenv); any other leg, or a machine without 3.12, on $(PYTHON). `make
+# compat-leg` says which; a leg's venv is made again when its Python changes.
+PYTHON312 = $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12); do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo $$p && break; done)
+LEG_PYTHON_spark-4.1 ?= $(PYTHON312)
+LEG_PYTHON_spark-4.2 ?= $(PYTHON312)
 LEG_PYTHON = $(or $(LEG_PYTHON_$(LEG)),$(PYTHON))
 # what a leg's venv was installed from: installed again when it changes
 LEG_STAMP = cat pyproject.toml conf/constraints/$(LEG).txt
@@ -117,7 +119,7 @@ test-compat: prereqs
 	@for leg in $(COMPAT_LEGS); do $(MAKE) --no-print-directory compat-leg LEG=$$leg || exit 1; done
 
 compat-leg: compat-setup-leg
-	@echo "== $(LEG): $$(.venv-$(LEG)/bin/python -c 'import sys, pyspark, importlib.metadata as m; print("Python", sys.version.split()[0], "pyspark", pyspark.__version__, "delta-spark", m.version("delta-spark"), "pandas", m.version("pandas"), "pyarrow", m.version("pyarrow"))')"
+	@echo "== $(LEG): $$(.venv-$(LEG)/bin/python -c 'import sys, pyspark, importlib.metadata as m; print("Python", sys.version.split()[0], "pyspark", pyspark.__version__, "delta-spark", m.version("delta-spark"), "pandas", m.version("pandas"), "pyarrow", m.version("pyarrow"), "numpy", m.version("numpy"))')"
 	$(if $(filter $(LEG),$(COMPAT_CONNECT_LEGS)),.venv-$(LEG)/bin/python -c 'import grpc; import pyspark.sql.connect.session')
 	MFR_JARS_DIR=$(abspath .jars-$(LEG)) PYSPARK_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
 		PYSPARK_DRIVER_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
