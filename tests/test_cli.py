@@ -49,6 +49,29 @@ def test_history_lists_runs(collected, capsys):
     assert "collect" in capsys.readouterr().out
 
 
+def test_the_demos_suggested_commands_run_as_printed(collected, capsys):
+    """What `make demo` prints under "Try:" parses and answers, with the demo's own --set options carried."""
+    import shlex
+
+    from mfr.demo import try_commands
+
+    schema = collected.get("lakehouse.schema")
+    lines = try_commands("mfr", [f"lakehouse.schema={schema}"], schema)
+    assert len(lines) == 4
+    outputs = []
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[0] == "mfr"
+        capsys.readouterr()
+        assert main(argv[1:]) == 0, line
+        outputs.append(capsys.readouterr().out)
+    assert "collect" in outputs[0] and "succeeded" in outputs[0]
+    assert json.loads(outputs[2]) == [{"n": 89}]
+    # a value with spaces stays one argument
+    assert shlex.split(try_commands(".venv/bin/mfr", ["lakehouse.warehouse=/tmp/a b"], "mfr")[0]) == [
+        ".venv/bin/mfr", "history", "--set", "lakehouse.warehouse=/tmp/a b"]
+
+
 def test_cli_errors_are_clear(capsys, tmp_path):
     assert main(["run", "--stage", "collect", "--set", "collection.nope=1"]) == 2
     assert "unknown key 'collection.nope'" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -13,6 +14,36 @@ from mfr.pipeline import run_pipeline
 from mfr.printing import format_table
 from mfr.sample.synthetic import write_sample
 from mfr.session import get_spark
+
+
+def try_commands(mfr: str, overrides: list[str], schema: str) -> list[str]:
+    """Commands that look at what the demo wrote, with the demo's own ``--set`` options (a warehouse put
+    elsewhere is read from there), ready to paste into a shell."""
+    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
+    queries = [
+        f"SELECT source, count(*) AS n FROM {schema}.collected GROUP BY source",
+        f"SELECT count(*) AS n FROM {schema}.collected VERSION AS OF 0",
+        f"SELECT stage, reason, sample_key FROM {schema}.quarantine",
+    ]
+    return [f"{mfr} history{sets}", f"{mfr} sql{sets} {shlex.quote(queries[0])}",
+            f"{mfr} sql --json{sets} {shlex.quote(queries[1])}", f"{mfr} sql{sets} {shlex.quote(queries[2])}"]
+
+
+def _mfr_command() -> str:
+    """The ``mfr`` script of this Python's environment, relative to the working folder when inside it
+    (``.venv/bin/mfr`` after ``make demo``), else ``mfr`` when that one is first on PATH."""
+    import shutil
+
+    script = Path(sys.executable).parent / "mfr"
+    if not script.is_file():
+        return "mfr"
+    on_path = shutil.which("mfr")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "mfr"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,13 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nHF dataset export:    {export_dir / 'hf'}"
         f"\nReport:               {os.path.abspath(page)}"
     )
-    print(
-        "\nTry:\n"
-        "  .venv/bin/mfr history\n"
-        f"  .venv/bin/mfr sql \"SELECT source, count(*) AS n FROM {schema}.collected GROUP BY source\"\n"
-        f"  .venv/bin/mfr sql --json \"SELECT count(*) AS n FROM {schema}.collected VERSION AS OF 0\"\n"
-        f"  .venv/bin/mfr sql \"SELECT stage, reason, sample_key FROM {schema}.quarantine\""
-    )
+    print("\nTry:\n" + "\n".join(f"  {line}" for line in try_commands(_mfr_command(), args.overrides, schema)))
     return 0
 
 
