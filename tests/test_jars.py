@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mfr.jars import delta_coordinates, published_versions, unresolved
+from mfr.jars import delta_coordinates, published_versions, unpublished, unresolved
 from tests.local_ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +92,7 @@ def test_other_fetch_failures_are_one_line(repo):
     listed = str(unresolved("io.delta:delta-spark_4.2_2.13:4.4.0", RuntimeError("[JAVA_GATEWAY_EXITED] gone\ntrace"), repo))
     assert listed == (f"could not fetch io.delta:delta-spark_4.2_2.13:4.4.0, which {repo} publishes "
                       "([JAVA_GATEWAY_EXITED] gone): see the resolver's report above")
+    assert unpublished("io.delta:delta-spark_4.2_2.13:4.4.0", repo) is None  # a session's other failures stay Spark's
     other = str(unresolved("org.apache.hadoop:hadoop-aws:9.9.9", None, repo))
     assert other.startswith("org.apache.hadoop:hadoop-aws:9.9.9 is not published") and "pip install" not in other
     assert all("\n" not in m for m in (missing, listed, other))

@@ -129,25 +129,34 @@ def _release(version: str) -> tuple[int, ...] | None:
     return tuple(int(x) for x in version.split(".")) if re.fullmatch(r"\d+(\.\d+)*", version) else None
 
 
-def unresolved(coordinates: str, cause: BaseException | None = None, repo: str = MAVEN_CENTRAL) -> SetupError:
-    """Why Spark's resolver could not fetch ``coordinates``, in one line: a version the repository does not
-    publish (a delta-spark release on PyPI whose jars are not on Maven Central: the newest published one
-    named), a repository that does not answer, or else Spark's own report (printed above by its resolver)."""
+def unpublished(coordinates: str, repo: str = MAVEN_CENTRAL) -> SetupError | None:
+    """Why ``coordinates`` cannot be fetched from ``repo`` at all, in one line (a version it does not publish,
+    e.g. a delta-spark release on PyPI whose jars are not on Maven Central, with the newest published one
+    named; a repository that does not answer); None where it publishes them."""
     group, artifact, version = coordinates.split(":")
     listed = published_versions(coordinates, repo)
     if listed is None:
         return SetupError(f"could not fetch {coordinates}: {repo} did not answer (is the package registry reachable?)")
-    if version not in listed:
-        releases = sorted((r, v) for v in listed if (r := _release(v)) is not None)
-        if not releases:
-            return SetupError(f"{coordinates} is not published at {repo} (no release of {group}:{artifact} is)")
-        wanted = _release(version)
-        older = [v for r, v in releases if wanted is None or r <= wanted]
-        suggest = (older or [releases[-1][1]])[-1]
-        what = f"{coordinates} is not published at {repo} (its newest release there is {releases[-1][1]})"
-        if group != "io.delta":
-            return SetupError(what)
-        return SetupError(f"{what}: install a delta-spark whose jars are, e.g. pip install 'delta-spark=={suggest}'")
+    if version in listed:
+        return None
+    releases = sorted((r, v) for v in listed if (r := _release(v)) is not None)
+    if not releases:
+        return SetupError(f"{coordinates} is not published at {repo} (no release of {group}:{artifact} is)")
+    wanted = _release(version)
+    older = [v for r, v in releases if wanted is None or r <= wanted]
+    suggest = (older or [releases[-1][1]])[-1]
+    what = f"{coordinates} is not published at {repo} (its newest release there is {releases[-1][1]})"
+    if group != "io.delta":
+        return SetupError(what)
+    return SetupError(f"{what}: install a delta-spark whose jars are, e.g. pip install 'delta-spark=={suggest}'")
+
+
+def unresolved(coordinates: str, cause: BaseException | None = None, repo: str = MAVEN_CENTRAL) -> SetupError:
+    """Why Spark's resolver could not fetch ``coordinates``, in one line: ``unpublished``'s reason, or else
+    Spark's own first line (its resolver's report is printed above it)."""
+    missing = unpublished(coordinates, repo)
+    if missing is not None:
+        return missing
     first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else "no detail"
     return SetupError(f"could not fetch {coordinates}, which {repo} publishes ({first[:300]}): see the resolver's report above")
 

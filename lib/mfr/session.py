@@ -260,11 +260,14 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
     try:
         spark = builder.getOrCreate()
     except Exception as exc:
-        if not fetches_delta:
-            raise
-        from mfr.jars import installed_delta_coordinates, unresolved
+        # Spark exits before its gateway answers when Delta's jars cannot be fetched: say which and why,
+        # where that is the reason (anything else keeps Spark's own error)
+        from mfr.jars import installed_delta_coordinates, unpublished
 
-        raise unresolved(installed_delta_coordinates(), exc) from exc
+        missing = unpublished(installed_delta_coordinates()) if fetches_delta else None
+        if missing is None:
+            raise
+        raise missing from exc
     spark.sparkContext.setLogLevel("ERROR")
     _OWNED.append(spark)
     return spark
