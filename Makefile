@@ -23,10 +23,12 @@ prereqs:
 
 CONSTRAINTS ?= conf/constraints/spark-4.0.txt
 
+# --no-compile: no bytecode for every installed file up front (about half of pip's CPU for this set, what
+# CI's background fetches take from the tests); Python compiles what is imported, once, on first use.
 $(VENV)/.installed: pyproject.toml setup.py lib/mfr/text/_ngram.c $(CONSTRAINTS) | prereqs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[local,connect,dev,s3]' -c $(CONSTRAINTS)
+	$(PY) -m pip install -q --no-compile -e '.[local,connect,dev,s3]' -c $(CONSTRAINTS)
 	@touch $@
 
 # Delta's jars are not in the delta-spark wheel: fetch them once (Spark's own resolver, checksums checked,
@@ -105,14 +107,19 @@ COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py tests/test_lakehouse
 # Connect suite too (a local Connect server of its own version, its jar fetched by compat-setup-leg); its
 # client's packages are checked first, so the suite runs there rather than skips.
 COMPAT_CONNECT_LEGS ?= spark-3.5
-# A leg's Python: the Spark 4.1 and 4.2 legs run on 3.12, as Databricks' 16.4 and 17.x runtimes do, where this
-# machine has one (on PATH or under pyenv); any other leg, or a machine without 3.12, on $(PYTHON). `make
-# compat-leg` says which; a leg's venv is made again when its Python changes.
-PYTHON312 = $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12); do \
-	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo $$p && break; done)
-LEG_PYTHON_spark-4.1 ?= $(PYTHON312)
-LEG_PYTHON_spark-4.2 ?= $(PYTHON312)
+# A leg's Python, as the Databricks runtime it stands for runs: 3.11 for Spark 3.5 (15.4 LTS), 3.12 for Spark
+# 4.1 and 4.2 (16.4 and 17.x), on PATH or under pyenv; else $(PYTHON). A leg's pins have wheels for the
+# Pythons in LEG_PYTHONS_<leg> only (numpy 1.23 none for 3.12, Pillow 13 and pyarrow 26 none for 3.10): on
+# another, one line says so. `make compat-leg` says which ran; a leg's venv is made again when its Python changes.
+find_python = $(shell for p in python$(1) $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)); do \
+	$$p -c 'import sys; assert "%d.%d" % sys.version_info[:2] == "$(1)"' 2>/dev/null && echo $$p && break; done)
+LEG_PYTHON_spark-3.5 ?= $(call find_python,3.11)
+LEG_PYTHON_spark-4.1 ?= $(call find_python,3.12)
+LEG_PYTHON_spark-4.2 ?= $(call find_python,3.12)
 LEG_PYTHON = $(or $(LEG_PYTHON_$(LEG)),$(PYTHON))
+LEG_PYTHONS_spark-3.5 ?= 3.10 3.11
+LEG_PYTHONS_spark-4.1 ?= 3.11 3.12 3.13
+LEG_PYTHONS_spark-4.2 ?= 3.11 3.12 3.13
 # what a leg's venv was installed from: installed again when it changes
 LEG_STAMP = cat pyproject.toml conf/constraints/$(LEG).txt
 test-compat: prereqs
@@ -129,12 +136,16 @@ compat-leg: compat-setup-leg
 # A leg's venv and jars (network only: CI fetches them in the background while the default leg's tests run).
 compat-setup-leg: prereqs
 	@test -n "$(LEG)" || { echo "usage: make compat-leg LEG=spark-3.5"; exit 2; }
+	@v=$$($(LEG_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') && \
+		case " $(or $(LEG_PYTHONS_$(LEG)),$$v) " in *" $$v "*) ;; *) \
+			echo "mfr setup: the $(LEG) leg's pins need Python $(LEG_PYTHONS_$(LEG)) ($(LEG_PYTHON) is $$v): set LEG_PYTHON_$(LEG)"; \
+			exit 2;; esac
 	@want=$$($(LEG_PYTHON) -c 'import sys; print(sys.version.split()[0])') && \
 		have=$$(.venv-$(LEG)/bin/python -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || true) && \
 		if [ "$$want" != "$$have" ]; then rm -rf .venv-$(LEG) && $(LEG_PYTHON) -m venv .venv-$(LEG); fi
 	@$(LEG_STAMP) | cmp -s - .venv-$(LEG)/.installed || { \
 		.venv-$(LEG)/bin/python -m pip install -q --upgrade pip && \
-		.venv-$(LEG)/bin/python -m pip install -q -e '.[local,connect,dev]' -c conf/constraints/$(LEG).txt && \
+		.venv-$(LEG)/bin/python -m pip install -q --no-compile -e '.[local,connect,dev]' -c conf/constraints/$(LEG).txt && \
 		$(LEG_STAMP) > .venv-$(LEG)/.installed; }
 	.venv-$(LEG)/bin/python -m mfr.jars --dest .jars-$(LEG)
 	.venv-$(LEG)/bin/python -m mfr.jars --connect --dest .jars-$(LEG)

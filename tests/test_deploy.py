@@ -90,7 +90,8 @@ def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) 
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     constraints = REPO / "conf" / "constraints" / "spark-4.0.txt"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", f"{wheel}[local]", "-c", str(constraints)], check=True, timeout=1200)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-compile", f"{wheel}[local]", "-c", str(constraints)],
+                   check=True, timeout=1200)
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MFR_CONFIG")}
