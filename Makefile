@@ -111,12 +111,13 @@ COMPAT_CONNECT_LEGS ?= spark-3.5
 # 4.1 and 4.2 (16.4 and 17.x), on PATH or under pyenv; else $(PYTHON). A leg's pins have wheels for the
 # Pythons in LEG_PYTHONS_<leg> only (numpy 1.23 none for 3.12, Pillow 13 and pyarrow 26 none for 3.10): on
 # another, one line says so. `make compat-leg` says which ran; a leg's venv is made again when its Python changes.
+# (LEG_PYTHON is expanded once: the search runs once per make, not at each use)
 find_python = $(shell for p in python$(1) $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)); do \
 	$$p -c 'import sys; assert "%d.%d" % sys.version_info[:2] == "$(1)"' 2>/dev/null && echo $$p && break; done)
 LEG_PYTHON_spark-3.5 ?= $(call find_python,3.11)
 LEG_PYTHON_spark-4.1 ?= $(call find_python,3.12)
 LEG_PYTHON_spark-4.2 ?= $(call find_python,3.12)
-LEG_PYTHON = $(or $(LEG_PYTHON_$(LEG)),$(PYTHON))
+LEG_PYTHON := $(or $(LEG_PYTHON_$(LEG)),$(PYTHON))
 LEG_PYTHONS_spark-3.5 ?= 3.10 3.11
 LEG_PYTHONS_spark-4.1 ?= 3.11 3.12 3.13
 LEG_PYTHONS_spark-4.2 ?= 3.11 3.12 3.13
