@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -228,24 +228,55 @@ def error_line(exc: BaseException) -> str:
     return f"{kind}: {first[:2000]}"
 
 
+@contextlib.contextmanager
+def document_on_stdout(enabled: bool) -> Iterator[None]:
+    """With ``--json`` the command's standard output carries the JSON document and nothing else: while it
+    runs, file descriptor 1 (which the JVM pyspark starts inherits, and with it Ivy's resolution lines and
+    anything else the JVM or a native library prints) points at stderr, and ``sys.stdout`` writes to the real
+    stdout. Only where ``sys.stdout`` is the process's own (an in-process caller that captures it is left as is)."""
+    try:
+        real = enabled and sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # captured or replaced: not the process's descriptor
+        real = False
+    if not real:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    original = sys.stdout
+    sys.stdout = document = open(saved, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - closed below
+    try:
+        yield
+    finally:
+        document.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        sys.stdout = original
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     if not args.verbose:  # pyspark logs every failed query's JVM trace as JSON: the one error line says it
         logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
-    from mfr.session import owned_sessions, stop_owned_since
+    from mfr.session import jvm_running, owned_sessions, stop_jvm, stop_owned_since
 
     mark = owned_sessions()
-    try:
-        return COMMANDS[args.command](args)
-    except Exception as exc:  # one clear line and a non-zero exit; the traceback only with --verbose
-        if args.verbose:
-            traceback.print_exc()
-        print(f"mfr: {error_line(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        stop_owned_since(mark)  # a clean shutdown (local-cluster executors included), not the JVM's exit hooks
+    jvm_before = jvm_running()
+    with document_on_stdout(bool(getattr(args, "json", False))):
+        try:
+            return COMMANDS[args.command](args)
+        except Exception as exc:  # one clear line and a non-zero exit; the traceback only with --verbose
+            if args.verbose:
+                traceback.print_exc()
+            print(f"mfr: {error_line(exc)}", file=sys.stderr)
+            return EXIT_ERROR
+        finally:
+            stop_owned_since(mark)  # a clean shutdown (local-cluster executors included), not the JVM's exit hooks
+            if not jvm_before and jvm_running():
+                stop_jvm()  # the command returns once its JVM has let go of the embedded metastore
 
 
 if __name__ == "__main__":

@@ -215,6 +215,40 @@ def stop_owned_since(mark: int) -> None:
         _OWNED.pop().stop()
 
 
+def jvm_running() -> bool:
+    """Whether pyspark has started a JVM in this process (classic Spark; a Connect client has none)."""
+    if "pyspark" not in sys.modules:
+        return False
+    from pyspark import SparkContext
+
+    return SparkContext._gateway is not None
+
+
+def stop_jvm(timeout_s: float = 60.0) -> None:
+    """Stop the JVM pyspark started for this process and wait until it has exited. The embedded (Derby)
+    metastore stays locked until its JVM exits, which pyspark otherwise leaves to happen after Python has
+    gone: a script's next command would find the lakehouse held by a command that already returned."""
+    import subprocess
+
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)  # the JVM pyspark launched; None under spark-submit (the JVM owns us)
+    if gateway is None or proc is None:
+        return
+    with contextlib.suppress(Exception):
+        gateway.shutdown()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    with contextlib.suppress(Exception):
+        proc.stdin.close()  # the gateway JVM exits when its standard input ends
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("the Spark JVM (pid %s) did not exit within %.0f s; the metastore may stay held until it does",
+                    proc.pid, timeout_s)
+
+
 def get_spark(cfg: Config | None = None) -> SparkSession:
     """The session to run on: a Spark Connect session when ``spark.remote`` is set, else the active one if
     any, else a local Delta + Hive session from ``cfg``."""
