@@ -168,6 +168,7 @@ class OpenAIServer:
     def stats(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
+            "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
             "faults": dict(self.fault_counts),
             "successes": sum(self.successes.values()),

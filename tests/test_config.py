@@ -2,18 +2,42 @@ from pathlib import Path
 
 import pytest
 
-from mfr.config import ConfigError, defaults, load_config, parse_override
+from mfr.config import ConfigError, load_config, parse_override
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_defaults_carry_the_keys_other_stages_rely_on():
-    d = defaults()
-    assert d["lakehouse"]["schema"] == "mfr"
-    assert d["collection"]["max_samples"] is None
-    assert d["distillation"]["cot"]["client"]["api_key_env"] is None
-    assert d["selection"]["content"]["min_response_words"] == 200
-    assert d["selection"]["quality"]["ngram_n"] == 50
+def test_default_selection_applies_the_seeds_thresholds():
+    """The seed's config.yaml: responses of 200 words, captions of 100, a 50-gram 3 times, the answer tag
+    not asked of ai2d, LLaVA-CoT and visualwebinstruct (values from the seed, not from mfr's schema)."""
+    from mfr.filters import SelectionRules, content_problem, structure_problem
+    from mfr.text.repetition import repetition_problem
+
+    rules = SelectionRules.from_config(load_config())
+    trace = "<think>" + " ".join(f"w{i}" for i in range(300)) + "</think><answer>1</answer>"
+    caption = " ".join(["c"] * 100)
+    assert content_problem(trace, caption, rules) is None
+    assert content_problem(" ".join(["w"] * 199), caption, rules) == "cot_too_short"
+    assert content_problem(trace, " ".join(["c"] * 99), rules) == "caption_too_short"
+    assert content_problem(trace + " [ERROR]", caption, rules) == "response_error"
+    untagged = "<think>reasoning</think>The answer is 1."
+    for source in ("FineVision-ai2d_merged", "LLaVA-CoT", "FineVision-visualwebinstruct(filtered)"):
+        assert structure_problem(untagged, source, rules) is None, source
+    assert structure_problem(untagged, "BMMR", rules) == "answer_missing"
+    gram = " ".join(f"g{i}" for i in range(50))
+    fresh = " ".join(f"x{i}" for i in range(60))
+    n, freq = rules.ngram_n, rules.ngram_freq
+    assert repetition_problem(f"<think>{gram} {fresh} {gram} {fresh} {gram}</think>", n, freq) == "ngram_repetition"
+    assert repetition_problem(f"<think>{gram} {fresh} {gram}</think>", n, freq) is None
+    short = " ".join(gram.split()[:49])  # a 49-gram three times, apart each time: no 50-gram repeats
+    assert repetition_problem("<think>" + " ".join(f"{short} sep{k}" for k in range(3)) + "</think>", n, freq) is None
+
+
+def test_defaults_need_no_endpoint_and_cap_nothing():
+    """A fresh config runs every stage without a model (rows wait as pending_model) over the whole dump."""
+    cfg = load_config()
+    assert cfg.get("collection.max_samples") is None and cfg.get("distillation.cot.client.api_base") is None
+    assert cfg.get("distillation.cot.client.api_key_env") is None  # no secret is ever looked up by default
 
 
 @pytest.mark.parametrize("name", ["local.yaml", "cluster.example.yaml"])

@@ -11,9 +11,16 @@ from mfr.image.info import image_info
 from mfr.keys import sample_key
 
 
-def test_sample_key_is_readable_and_deterministic():
+def test_sample_key_is_readable_and_the_same_in_another_interpreter():
+    import subprocess
+    import sys
+
     assert sample_key("BMMR", 72393) == "BMMR:72393"
-    assert sample_key("BMMR", 72393) == sample_key("BMMR", 72393)
+    code = "from mfr.keys import sample_key; print(sample_key('BMMR', 72393), sample_key('Euclid30K', '7'))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": "12345", "PATH": "", "PYTHONPATH": ":".join(sys.path)})
+    assert other.stdout.split() == [sample_key("BMMR", 72393), "Euclid30K:7"]  # nothing hashed per process
+    assert sample_key("BMMR", 7) != sample_key("BMMR", 72393)
     with pytest.raises(ValueError):
         sample_key("BMMR", None)
 

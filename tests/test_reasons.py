@@ -41,23 +41,31 @@ def test_unknown_codes_are_refused() -> None:
     assert reasons.unregistered("collect", {"duplicate_key"}) == ["duplicate_key"]  # a quarantine code, not a row's
 
 
-def test_pure_deciders_return_only_registered_codes() -> None:
+def test_pure_deciders_give_each_case_its_registered_code() -> None:
     rules = SelectionRules(no_answer_check_sources=frozenset({"ai2d"}))
-    select_codes = reasons.codes("select")
-    for response, caption in [("[ERROR] x", "c"), ("short", "c"), (" ".join(["w"] * 300), "short")]:
-        assert content_problem(response, caption, rules) in select_codes
-    for response in ["<think>a</think><think>", "</think>a<think>", "<think>a</think>no tag"]:
-        assert structure_problem(response, "s", rules) in select_codes
-    image_codes = reasons.codes("clean")
-    for data in [None, b"", b"not an image", b"<svg xmlns='http://www.w3.org/2000/svg'/>"]:
-        assert clean_image(data).reject in image_codes
+    long = " ".join(["w"] * 300)
+    cases = [
+        ("select", content_problem("[ERROR] x", "c", rules), "response_error"),
+        ("select", content_problem("short", "c", rules), "cot_too_short"),
+        ("select", content_problem(long, "short", rules), "caption_too_short"),
+        ("select", structure_problem("<think>a</think><think>", "s", rules), "think_structure"),
+        ("select", structure_problem("</think>a<think>", "s", rules), "think_structure"),
+        ("select", structure_problem("<think>a</think>no tag", "s", rules), "answer_missing"),
+        ("clean", clean_image(None).reject, "image_missing"),
+        ("clean", clean_image(b"").reject, "image_missing"),
+        ("clean", clean_image(b"not an image").reject, "image_corrupt"),
+        ("clean", clean_image(b"<svg xmlns='http://www.w3.org/2000/svg'/>").reject, "image_unsupported"),
+        ("export", sharegpt_record("<image>", "<think>t</think>a", "x")[1], "question_missing"),
+        ("export", sharegpt_record("q", "<think>t</think>a", None)[1], "image_missing"),
+        ("export", sharegpt_record("<image><image> What is x?", "<think>t</think>a", "p")[1], "image_tag_count"),
+        ("export", sharegpt_record("q", "none", "p")[1], "cot_unusable"),
+    ]
+    for stage, got, expected in cases:
+        assert (got, expected in reasons.codes(stage)) == (expected, True), (stage, expected)
     subcodes = reasons.lookup("distill", "cot_invalid").subcodes
-    for text in ["", "<think>a", "</think>b<think>", "<think>a</think>b", "<think>a</think><answer>1</answer>"]:
-        assert cot_problem(text) in subcodes
-    export_codes = reasons.codes("export")
-    for args in [("<image>", "<think>t</think>a", "x"), ("q", "<think>t</think>a", None), ("<image><image>", "x", "p"),
-                 ("q", "none", "p")]:
-        assert sharegpt_record(*args)[1] in export_codes
+    for text, expected in [("", "cot_missing"), ("<think>a", "think_tags"), ("</think>b<think>", "think_order"),
+                           ("<think>a</think>b", "answer_missing"), ("<think>a</think><answer>1</answer>", "too_short")]:
+        assert (cot_problem(text), expected in subcodes) == (expected, True), text
 
 
 def test_readme_reason_table_is_the_generated_one() -> None:
