@@ -98,11 +98,12 @@ clean: clean-lakehouse
 # Other Spark/Delta legs: a venv and jars per leg (fetched once, offline afterwards), the Spark suites there.
 # The same golden funnel must come out on every leg.
 COMPAT_LEGS ?= spark-3.5 spark-4.1 spark-4.2
-# The golden funnel checks every row's stage and reason end to end (idempotent commits and time travel
-# included); these add what differs between Delta versions (MERGE claims and their conflicts, RESTORE,
-# healing), the Spark glue and the hub client's versions (download and push). Kept short: CI's 90 minutes
-# also hold test-slow and test-s3.
-COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py tests/test_lakehouse.py tests/test_hub.py
+# Each leg runs what differs by Spark or Delta version (tests marked `compat`): the golden funnel (every row's
+# stage and reason end to end, idempotent commits and time travel included), MERGE claims and the conflicts
+# Delta raises, RESTORE, healing, table properties, the Spark steps on small DataFrames and the hub client's
+# versions, and `--json` output with a package resolved at session start. The rest runs once, on the default leg.
+COMPAT_TESTS ?= tests/test_transforms.py tests/test_runs.py tests/test_lakehouse.py tests/test_hub.py tests/test_golden_funnel.py \
+	tests/test_cli.py
 # Databricks' standard access mode on LTS runtimes is Spark 3.5 over Spark Connect: that leg runs the
 # Connect suite too (a local Connect server of its own version, its jar fetched by compat-setup-leg); its
 # client's packages are checked first, so the suite runs there rather than skips.
@@ -131,7 +132,7 @@ compat-leg: compat-setup-leg
 	$(if $(filter $(LEG),$(COMPAT_CONNECT_LEGS)),.venv-$(LEG)/bin/python -c 'import grpc; import pyspark.sql.connect.session')
 	MFR_JARS_DIR=$(abspath .jars-$(LEG)) PYSPARK_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
 		PYSPARK_DRIVER_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
-		.venv-$(LEG)/bin/python -m pytest -q -m "not s3" $(COMPAT_TESTS) tests/test_golden_funnel.py::test_golden_funnel_synthetic \
+		.venv-$(LEG)/bin/python -m pytest -q -m "compat and not s3" $(COMPAT_TESTS) \
 		$(if $(filter $(LEG),$(COMPAT_CONNECT_LEGS)),tests/test_connect.py)
 
 # A leg's venv and jars (network only: CI fetches them in the background while the default leg's tests run).

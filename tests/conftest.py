@@ -16,6 +16,12 @@ REAL_SAMPLE = Path(os.environ.get("MFR_REAL_SAMPLE", REPO.parent / "shared" / "d
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
+# Sessions the suites build themselves (this process's, the Connect server's) run without whole-stage code
+# generation: on tables of a few dozen rows compiling each plan's Java costs more than it saves (measured:
+# collect → select 15 % faster). Results are the same by Spark's contract; the CLI, demo, wheel and S3 suites
+# run mfr's own settings, code generation included.
+TEST_SPARK_CONF = {"spark.sql.codegen.wholeStage": "false"}
+
 
 @pytest.fixture(scope="session")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -29,27 +35,37 @@ def spark(warehouse: Path):
 
     cfg = load_config(
         overrides=[f"lakehouse.warehouse={warehouse}", "spark.master=local[2]", "spark.shuffle_partitions=2",
-                   "spark.conf={spark.driver.memory: 2g}"]
+                   "spark.conf={spark.driver.memory: 2g, spark.sql.codegen.wholeStage: false}"]
     )
     session = get_spark(cfg)
     yield session
     session.stop()
 
 
+def schema_cfg(warehouse: Path, schema: str, *overrides: str):
+    """Config of the suite's session (local[2], 2 shuffle partitions) on its own schema."""
+    from mfr.config import load_config
+
+    return load_config(overrides=[f"lakehouse.warehouse={warehouse}", f"lakehouse.schema={schema}", "spark.master=local[2]",
+                                  "spark.shuffle_partitions=2", *overrides])
+
+
 @pytest.fixture
 def make_cfg(warehouse: Path):
     """Config with the test's own schema, so tests never see each other's tables."""
-    from mfr.config import load_config
-
     schema = f"t_{uuid.uuid4().hex[:10]}"
+    return lambda *overrides: schema_cfg(warehouse, schema, *overrides)
 
-    def make(*overrides: str):
-        return load_config(
-            overrides=[f"lakehouse.warehouse={warehouse}", f"lakehouse.schema={schema}", "spark.master=local[2]",
-                       "spark.shuffle_partitions=2", *overrides]
-        )
 
-    return make
+@pytest.fixture(scope="module")
+def module_collected(spark, warehouse: Path, synthetic_dump: Path):
+    """The synthetic dump collected once per test module, in the module's own schema: for tests that read
+    it, or write later stages and read back the versions their own runs wrote."""
+    from mfr.runner import run_stage
+
+    cfg = schema_cfg(warehouse, f"m_{uuid.uuid4().hex[:10]}", f"collection.source={synthetic_dump}")
+    run_stage(spark, cfg, "collect")
+    return cfg
 
 
 @pytest.fixture(scope="session")
@@ -73,14 +89,10 @@ def pipeline_cfg(spark, warehouse: Path, synthetic_dump: Path):
     """One lakehouse with every stage up to select run on the synthetic dump (shared, read-only); distill
     asks a test teacher that answers in the dump's shapes (thinking field, phased solution, markdown
     captions) and gives the gold answer."""
-    from mfr.config import load_config
     from mfr.runner import run_stage
     from tests.openai_server import OpenAIServer, dump_shaped_responder, gold_answers
 
-    cfg = load_config(
-        overrides=[f"lakehouse.warehouse={warehouse}", "lakehouse.schema=shared_pipeline", "spark.master=local[2]",
-                   "spark.shuffle_partitions=2", f"collection.source={synthetic_dump}"]
-    )
+    cfg = schema_cfg(warehouse, "shared_pipeline", f"collection.source={synthetic_dump}")
     gold = gold_answers(synthetic_dump)
     with OpenAIServer(responder=lambda body, i, words: dump_shaped_responder(body, i, words, gold)) as teacher:
         sets = [f"distillation.{p}.client.{k}={v}" for p in ("cot", "caption")
@@ -90,9 +102,10 @@ def pipeline_cfg(spark, warehouse: Path, synthetic_dump: Path):
     return cfg
 
 
-@pytest.fixture
-def connect_server(tmp_path: Path):
-    """A local Spark Connect server (Delta, the embedded metastore) for the test; yields its sc:// URL."""
+@pytest.fixture(scope="session")
+def connect_server(tmp_path_factory: pytest.TempPathFactory):
+    """One local Spark Connect server (Delta, the embedded metastore) per pytest process, shared by the tests
+    that use one (each on its own schema); yields its sc:// URL."""
     import pyspark
 
     from mfr.session import _local_confs, delta_jars, jars_dir
@@ -103,18 +116,19 @@ def connect_server(tmp_path: Path):
     connect_jar = found[0] if found else None
     if connect_jar is None:
         pytest.skip("this pyspark ships no Spark Connect server jar (python -m mfr.jars --connect fetches it)")
+    where = tmp_path_factory.mktemp("connect")
     port = free_port()
-    confs = _local_confs(tmp_path / "server", 2)
-    confs.update({"spark.connect.grpc.binding.port": str(port), "spark.master": "local[2]",
+    confs = _local_confs(where / "server", 2)
+    confs.update({**TEST_SPARK_CONF, "spark.connect.grpc.binding.port": str(port), "spark.master": "local[2]",
                   "spark.jars": ",".join([*delta_jars(), str(connect_jar)])})  # 3.5 loads the server from here
     args = [str(Path(sys.executable).parent / "spark-submit"), "--class",
             "org.apache.spark.sql.connect.service.SparkConnectServer"]
     for k, v in confs.items():
         args += ["--conf", f"{k}={v}"]
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server outlives this block
+    log = open(where / "server.log", "w")  # noqa: SIM115 - the server outlives this block
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    proc = subprocess.Popen([*args, str(connect_jar)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    wait_for_port(port, proc, tmp_path / "server.log", "Connect server", 180)
+    proc = subprocess.Popen([*args, str(connect_jar)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=where)
+    wait_for_port(port, proc, where / "server.log", "Connect server", 180)
     yield f"sc://127.0.0.1:{port}"
     proc.terminate()
     try:
@@ -122,3 +136,58 @@ def connect_server(tmp_path: Path):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def connect_funnel(connect_server: str, synthetic_dump: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The golden funnel's pipeline (default config, no endpoints) run once over the shared Connect server by a
+    client that refuses settings as serverless does (schema ``connect_golden``). The funnel test checks its
+    lines; the notebooks and the model-call test then work on the lakehouse it left."""
+    from types import SimpleNamespace
+
+    pytest.importorskip("grpc")
+    scratch = tmp_path_factory.mktemp("connect-funnel")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "lib"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "connect_funnel.py"), connect_server,
+                          str(synthetic_dump), str(scratch)], capture_output=True, text=True, timeout=1200, env=env)
+    return SimpleNamespace(proc=out, url=connect_server, scratch=scratch, schema="connect_golden",
+                           warehouse=scratch / "client", staging=scratch / "staging", export=scratch / "export")
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pure wheel (`make wheel`), built once per pytest process."""
+    out = tmp_path_factory.mktemp("dist")
+    env = {**os.environ, "MFR_PURE_WHEEL": "1"}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
+                   check=True, env=env, cwd=tmp_path_factory.mktemp("build"), timeout=600)
+    (found,) = out.glob("mfr-*.whl")
+    return found
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(wheel: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A new venv with the wheel and its [local] extra, then, from a folder outside the checkout, as a user
+    would: `mfr --version`, `mfr sample`, `mfr run --stage all --json` and `mfr report`. The deploy test checks
+    what they printed and wrote; the notebooks then open the lakehouse they left (one pipeline build for both)."""
+    from types import SimpleNamespace
+
+    root = tmp_path_factory.mktemp("installed")
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    constraints = REPO / "conf" / "constraints" / "spark-4.0.txt"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-compile", f"{wheel}[local]", "-c", str(constraints)],
+                   check=True, timeout=1200)
+    work = root / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MFR_CONFIG")}
+    env.update({"PYSPARK_PYTHON": str(py), "PYSPARK_DRIVER_PYTHON": str(py), "MFR_JARS_DIR": str(REPO / ".jars")})
+    outputs = {}
+    for name, argv in (("--version", ["--version"]), ("sample", ["sample", "--rows", "60", "--out", "lakehouse/sample-dump"]),
+                       ("run", ["run", "--stage", "all", "--json", "--set", "export.out=out/export"]), ("report", ["report"])):
+        out = subprocess.run([str(venv / "bin" / "mfr"), *argv], cwd=work, env=env, capture_output=True, text=True,
+                             timeout=1200)
+        assert out.returncode == 0, f"mfr {name}: {out.stderr[-3000:]}"
+        outputs[name] = out.stdout
+    return SimpleNamespace(work=work, outputs=outputs, warehouse=work / "lakehouse", export=work / "out" / "export")

@@ -28,10 +28,9 @@ def by_scenario(rows: list) -> dict[str, object]:
 
 
 @pytest.fixture
-def collected(spark, make_cfg, synthetic_dump):
-    cfg = make_cfg(f"collection.source={synthetic_dump}")
-    run_stage(spark, cfg, "collect")
-    return cfg
+def collected(module_collected):
+    """One collect per module: each test runs clean itself and reads the versions its own runs wrote."""
+    return module_collected
 
 
 def test_clean_without_a_model(spark, collected):
@@ -100,6 +99,7 @@ def _cleaner(body, index, words):
     return "No Problem"
 
 
+@pytest.mark.slow  # the model path end to end (its rules: test_transforms' decide_rows tests); make test keeps the clean smoke test
 def test_clean_with_the_model(spark, collected, tmp_path):
     with OpenAIServer(responder=_cleaner) as srv:
         cfg = collected.with_overrides([

@@ -1,4 +1,5 @@
-"""The `mfr` CLI in-process (sql, history, sample), and end to end through spark-submit on local-cluster."""
+"""The `mfr` CLI in-process (sql, history, sample) and against a metastore another process holds (spark-submit on
+local-cluster, then the console script on what it wrote: tests/test_deploy.py, with the packed venv)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,15 @@ from pathlib import Path
 import pytest
 
 from mfr.cli import main
-from mfr.runner import run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def collected(spark, make_cfg, synthetic_dump):
-    cfg = make_cfg(f"collection.source={synthetic_dump}")
-    run_stage(spark, cfg, "collect")
-    return cfg
+def collected(module_collected):
+    """One collect per module; the only write a test makes (an UPDATE) leaves every value as it was."""
+    return module_collected
 
 
 def test_sql_json_time_travel_and_binary(collected, capsys):
@@ -91,29 +90,6 @@ def _env(warehouse: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.slow  # ~90 s: a spark-submit with two executor JVMs; `make test-slow`
-def test_spark_submit_local_cluster_then_mfr_cli(tmp_path, synthetic_dump, spark):
-    """Two executor JVMs: the UDFs and writes survive real serialization; then the console script reads it."""
-    warehouse = tmp_path / "lh"
-    sets = ["--set", f"lakehouse.warehouse={warehouse}", "--set", f"collection.source={synthetic_dump}"]
-    proc = subprocess.run(
-        [str(BIN / "spark-submit"), "--master", "local-cluster[2,1,1024]", str(REPO / "jobs" / "collect.py"),
-         "--config", str(REPO / "conf" / "local.yaml"), *sets],
-        cwd=tmp_path, env=_env(warehouse), capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "rows in 90 = kept 88 + rejected 1 + quarantined 1" in proc.stdout
-    table = warehouse / "warehouse" / "mfr.db" / "collected"
-    assert spark.read.format("delta").load(str(table)).count() == 89
-    proc = subprocess.run(
-        [str(BIN / "mfr"), "history", "--json", *sets], cwd=tmp_path, env=_env(warehouse),
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    runs = json.loads(proc.stdout)
-    assert [(x["stage"], x["status"], x["output_version"]) for x in runs] == [("collect", "succeeded", 0)]
-
-
 @pytest.mark.slow
 def test_a_second_command_while_the_metastore_is_held_says_so(tmp_path):
     """The embedded Derby metastore admits one process: the second one gets one line saying so, exit 2."""
@@ -155,7 +131,7 @@ def test_sql_that_writes_waits_for_a_held_lakehouse_and_reads_do_not(collected, 
     lh.storage.write_text(lock, json.dumps({"holder": "20990101T000000-distill-abcdef", "host": "elsewhere", "pid": 1,
                                             "at": time.time()}))
     try:
-        update = f"UPDATE {schema}.collected SET answer = 'x' WHERE sample_key IS NOT NULL"
+        update = f"UPDATE {schema}.collected SET answer = answer WHERE sample_key IS NOT NULL"  # a commit, same values
         assert main(["sql", update, *sets]) == 2
         assert "mfr: busy: the lakehouse is held by run 20990101T000000-distill-abcdef" in capsys.readouterr().err
         assert lh.current_version("collected") == before
@@ -166,3 +142,45 @@ def test_sql_that_writes_waits_for_a_held_lakehouse_and_reads_do_not(collected, 
     assert main(["sql", update, *sets]) == 0
     assert lh.current_version("collected") == before + 1
     assert not lh.storage.exists(lock)
+
+
+def _offline_package(where: Path) -> dict[str, str]:
+    """Spark settings that resolve one Maven package at session start (Ivy, as `spark.jars.packages` does for
+    hadoop-aws), from a repository on disk: no network, and Ivy prints its lines as it always does."""
+    import zipfile
+
+    version = where / "m2" / "org" / "example" / "tiny" / "1.0"
+    version.mkdir(parents=True)
+    with zipfile.ZipFile(version / "tiny-1.0.jar", "w") as jar:
+        jar.writestr("tiny.txt", "resolved at session start")
+    (version / "tiny-1.0.pom").write_text(
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion><groupId>org.example'
+        '</groupId><artifactId>tiny</artifactId><version>1.0</version><packaging>jar</packaging></project>')
+    settings = where / "ivysettings.xml"
+    settings.write_text(f'<ivysettings><settings defaultResolver="disk"/><resolvers><ibiblio name="disk" m2compatible="true" '
+                        f'root="{(where / "m2").as_uri()}"/></resolvers></ivysettings>')
+    return {"spark.jars.packages": "org.example:tiny:1.0", "spark.jars.ivySettings": str(settings),
+            "spark.jars.ivy": str(where / "ivy-home")}
+
+
+@pytest.mark.compat  # what the JVM prints at start differs by Spark line
+@pytest.mark.slow  # two commands, each with a JVM of its own
+def test_json_output_is_the_document_alone_and_commands_chain_back_to_back(tmp_path, synthetic_dump):
+    """`--json` prints only JSON on stdout although a package is resolved at session start (Ivy writes to the
+    JVM's stdout); the next command, started the moment the first returns, finds the embedded metastore free."""
+    import yaml
+
+    conf = tmp_path / "with-package.yaml"
+    conf.write_text(yaml.safe_dump({"lakehouse": {"warehouse": str(tmp_path / "lh")},
+                                    "spark": {"master": "local[1]", "conf": _offline_package(tmp_path)},
+                                    "collection": {"source": str(synthetic_dump), "max_samples": 3}}))
+    env = {**_env(tmp_path), "MFR_CONFIG": str(conf)}
+    run = subprocess.run([str(BIN / "mfr"), "run", "--stage", "collect", "--json"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [r["stage"] for r in json.loads(run.stdout)["runs"]] == ["collect"]
+    assert "org.example#tiny" in run.stderr  # the package really was resolved, and its lines went to stderr
+    sql = subprocess.run([str(BIN / "mfr"), "sql", "--json", "SELECT count(*) AS n FROM mfr.collected"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert sql.returncode == 0, sql.stderr[-3000:]  # not "another mfr command holds the embedded metastore"
+    assert json.loads(sql.stdout) == [{"n": 9}]  # 3 rows of each of the 3 subsets

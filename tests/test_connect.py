@@ -13,15 +13,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.compat  # Spark Connect per line (legs in COMPAT_CONNECT_LEGS)
+
 
 @pytest.mark.slow
-def test_pipeline_over_spark_connect_matches_the_classic_golden_funnel(connect_server, synthetic_dump, tmp_path) -> None:
+@pytest.mark.timeout(1200)  # the whole pipeline over Connect, in a process of its own
+def test_pipeline_over_spark_connect_matches_the_classic_golden_funnel(connect_funnel) -> None:
     """Over a client that refuses session settings as Databricks serverless does: the same rows and reasons,
     each stage's output version still names its run."""
-    pytest.importorskip("grpc")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "lib"), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "connect_funnel.py"), connect_server,
-                          str(synthetic_dump), str(tmp_path)], capture_output=True, text=True, timeout=1200, env=env)
+    out = connect_funnel.proc
     assert out.returncode == 0, out.stderr[-4000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     golden = json.loads((REPO / "tests" / "golden" / "funnel_synthetic.json").read_text(encoding="utf-8"))
@@ -67,17 +67,15 @@ def test_two_runs_of_one_stage_at_once_serialize_or_one_is_told_busy(connect_ser
 
 
 @pytest.mark.slow
-def test_model_calls_over_spark_connect_store_each_result_once_while_calls_continue(connect_server, synthetic_dump,
-                                                                                     tmp_path) -> None:
-    """Distill over Connect: CoT and caption asked side by side, finished calls stored by the driver's
-    thread in several commits while the call job runs, each success once."""
-    pytest.importorskip("grpc")
+def test_model_calls_over_spark_connect_store_each_result_once_while_calls_continue(connect_funnel) -> None:
+    """Distill over Connect, on the lakehouse the funnel left: CoT and caption asked side by side, finished calls
+    stored by the driver's thread in several commits while the call job runs, each success once."""
     from tests.openai_server import OpenAIServer, ServerSettings, dump_shaped_responder
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "lib"), os.environ.get("PYTHONPATH", "")])}
     with OpenAIServer(ServerSettings(latency_mean_s=0.1), responder=dump_shaped_responder) as teacher:
-        out = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "connect_calls.py"), connect_server,
-                              str(synthetic_dump), str(tmp_path), teacher.url],
+        out = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "connect_calls.py"), connect_funnel.url,
+                              connect_funnel.schema, str(connect_funnel.scratch), teacher.url],
                              capture_output=True, text=True, timeout=1200, env=env)
         stats = teacher.stats()
     assert out.returncode == 0, out.stderr[-4000:]

@@ -21,16 +21,6 @@ from mfr.stages.registry import NAMES
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    env = {**os.environ, "MFR_PURE_WHEEL": "1"}
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
-                   check=True, env=env, cwd=tmp_path_factory.mktemp("build"), timeout=600)
-    (found,) = out.glob("mfr-*.whl")
-    return found
-
-
 def test_the_pure_wheel_ships_prompts_config_and_recipe(wheel: Path) -> None:
     assert wheel.name.endswith("-py3-none-any.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -84,38 +74,26 @@ def test_bundle_runs_every_stage_in_order_through_the_wheels_entry_point(wheel: 
 
 
 @pytest.mark.slow
-def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
+@pytest.mark.timeout(1200)  # a venv installed from the wheel, then the whole pipeline in it
+def test_installed_wheel_runs_outside_the_checkout(installed_wheel) -> None:
     """A new venv with the wheel (and [local]) runs sample, the whole pipeline and the report from another folder."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    constraints = REPO / "conf" / "constraints" / "spark-4.0.txt"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-compile", f"{wheel}[local]", "-c", str(constraints)],
-                   check=True, timeout=1200)
-    work = tmp_path / "elsewhere"
-    work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MFR_CONFIG")}
-    env.update({"PYSPARK_PYTHON": str(py), "PYSPARK_DRIVER_PYTHON": str(py), "MFR_JARS_DIR": str(REPO / ".jars")})
-    mfr = str(venv / "bin" / "mfr")
-
-    def run(*argv: str) -> str:
-        out = subprocess.run([mfr, *argv], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
-        assert out.returncode == 0, out.stderr[-3000:]
-        return out.stdout
-
-    assert "mfr 0." in run("--version")
-    run("sample", "--rows", "40", "--out", "lakehouse/sample-dump")
-    summary = run("run", "--stage", "all", "--json", "--set", "export.out=out/export")
-    assert '"stage": "export"' in summary
-    assert (work / "out" / "export" / "llamafactory" / "mfr_8b.yaml").is_file()
-    assert "report:" in run("report")
-    assert not (work / "prompts").exists()  # the prompts came from the package
+    out = installed_wheel.outputs
+    assert "mfr 0." in out["--version"]
+    assert '"stage": "export"' in out["run"]
+    assert [r["stage"] for r in json.loads(out["run"])["runs"]] == list(NAMES)
+    assert (installed_wheel.work / "out" / "export" / "llamafactory" / "mfr_8b.yaml").is_file()
+    assert "report:" in out["report"]
+    assert not (installed_wheel.work / "prompts").exists()  # the prompts came from the package
 
 
 @pytest.mark.slow
-def test_packed_venv_runs_a_stage_under_spark_submit_from_outside_the_checkout(tmp_path: Path, synthetic_dump: Path) -> None:
+def test_packed_venv_runs_a_stage_under_spark_submit_from_outside_the_checkout(tmp_path: Path, synthetic_dump: Path,
+                                                                                spark) -> None:
     """`make package` → the archive is the executors' Python (--archives …#environment) and, unpacked, the
-    driver's: the stage runs on two executor JVMs with nothing from the checkout on the path."""
+    driver's: the stage runs on two executor JVMs (local-cluster: the UDFs and writes survive real
+    serialization) with nothing from the checkout on the path. Delta, its jars and the catalog come from the
+    spark-defaults `make setup` wrote, as a cluster's own defaults would give them; then the console script and
+    a plain reader see what it wrote."""
     import pyspark
 
     dist = tmp_path / "dist"
@@ -127,24 +105,29 @@ def test_packed_venv_runs_a_stage_under_spark_submit_from_outside_the_checkout(t
     away = tmp_path / "away"
     away.mkdir()
     (away / "collect.py").write_text((REPO / "jobs" / "collect.py").read_text())
-    jars = ",".join(str(p) for p in sorted((REPO / ".jars").glob("*.jar")))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
     env["SPARK_HOME"] = str(Path(pyspark.__file__).parent)
     warehouse = tmp_path / "lh"
+    sets = ["--set", f"lakehouse.warehouse={warehouse}", "--set", f"collection.source={synthetic_dump}",
+            "--set", f"lakehouse.location={warehouse / 'schema-here'}"]
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "spark-submit"), "--master", "local-cluster[2,1,1024]",
          "--archives", f"{archive}#environment",
          "--conf", "spark.pyspark.python=./environment/bin/python",
          "--conf", f"spark.pyspark.driver.python={driver_env / 'bin' / 'python'}",
-         "--jars", jars,
-         "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
-         "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
-         "collect.py", "--set", f"lakehouse.warehouse={warehouse}", "--set", f"collection.source={synthetic_dump}",
-         "--set", f"lakehouse.location={warehouse / 'schema-here'}", "--json"],
+         "collect.py", *sets, "--json"],
         cwd=away, env=env, capture_output=True, text=True, timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     (run,) = summary["runs"]
     assert (run["rows_in"], run["rows_kept"], run["rows_quarantined"]) == (90, 88, 1)
-    assert (warehouse / "schema-here" / "collected" / "_delta_log").is_dir()  # lakehouse.location was the schema's
+    table = warehouse / "schema-here" / "collected"
+    assert (table / "_delta_log").is_dir()  # lakehouse.location was the schema's
+    assert spark.read.format("delta").load(str(table)).count() == 89
+    history = subprocess.run([str(Path(sys.executable).parent / "mfr"), "history", "--json", *sets], cwd=tmp_path,
+                             env={**os.environ, "PYSPARK_PYTHON": sys.executable}, capture_output=True, text=True,
+                             timeout=300)
+    assert history.returncode == 0, history.stderr[-4000:]
+    runs = json.loads(history.stdout)
+    assert [(x["stage"], x["status"], x["output_version"]) for x in runs] == [("collect", "succeeded", 0)]

@@ -63,6 +63,7 @@ def test_without_endpoints_rows_needing_a_model_are_pending(spark, collected):
     assert kept and all(x["cot_origin"] == "dump" for x in kept)
 
 
+@pytest.mark.slow  # faults and a rerun end to end; make test's shared pipeline distills through a teacher
 def test_distill_with_faults_then_rerun_asks_nothing(spark, collected):
     _, need_cot, need_cap = _needs(spark, collected)
     with OpenAIServer(ServerSettings(faults={"http_500": 0.3, "reset": 0.1}, fault_attempts=1, seed=1)) as srv:

@@ -57,6 +57,7 @@ def _check(name: str, actual: dict) -> None:
     assert actual == expected
 
 
+@pytest.mark.compat  # every row's stage and reason, the same on every leg
 @pytest.mark.slow
 def test_golden_funnel_synthetic(spark, make_cfg, synthetic_dump, tmp_path) -> None:
     lines = _funnel(spark, make_cfg(f"collection.source={synthetic_dump}"), tmp_path)

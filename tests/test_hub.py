@@ -12,6 +12,8 @@ from mfr.lakehouse import Lakehouse
 from mfr.runner import run_stage
 from tests.hub_standin import HubStandIn, private_repo
 
+pytestmark = pytest.mark.compat  # the hub client's versions differ per leg
+
 
 @pytest.fixture(scope="module")
 def sharded_dump(tmp_path_factory):

@@ -6,6 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
 from pyspark.sql import types as T
 
 from mfr.lakehouse import Lakehouse, Run, stats_columns
@@ -29,6 +30,7 @@ def test_stats_columns_are_keys_and_codes_of_an_indexable_type():
     assert stats_columns(schema) == ["sample_key", "id", "reject_reason"]
 
 
+@pytest.mark.compat  # table properties and file statistics
 def test_a_new_stage_table_gathers_statistics_of_its_keys_only(spark, make_cfg):
     cfg = make_cfg()
     lh = Lakehouse(spark, cfg)
@@ -52,6 +54,8 @@ def test_a_new_stage_table_gathers_statistics_of_its_keys_only(spark, make_cfg):
     assert runs["delta.dataSkippingStatsColumns"] == "run_id,stage,status"
 
 
+@pytest.mark.compat  # retention properties
+@pytest.mark.slow  # ~15 s of table writes (every compat leg runs it)
 def test_new_tables_keep_replaced_versions_for_the_configured_days(spark, make_cfg):
     """VACUUM (a user's, or Databricks' predictive optimization) reads these properties: an earlier run's
     version stays readable for time travel and --from-run that long."""
@@ -91,6 +95,7 @@ def test_a_setting_is_made_for_the_block_and_put_back(spark):
         spark.conf.unset(key)
 
 
+@pytest.mark.compat  # which settings a session refuses
 def test_a_setting_the_session_refuses_is_gone_without_and_said_once(spark, caplog):
     """A static setting is one the session really refuses (Spark's AnalysisException, as Databricks
     serverless refuses most settings): the block runs without it, and one warning names the key."""
@@ -139,6 +144,8 @@ def test_in_unity_catalog_no_file_goes_under_the_schema_location(spark, make_cfg
     assert not Lakehouse(spark, make_cfg("lakehouse.catalog=main")).unity_catalog  # elsewhere a catalog is a catalog
 
 
+@pytest.mark.slow  # a race of its own for ~20 s (every compat leg runs it)
+@pytest.mark.compat  # the conflicts OPTIMIZE raises
 def test_a_stage_output_is_written_even_while_its_table_is_compacted(spark, make_cfg):
     """Replacing a stage table while something compacts it (Databricks' predictive optimization runs
     OPTIMIZE by itself) makes Delta refuse the commit that comes second; the output is written again."""

@@ -37,6 +37,8 @@ def test_driver_gone_rules():
     assert driver_gone({"host": "elsewhere", "pid": 1, "at": now - 300}, 0, now, 120, host) == "no heartbeat for 300s"
 
 
+@pytest.mark.compat  # RESTORE and time travel of a failed run's version
+@pytest.mark.slow  # two collects, a failed run and two RESTOREs (~30 s; every compat leg runs it)
 def test_a_run_that_fails_after_writing_is_never_an_input(spark, make_cfg, synthetic_dump, monkeypatch):
     cfg = make_cfg(f"collection.source={synthetic_dump}", "collection.max_samples=5")
     lh = Lakehouse(spark, cfg)
@@ -98,6 +100,8 @@ def test_a_dead_drivers_run_is_abandoned_and_a_live_one_holds_the_stage(spark, m
     assert not lh.storage.exists(lease_path(lh, live.run_id))
 
 
+@pytest.mark.compat  # UPDATE with literals of every type
+@pytest.mark.slow  # ~10 s of run-log writes (every compat leg runs it)
 def test_run_log_keeps_any_text_and_numbers_and_a_sweep_removes_only_ended_runs(spark, make_cfg):
     cfg = make_cfg()
     lh = Lakehouse(spark, cfg)
@@ -125,6 +129,7 @@ def test_run_log_keeps_any_text_and_numbers_and_a_sweep_removes_only_ended_runs(
     runs.fail(running, "test over")
 
 
+@pytest.mark.compat  # MERGE claims and the conflict Delta raises
 def test_two_claims_at_once_one_wins(spark, make_cfg):
     cfg = make_cfg()
     lh = Lakehouse(spark, cfg)
@@ -151,6 +156,7 @@ def test_two_claims_at_once_one_wins(spark, make_cfg):
     assert running == 1
 
 
+@pytest.mark.compat  # a half-made table's Delta log
 def test_table_creation_heals_after_a_kill(spark, make_cfg):
     cfg = make_cfg()
     lh = Lakehouse(spark, cfg)
@@ -171,6 +177,7 @@ def test_table_creation_heals_after_a_kill(spark, make_cfg):
     assert lh.exists("images") and lh.exists("llm_calls")
 
 
+@pytest.mark.slow  # two collects around a held lock (~18 s)
 def test_where_one_driver_at_a_time_a_held_lakehouse_refuses_a_run_before_any_write(spark, make_cfg, synthetic_dump):
     from mfr.notebook import Lake
     from mfr.writer_lock import LakehouseBusy, lock_path
@@ -200,6 +207,7 @@ def test_where_one_driver_at_a_time_a_held_lakehouse_refuses_a_run_before_any_wr
     assert second.output_version > first.output_version
 
 
+@pytest.mark.slow  # a collect to show no lock is made (~9 s)
 def test_without_the_need_no_lock_is_made(spark, make_cfg, synthetic_dump, monkeypatch):
     from mfr import writer_lock
 
@@ -213,6 +221,8 @@ def test_without_the_need_no_lock_is_made(spark, make_cfg, synthetic_dump, monke
     assert writer_lock.reason_for(Lakehouse(spark, cfg.with_overrides(["runs.single_writer=true"]))) is not None
 
 
+@pytest.mark.slow  # a race of its own for ~20 s (every compat leg runs it)
+@pytest.mark.compat  # the conflicts OPTIMIZE raises
 def test_run_log_updates_survive_a_concurrent_compaction_of_the_runs_table(spark, make_cfg):
     """A run's finish is an UPDATE of its row; another run's write to the runs table meanwhile (its claim or
     finish), or a compaction rewriting the row's file (OPTIMIZE, e.g. Databricks' predictive optimization),

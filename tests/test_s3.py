@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.hub_standin import HubStandIn
+from tests.local_ports import server_quiet, wait_for
 from tests.s3_server import KEYS, moto_bucket, storage_for
 
 pytestmark = pytest.mark.s3
@@ -146,29 +147,44 @@ def _stats(url: str) -> dict:
 
 
 def test_sigkill_mid_distill_on_s3_then_rerun(s3, tmp_path, synthetic_dump):
+    """A second driver is refused while a distill holds the lakehouse (open-source Delta on S3 cannot keep two
+    drivers' commits to one table apart); then the distill's driver is killed and a rerun finishes the stage."""
     from mfr.llm.journal import read_records
+    from mfr.writer_lock import lock_path
 
     storage = _storage(s3)
     dump = f"s3a://{BUCKET}/dump"
     for f in sorted(synthetic_dump.rglob("*.parquet")):  # the dump itself is read from S3
         storage.put_file(str(f), f"{dump}/{f.relative_to(synthetic_dump).as_posix()}")
-    # CoT and caption share the window of 8: ~13 calls/s, so the kill lands mid-stage (about 170 calls in all)
-    server, url = _server_process(tmp_path, latency=0.6)
+    # CoT and caption share the window of 8 (about 170 calls in all): ~2.7 calls/s, so the distill outlives the
+    # second command's JVM start and the kill still lands mid-stage
+    server, url = _server_process(tmp_path, latency=3.0)
     cfg = _config(tmp_path, s3, "killed", collection={"source": dump}, distillation={"overwrite": True})
     sets = [x for s in _teacher_sets(url) for x in ("--set", s)]
+    lock = lock_path(f"s3a://{BUCKET}/killed/staging")
     try:
         collect = _mfr("run", "--stage", "collect", "--config", str(cfg))
         assert collect.returncode == 0, collect.stderr[-3000:]
+        assert not storage.exists(lock)  # given back at the end of the run
         driver = subprocess.Popen([sys.executable, "-m", "mfr.cli", "run", "--stage", "distill", "--config", str(cfg), *sets],
                                   cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 300
-        while time.time() < deadline and _stats(url)["successes"] < 40:
-            time.sleep(0.05)
+        wait_for(lambda: _stats(url)["successes"] >= 5, 300, "the distill's first answers")
+        holder = json.loads(storage.read_text(lock))["holder"]
+        assert "-distill-" in holder
+        # another cluster: its own metastore (the embedded Derby admits one command), the same tables on S3
+        second = _mfr("run", "--stage", "collect", "--config", str(cfg), "--set", f"lakehouse.warehouse={tmp_path / 'wh2'}",
+                      timeout=300)
+        assert driver.poll() is None, "the distill ended before the second command was refused: slow the server"
+        assert second.returncode == 2
+        lines = [ln for ln in second.stderr.splitlines() if ln.startswith("mfr:")]
+        assert len(lines) == 1 and lines[0].startswith(f"mfr: busy: the lakehouse is held by run {holder}"), second.stderr[-2000:]
+        assert "S3DynamoDBLogStore" in lines[0]
+        wait_for(lambda: _stats(url)["successes"] >= 40, 300, "40 answers before the kill")
         finished_early = _stats(url)["successes"]
         time.sleep(JOURNAL_FLUSH_S + 2)  # the journal's promise: a call is on S3 flush_s (+ one PUT) after it finished
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
-        time.sleep(3)  # calls the dead driver left on the server finish
+        wait_for(lambda: server_quiet(lambda: _stats(url)), 60, "the killed driver's calls to end")
         before = _stats(url)
         assert 40 <= before["successes"] < 150, before  # killed mid-stage
         # every call that finished in time is safe: in a journal on S3 (nothing local) or already in llm_calls
@@ -240,41 +256,3 @@ def test_a_missing_bucket_stops_the_cli_before_any_table(s3, tmp_path):
     assert lines == ["mfr: storage error: lakehouse.location: cannot write under s3a://no-such-bucket/lake: no such bucket "
                      "(FileNotFoundError: The specified bucket does not exist)"], out.stderr[-2000:]
     assert not list((tmp_path / "wh").rglob("_delta_log"))  # no table written
-
-
-def test_on_s3_a_second_driver_waits_for_the_lakehouse_instead_of_racing_its_commits(s3, tmp_path, synthetic_dump):
-    """Open-source Delta on S3 cannot keep two drivers' commits to one table apart: while a distill runs,
-    a second command on the same lakehouse is refused in one line and writes nothing."""
-    from mfr.writer_lock import lock_path
-
-    storage = _storage(s3)
-    server, url = _server_process(tmp_path, latency=2.0)  # ~40 s of calls: the distill outlives a JVM start
-    cfg = _config(tmp_path, s3, "shared", collection={"source": str(synthetic_dump)}, distillation={"overwrite": True})
-    sets = [x for s in _teacher_sets(url) for x in ("--set", s)]
-    lock = lock_path(f"s3a://{BUCKET}/shared/staging")
-    try:
-        collect = _mfr("run", "--stage", "collect", "--config", str(cfg))
-        assert collect.returncode == 0, collect.stderr[-3000:]
-        assert not storage.exists(lock)  # given back at the end of the run
-        driver = subprocess.Popen([sys.executable, "-m", "mfr.cli", "run", "--stage", "distill", "--config", str(cfg), *sets],
-                                  cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 300
-        while time.time() < deadline and _stats(url)["successes"] < 5:
-            time.sleep(0.1)
-        holder = json.loads(storage.read_text(lock))["holder"]
-        assert "-distill-" in holder
-        # another cluster: its own metastore (the embedded Derby admits one command), the same tables on S3
-        second = _mfr("run", "--stage", "collect", "--config", str(cfg), "--set", f"lakehouse.warehouse={tmp_path / 'wh2'}",
-                      timeout=300)
-        assert driver.poll() is None, "the distill ended before the second command was refused: slow the server"
-        assert second.returncode == 2
-        lines = [ln for ln in second.stderr.splitlines() if ln.startswith("mfr:")]
-        assert len(lines) == 1 and lines[0].startswith(f"mfr: busy: the lakehouse is held by run {holder}"), second.stderr[-2000:]
-        assert "S3DynamoDBLogStore" in lines[0]
-        _, err = driver.communicate(timeout=600)
-        assert driver.returncode == 0, err[-3000:]
-    finally:
-        server.kill()
-    runs = _sql(cfg, "SELECT stage, status FROM shared.runs ORDER BY started_at")[0]
-    assert [(r["stage"], r["status"]) for r in runs] == [("collect", "succeeded"), ("distill", "succeeded")]
-    assert not storage.exists(lock)

@@ -16,6 +16,8 @@ from mfr.stages.distill import stored_state
 from mfr.stages.export import rl_split
 from mfr.stages.select import decide
 
+pytestmark = pytest.mark.compat  # the Spark steps on small DataFrames: what a Spark line changes shows here
+
 
 def rows(df: DataFrame, *cols: str) -> list[tuple[Any, ...]]:
     """The rows of ``df`` as sorted tuples of ``cols`` (order-free equality; None sorts first)."""
@@ -252,3 +254,80 @@ def test_image_info_col_agrees_with_the_python_reader_on_the_real_dump(spark, re
                for v in pq.read_table(shard, columns=["image"]).column("image").to_pylist()]
     got, expected = _info_pairs(spark, samples)
     assert got == expected and sum(v is not None for v in got.values()) >= 90
+
+
+_STAGED = (
+    "sample_key string, answer string, image_id string, "
+    "_q struct<routes: array<string>, language: string, actions: array<string>>, _text string, _before string, "
+    "_reply struct<parsed: boolean, no_problem: boolean, unsuitable: boolean, error_types: array<string>, "
+    "corrected_text: string>, _rule_answer string, _model_answer string, _need_answer boolean, new_image_id string, "
+    "_image_reject string, _image_detail string, _image_actions array<string>"
+)
+
+
+def _staged_row(key: str, *, routes=(), text="<image>Find x.", reply=None, answer="3", rule=None, model=None,
+                need=False, image_reject=None, image_detail=None) -> tuple:
+    return (key, answer, "img", (list(routes), "en", ["rule"]), text, "<image>Find x.", reply, rule, model, need,
+            None if image_reject else "img2", image_reject, image_detail, None)
+
+
+def _reply(parsed=True, no_problem=False, unsuitable=False, errors=(), corrected=None) -> tuple:
+    return (parsed, no_problem, unsuitable, list(errors), corrected)
+
+
+def test_clean_decide_rows_puts_the_question_then_the_image_then_the_models_verdict(spark) -> None:
+    from mfr.stages.clean import decide_rows
+
+    staged = spark.createDataFrame([
+        _staged_row("empty", text="  ", image_reject="image_corrupt", routes=["translation"]),  # empty question first
+        _staged_row("image", image_reject="image_corrupt", image_detail="truncated", routes=["translation"]),
+        _staged_row("untranslated", routes=["translation"]),                   # no reply: the call failed
+        _staged_row("unsuitable", routes=["task_check"], reply=_reply(unsuitable=True, errors=["non-answer question"])),
+        _staged_row("garbled", routes=["translation"], reply=_reply(parsed=False)),
+        _staged_row("garbled_instruction", routes=["instruction"], reply=_reply(parsed=False)),  # kept, rule text stays
+        _staged_row("translated", routes=["translation"],
+                    reply=_reply(errors=["translation"], corrected="Find the hypotenuse.")),
+        _staged_row("fine", routes=["task_check"], reply=_reply(no_problem=True)),
+        _staged_row("no_route"),
+    ], _STAGED)
+    out = {r["sample_key"]: r for r in decide_rows(staged, ["sample_key", "answer", "image_id"], model_configured=True).collect()}
+    assert {k: r["reject_reason"] for k, r in out.items()} == {
+        "empty": "question_empty", "image": "image_corrupt", "untranslated": "llm_error", "unsuitable": "unsuitable_task",
+        "garbled": "translation_failed", "garbled_instruction": None, "translated": None, "fine": None, "no_route": None}
+    assert out["image"]["reject_detail"] == "truncated" and out["image"]["image_id"] is None
+    assert out["translated"]["question"] == "<image>Find the hypotenuse."  # the leading tag survives the rewrite
+    assert out["garbled_instruction"]["question"] == "<image>Find x." and "llm_unparseable" in out["garbled_instruction"]["clean_actions"]
+    assert out["translated"]["clean_actions"] == ["rule", "llm_translation"]
+    assert out["fine"]["clean_actions"] == ["rule", "llm_no_problem"] and out["no_route"]["clean_actions"] == ["rule"]
+    assert out["no_route"]["original_image_id"] == "img" and out["no_route"]["image_id"] == "img2"
+
+
+def test_clean_decide_rows_without_a_model_holds_back_only_translations(spark) -> None:
+    from mfr.stages.clean import decide_rows
+
+    staged = spark.createDataFrame([
+        _staged_row("zh", routes=["translation"]),
+        _staged_row("shallow", routes=["instruction"]),
+        _staged_row("by_rule", answer="", need=True, rule="7"),
+        _staged_row("by_model", answer="", need=True, model="8"),
+        _staged_row("unread", answer="", need=True),
+    ], _STAGED)
+    out = {r["sample_key"]: r for r in decide_rows(staged, ["sample_key", "answer", "image_id"], model_configured=False).collect()}
+    assert (out["zh"]["reject_reason"], out["shallow"]["reject_reason"]) == ("pending_model", None)
+    assert "cleaning.llm_client" in out["zh"]["reject_detail"]
+    assert out["shallow"]["clean_actions"] == ["rule", "unconfirmed_instruction"]
+    assert (out["by_rule"]["answer"], out["by_rule"]["clean_actions"][-1:]) == ("7", ["answer_extracted"])
+    assert (out["by_model"]["answer"], out["by_model"]["clean_actions"][-2:]) == ("8", ["answer_extracted", "answer_by_model"])
+    assert (out["unread"]["answer"], out["unread"]["clean_actions"][-1:]) == (None, ["answer_unextracted"])
+
+
+def test_distill_purpose_results_without_an_endpoint_are_pending_only_where_needed(spark) -> None:
+    from types import SimpleNamespace
+
+    from mfr.stages.distill import purpose_results
+
+    rows_ = spark.createDataFrame([("needs", True), ("has_one", False)], "sample_key string, _cot_needs boolean")
+    p = SimpleNamespace(name="cot", settings=None, missing="set distillation.cot.client.api_base")
+    out = purpose_results(None, rows_, p)  # type: ignore[arg-type]  # no endpoint: nothing is read
+    assert rows(out, "sample_key", "_cot_text", "_cot_reason", "_cot_detail", "_cot_key") == [
+        ("has_one", None, None, None, None), ("needs", None, "pending_model", "set distillation.cot.client.api_base", None)]

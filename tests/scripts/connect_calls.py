@@ -1,8 +1,9 @@
 """Distill through a Spark Connect session with a test teacher: the model-call path (one call job, results
 stored by a driver thread while calls continue) on Connect. Prints a JSON summary.
 
-Used by tests/test_connect.py in a process of its own. Arguments: the Connect URL, the synthetic dump, a
-scratch folder, the teacher's URL.
+Used by tests/test_connect.py in a process of its own, on the lakehouse the Connect golden funnel left (its
+collected and cleaned tables are the input). Arguments: the Connect URL, the schema, the funnel's scratch
+folder, the teacher's URL.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from mfr.session import get_spark, is_connect
 
 
 def main() -> None:
-    url, dump, scratch, teacher = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
-    sets = [f"spark.remote={url}", f"collection.source={dump}", "lakehouse.schema=connect_calls",
+    url, schema, scratch, teacher = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+    sets = [f"spark.remote={url}", f"lakehouse.schema={schema}",
             f"lakehouse.warehouse={scratch / 'client'}", f"llm.staging_dir={scratch / 'staging'}",
             "llm.shard_size=20", "distillation.overwrite=true"]
     sets += [f"distillation.{p}.client.{k}={v}" for p in ("cot", "caption")
@@ -30,9 +31,9 @@ def main() -> None:
     cfg = load_config(overrides=sets)
     spark = get_spark(cfg)
     assert is_connect(spark), type(spark)
-    run_stage(spark, cfg, "collect")
-    result = run_stage(spark, cfg, "distill")
     lh = Lakehouse(spark, cfg)
+    before = lh.read("llm_calls").count()
+    result = run_stage(spark, cfg, "distill")
     calls = lh.read("llm_calls")
     ok = calls.where(F.col("status") == "ok")
     history = spark.sql(f"DESCRIBE HISTORY {lh.name('llm_calls')}").where(F.col("operation") == "WRITE").count()
@@ -42,6 +43,7 @@ def main() -> None:
         "commits": history, "pending": distilled.where(F.col("reject_reason") == "pending_model").count(),
         "distilled_cot": distilled.where(F.col("cot_origin") == "distilled").count(),
     }
+    counts["calls_before"] = before  # none: the funnel ran without endpoints
     print(json.dumps({**{k: int(v) for k, v in counts.items()}, "rows_in": result.rows_in, "kept": result.rows_kept}))
     spark.stop()
 
