@@ -146,6 +146,7 @@ def _stats(url: str) -> dict:
         return json.loads(r.read())
 
 
+@pytest.mark.timeout(900)  # five commands, each a JVM of its own on S3, and a distill of ~170 slow calls
 def test_sigkill_mid_distill_on_s3_then_rerun(s3, tmp_path, synthetic_dump):
     """A second driver is refused while a distill holds the lakehouse (open-source Delta on S3 cannot keep two
     drivers' commits to one table apart); then the distill's driver is killed and a rerun finishes the stage."""
