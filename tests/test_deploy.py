@@ -87,6 +87,7 @@ def test_installed_wheel_runs_outside_the_checkout(installed_wheel) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # make package builds a wheel and a venv, then three JVMs on local-cluster (~220 s in CI)
 def test_packed_venv_runs_a_stage_under_spark_submit_from_outside_the_checkout(tmp_path: Path, synthetic_dump: Path,
                                                                                 spark) -> None:
     """`make package` → the archive is the executors' Python (--archives …#environment) and, unpacked, the
