@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def spark(warehouse: Path):
 
     cfg = load_config(
         overrides=[f"lakehouse.warehouse={warehouse}", "spark.master=local[2]", "spark.shuffle_partitions=2",
-                   "spark.conf={spark.driver.memory: 2g, spark.sql.codegen.wholeStage: false}"]
+                   "spark.conf=" + json.dumps({"spark.driver.memory": "2g", **TEST_SPARK_CONF})]
     )
     session = get_spark(cfg)
     yield session

@@ -249,7 +249,7 @@ def document_on_stdout(enabled: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        document.flush()
+        document.close()  # flushes; the descriptor itself is put back and closed next
         os.dup2(saved, 1)
         os.close(saved)
         sys.stdout = original
