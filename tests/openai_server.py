@@ -12,7 +12,9 @@ Real HTTP/1.1 with keep-alive on asyncio, so one process serves hundreds of conc
 
 Run in a thread (``with OpenAIServer(...) as srv``) or as its own process (``python -m
 tests.openai_server --port P ...``) for benchmarks, where client and server must not share a GIL.
-Statistics (requests, successes per request key, peak concurrency) are in ``stats()`` or ``GET /stats``.
+Statistics (requests, successes per request key, peak concurrency) are in ``stats()`` or ``GET /stats``;
+``POST /settings`` with ``{"latency_mean_s": x}`` changes the latency of later requests (a test that needs a
+slow teacher only until some moment, then a fast one).
 """
 
 from __future__ import annotations
@@ -233,6 +235,11 @@ class OpenAIServer:
     async def _dispatch(self, method: str, path: str, headers: dict[str, str], raw: bytes, writer) -> bool:
         if method == "GET" and path.startswith("/stats"):
             self._send(writer, 200, json.dumps(self.stats()).encode())
+            await writer.drain()
+            return True
+        if method == "POST" and path.startswith("/settings"):
+            self.settings.latency_mean_s = float(json.loads(raw)["latency_mean_s"])
+            self._send(writer, 200, b"{}")
             await writer.drain()
             return True
         if method == "GET" and path.rstrip("/").endswith("/models"):
