@@ -119,9 +119,9 @@ def test_the_whole_pipeline_on_s3_from_the_hub(s3, tmp_path, synthetic_dump):
         assert r["rows_in"] == r["rows_kept"] + r["rows_rejected"] + r["rows_quarantined"], r
     # the hub shards were cached on S3, and every table lives under the schema's s3a:// location
     assert len(storage.list_files(cache, ".parquet")) == len(list(synthetic_dump.rglob("*.parquet")))
-    tables = ("collected", "cleaned", "distilled", "selected", "exported", "runs", "llm_calls", "images")
-    for table, detail in zip(tables, _sql(cfg, *[f"DESCRIBE DETAIL whole.{t}" for t in tables])):
-        assert detail[0]["location"].startswith(f"s3a://{BUCKET}/whole/lake/{table}"), detail[0]["location"]
+    # (the Delta logs themselves, listed on S3: no JVM to start for a DESCRIBE DETAIL of each)
+    for table in ("collected", "cleaned", "distilled", "selected", "exported", "runs", "llm_calls", "images"):
+        assert storage.list_files(f"s3a://{BUCKET}/whole/lake/{table}/_delta_log", ".json"), table
     # the export is on S3: sharegpt parts, images, dataset_info, recipe, HF parquet and card
     exported = storage.list_files(f"s3a://{BUCKET}/whole/export")
     names = {f.rsplit("/", 1)[-1] for f in exported}
