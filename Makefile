@@ -22,13 +22,16 @@ prereqs:
 	@command -v java >/dev/null || { echo "mfr setup: java not found: install a JDK 17 (Spark 3.5 and 4.x run on it) and put it on PATH"; exit 2; }
 
 CONSTRAINTS ?= conf/constraints/spark-4.0.txt
+# the pip extra of a constraints file's Spark line: conf/constraints/spark-4.0.txt → spark40
+line_extra = $(subst .,,$(subst -,,$(basename $(notdir $(1)))))
+LINE_EXTRA := $(call line_extra,$(CONSTRAINTS))
 
 # --no-compile: no bytecode for every installed file up front (about half of pip's CPU for this set, what
 # CI's background fetches take from the tests); Python compiles what is imported, once, on first use.
 $(VENV)/.installed: pyproject.toml setup.py lib/mfr/text/_ngram.c $(CONSTRAINTS) | prereqs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile -e '.[local,connect,dev,s3]' -c $(CONSTRAINTS)
+	$(PY) -m pip install -q --no-compile -e '.[$(LINE_EXTRA),connect,dev,s3]' -c $(CONSTRAINTS)
 	@touch $@
 
 # Delta's jars are not in the delta-spark wheel: fetch them once (Spark's own resolver, checksums checked,
@@ -147,7 +150,7 @@ compat-setup-leg: prereqs
 		if [ "$$want" != "$$have" ]; then rm -rf .venv-$(LEG) && $(LEG_PYTHON) -m venv .venv-$(LEG); fi
 	@$(LEG_STAMP) | cmp -s - .venv-$(LEG)/.installed || { \
 		.venv-$(LEG)/bin/python -m pip install -q --upgrade pip && \
-		.venv-$(LEG)/bin/python -m pip install -q --no-compile -e '.[local,connect,dev]' -c conf/constraints/$(LEG).txt && \
+		.venv-$(LEG)/bin/python -m pip install -q --no-compile -e '.[$(call line_extra,$(LEG).txt),connect,dev]' -c conf/constraints/$(LEG).txt && \
 		$(LEG_STAMP) > .venv-$(LEG)/.installed; }
 	.venv-$(LEG)/bin/python -m mfr.jars --dest .jars-$(LEG)
 	.venv-$(LEG)/bin/python -m mfr.jars --connect --dest .jars-$(LEG)

@@ -168,7 +168,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def installed_wheel(wheel: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A new venv with the wheel and its [local] extra, then, from a folder outside the checkout, as a user
+    """A new venv with the wheel and the extra of the default leg's Spark line ([spark40]), then, from a folder outside the checkout, as a user
     would: `mfr --version`, `mfr sample`, `mfr run --stage all --json` and `mfr report`. The deploy test checks
     what they printed and wrote; the notebooks then open the lakehouse they left (one pipeline build for both)."""
     from types import SimpleNamespace
@@ -178,7 +178,7 @@ def installed_wheel(wheel: Path, tmp_path_factory: pytest.TempPathFactory):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     constraints = REPO / "conf" / "constraints" / "spark-4.0.txt"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-compile", f"{wheel}[local]", "-c", str(constraints)],
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-compile", f"{wheel}[spark40]", "-c", str(constraints)],
                    check=True, timeout=1200)
     work = root / "elsewhere"
     work.mkdir()

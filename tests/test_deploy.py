@@ -76,7 +76,7 @@ def test_bundle_runs_every_stage_in_order_through_the_wheels_entry_point(wheel: 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # a venv installed from the wheel, then the whole pipeline in it
 def test_installed_wheel_runs_outside_the_checkout(installed_wheel) -> None:
-    """A new venv with the wheel (and [local]) runs sample, the whole pipeline and the report from another folder."""
+    """A new venv with the wheel (and [spark40]) runs sample, the whole pipeline and the report from another folder."""
     out = installed_wheel.outputs
     assert "mfr 0." in out["--version"]
     assert '"stage": "export"' in out["run"]

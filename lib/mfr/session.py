@@ -261,6 +261,8 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
         return _connect(cfg.settings.spark.remote)
     active = SparkSession.getActiveSession()
     if active is not None or on_databricks():
+        if on_databricks():  # the runtime owns pyspark, Delta and their libraries: say what is off, go on
+            check_versions(None, warn_only=True)
         return active or SparkSession.builder.getOrCreate()
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -283,6 +285,8 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
             from delta import configure_spark_with_delta_pip
 
             builder = configure_spark_with_delta_pip(builder)  # fetches the jars with Ivy (needs network)
+        # before the JVM starts: a Delta built for another Spark line fails only at its first write
+        check_versions([] if fetches_delta else delta_jars())
         for key, value in _local_confs(warehouse, cfg.settings.spark.shuffle_partitions).items():
             builder = builder.config(key, value)
     else:
@@ -307,10 +311,28 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
     return spark
 
 
+def check_versions(jar_names: list[str] | None, warn_only: bool = False) -> None:
+    """The installed set against what runs together (:mod:`mfr.versions`): one line naming what is installed
+    and the command that fixes it, as a SetupError (a warning where the platform owns the set). Delta is
+    judged only where this process picks it (``jar_names``: the jars it loads, [] for the delta-spark
+    package's); a Connect server's or a runtime's is theirs."""
+    from mfr.jars import SetupError
+    from mfr.versions import installed
+
+    problems = installed(jar_names or [], judge_delta=jar_names is not None).problems()
+    if problems and warn_only:
+        for problem in problems:
+            log.warning("%s", problem)
+    elif problems:
+        raise SetupError("; ".join(problems))
+
+
 def _connect(url: str) -> SparkSession:
     """A Spark Connect session (Databricks standard access mode and serverless speak this protocol too)."""
     from pyspark.sql import SparkSession
 
+    # the client's own libraries (Delta is the server's): pyarrow carries every result back
+    check_versions(None, warn_only="databricks" in url.lower())
     try:
         spark = SparkSession.builder.remote(url).getOrCreate()
     except ImportError as exc:  # grpcio and friends are an extra of pyspark
