@@ -59,8 +59,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
     dump_rejected = [k for k, r in dump.items() if r["source_is_consistent"] is False]
     rebought = sum(distilled.get(k) == "pending_model" for k in dump_kept)
 
-    reached = [r for r in selected if r["source_is_consistent"] is not None and (r["answer"] or "").strip()
-               and r["consistency_method"] != "no_answer_check"]  # the answer check does not apply there
+    reached = [r for r in selected if r["source_is_consistent"] is not None and (r["answer"] or "").strip()]
     decided = [r for r in reached if r["is_consistent"] is not None]
 
     storage = Storage()

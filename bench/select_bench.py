@@ -15,7 +15,8 @@ import pandas as pd
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mfr.answers.verify import verify
+from mfr.config import load_config
+from mfr.filters import SelectionRules, check_row
 from mfr.text import repetition
 from mfr.text.repetition import text_has_repeated_ngram, think_part
 
@@ -73,7 +74,10 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
     }
     if real:
         labelled = [r for r in real if r["answer"]]
-        verdicts = [(verify(r["question"], r["answer"], r["qwen3vl_235b_thinking_response"]).consistent, r["is_consistent"]) for r in real]
+        # select's own verdict (check_row: the no-answer-check sources' written solutions too), on every row
+        rules = SelectionRules.from_config(load_config())
+        verdicts = [(check_row(r["source"], r["question"], r["answer"], r["qwen3vl_235b_thinking_response"], None,
+                               rules).verdict.consistent, r["is_consistent"]) for r in real]
         with_gold = [(v, lab) for (v, lab), r in zip(verdicts, real) if r["answer"]]
         negatives = [lab for _, lab in verdicts if lab is False]
         decided = [(v, lab) for v, lab in with_gold if v is not None]
@@ -87,6 +91,13 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
             "verify.label_inconsistent_rows": float(len(negatives)),
             "verify.undecided_rate": (len(with_gold) - len(decided)) / len(with_gold),
         })
+        for source in sorted({r["source"] for r in real}):  # per source: a rule tuned to one source shows here
+            mine = [(v, lab) for (v, lab), r in zip(verdicts, real) if r["source"] == source and r["answer"]]
+            settled = [(v, lab) for v, lab in mine if v is not None]
+            if mine:
+                out[f"verify.by_source.{source}.agreement"] = sum(v == lab for v, lab in settled) / len(settled) if settled else 0.0
+                out[f"verify.by_source.{source}.undecided_rate"] = (len(mine) - len(settled)) / len(mine)
+                out[f"verify.by_source.{source}.false_accepts"] = float(sum(v is True and lab is False for v, lab in mine))
     return out
 
 

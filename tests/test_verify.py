@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mfr.answers.verify import parse_options, predicted_answer, verify
-from mfr.filters import SelectionRules, check_row, content_problem, structure_problem
+from mfr.filters import SelectionRules, check_row, content_problem, exempt_from_answer_check, structure_problem
 
 
 def _trace(ans: str) -> str:
@@ -265,27 +265,73 @@ def test_content_and_structure_filters():
     assert structure_problem("<think>a</think>", "FineVision-ai2d_merged", seed) is None
     assert structure_problem("<think>a</think>", "LLaVA", seed) == "answer_missing"
     assert structure_problem("<think>a</think>", None, seed) == "answer_missing"
-    # the exempt sources skip the answer check as well: a row there is consistent whatever its answer
+    # the exempt sources need no tag, but their answers are checked like any source's
     wrong = "<think>t</think> Therefore, the final answer is <answer>7</answer>."
-    assert check_row("LLaVA-CoT-100k", "q", "5", wrong, "c", seed).verdict.consistent is True
-    assert check_row("LLaVA-CoT-100k", "q", "5", wrong, "c", seed).verdict.method == "no_answer_check"
+    assert check_row("LLaVA-CoT-100k", "q", "5", wrong, "c", seed).verdict.consistent is False
     assert check_row("MMR1", "q", "5", wrong, "c", seed).verdict.consistent is False
+    right = "<think>t</think> Therefore, the final answer is <answer>5</answer>."
+    assert check_row("LLaVA-CoT-100k", "q", "5", right, "c", seed).verdict.consistent is True
+    # without a tag, an exempt source's written solution is read (sure matches only); another source's is not
+    prose = "<think>I see whiskers.</think>The animal in the picture is a cat."
+    assert (check_row("LLaVA-CoT-100k", "Which animal?", "cat", prose, "c", seed).verdict.consistent,
+            check_row("LLaVA-CoT-100k", "Which animal?", "cat", prose, "c", seed).verdict.method) == (True, "free_form")
+    assert check_row("LLaVA-CoT-100k", "Which animal?", "dog", prose, "c", seed).verdict.consistent is None  # the judge's
+    assert check_row("MMR1", "Which animal?", "cat", prose, "c", seed).verdict.consistent is False  # no answer given
+
+
+@pytest.mark.parametrize("gold, solution, verdict", [
+    ("cat", "The animal in the image is a cat.", True),
+    ("Paris", "From the tower in the background, this is **Paris**, France.", True),
+    ("3", "There are three people standing near the car.", True),
+    ("12 cm", "The rod is about 12 cm long.", True),
+    ("cat", "The animal is not a cat.", None),  # a negation: never a sure match
+    ("dog", "The animal in the image is a cat.", None),  # a different word: the judge decides, not a rule
+    ("4", "There are three people standing near the car.", None),
+    ("12 cm", "The rod is about 12 m long.", None),  # the gold's unit is not the one written
+    ("3", "Three people stand by 2 cars.", None),  # two numbers: which one answers is not sure
+    ("It rises every year from 2010 to 2020 without a dip", "It rises.", None),  # a long gold: the judge's
+    ("Vincent van Gogh", "This painting is by Van Gogh.", None),  # a partial name: not sure
+])
+def test_a_written_solution_without_a_marked_answer_is_consistent_only_when_it_states_the_gold(gold, solution, verdict):
+    from mfr.answers.verify import written_answer_verdict
+
+    v = written_answer_verdict("What is shown?", gold, f"<think>I look at the picture.</think>{solution}")
+    assert (v.consistent, v.method) == (verdict, "free_form")
+
+
+def test_a_written_solution_check_keeps_the_seed_rules_for_no_gold_and_no_solution():
+    from mfr.answers.verify import written_answer_verdict
+
+    assert written_answer_verdict("q", "", "<think>x</think>Anything.").method == "no_gold"
+    assert (written_answer_verdict("q", "cat", "<think>only thinking</think>").consistent) is False
 
 
 def test_agreement_with_dump_labels_on_the_real_sample(real_sample):
     import pyarrow.parquet as pq
 
+    from mfr.config import load_config
+
     rows = [r for p in sorted(real_sample.rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     labelled = [r for r in rows if r["answer"]]
-    decided = [(verify(r["question"], r["answer"], r["qwen3vl_235b_thinking_response"]).consistent is True, r["is_consistent"]) for r in labelled]
+    rules = SelectionRules.from_config(load_config())  # the no-answer-check sources (ai2d here) are checked too
+    assert any(exempt_from_answer_check(r["source"], rules.no_answer_check_sources) for r in labelled)
+
+    def verify(question, gold, response, source=None):  # select's verdict: check_row's
+        return check_row(source, question, gold, response, None, rules).verdict
+
+    decided = [(verify(r["question"], r["answer"], r["qwen3vl_235b_thinking_response"], r["source"]).consistent is True,
+                r["is_consistent"]) for r in labelled]
     agreement = sum(a == b for a, b in decided) / len(decided)
     false_accepts = sum(a and not b for a, b in decided)
     assert agreement >= 0.95 and false_accepts <= 1, (agreement, false_accepts)
     # the figures: decided verdicts agree with the dump's labels, few are left to the judge
-    verdicts = [(verify(r["question"], r["answer"], r["qwen3vl_235b_thinking_response"]).consistent, r["is_consistent"]) for r in labelled]
+    verdicts = [(verify(r["question"], r["answer"], r["qwen3vl_235b_thinking_response"], r["source"]).consistent,
+                 r["is_consistent"]) for r in labelled]
     settled = [(v, lab) for v, lab in verdicts if v is not None]
     assert sum(v == lab for v, lab in settled) / len(settled) >= 0.97
     assert 1 - len(settled) / len(verdicts) <= 0.05
+    inconsistent = [lab for _, lab in verdicts if lab is False]
+    assert sum(v is True and lab is False for v, lab in verdicts) <= 0.05 * len(inconsistent)
 
 
 def test_judge_reply_parsing():

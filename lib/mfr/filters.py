@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mfr.answers.verify import Verdict, verify
+from mfr.answers.verify import Verdict, verify, written_answer_verdict
 from mfr.text.cot import parse_trace, word_count
 from mfr.text.repetition import repetition_problem
 
@@ -57,7 +57,7 @@ def structure_problem(response: str | None, source: str | None, rules: Selection
 
 def exempt_from_answer_check(source: str | None, names: Iterable[str]) -> bool:
     """Whether ``source`` is one of ``selection.structure.no_answer_check_sources``: no answer tag needed
-    (at distill and select) and no answer check. The seed matches the names as substrings of the source
+    (at distill and select). The seed matches the names as substrings of the source
     (``LLaVA-CoT`` covers ``LLaVA-CoT-100k``)."""
     if not source:
         return False
@@ -72,17 +72,18 @@ class RowChecks:
     verdict: Verdict
 
 
-EXEMPT_VERDICT = Verdict(True, "no_answer_check",
-                         "the source is exempt from the answer check (selection.structure.no_answer_check_sources)")
-
-
 def check_row(source: str | None, question: str | None, answer: str | None, response: str | None,
               caption: str | None, rules: SelectionRules) -> RowChecks:
-    """The seed's checks of one row; the no-answer-check sources skip the answer check too."""
-    exempt = exempt_from_answer_check(source, rules.no_answer_check_sources)
+    """The seed's checks of one row. The no-answer-check sources need no answer tag, and their correctness is
+    checked like any source's (as the seed's correctness step does): the marked answer where there is one,
+    else what the written solution states (:func:`written_answer_verdict`: sure matches only, the rest left
+    to the judge)."""
+    verdict = verify(question, answer, response)
+    if verdict.method == "no_answer" and exempt_from_answer_check(source, rules.no_answer_check_sources):
+        verdict = written_answer_verdict(question, answer, response)
     return RowChecks(
         content_problem(response, caption, rules),
         structure_problem(response, source, rules),
         repetition_problem(response, rules.ngram_n, rules.ngram_freq),
-        EXEMPT_VERDICT if exempt else verify(question, answer, response),
+        verdict,
     )

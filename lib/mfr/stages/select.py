@@ -225,20 +225,23 @@ def decide(checked: DataFrame, *, gate: str, consistency: bool, threshold: float
 
 
 def agreement(df: DataFrame) -> dict[str, float]:
-    """How often our verdict (undecided = not consistent) equals the dump's label, where both exist and
-    the answer check applies (not for the no-answer-check sources)."""
-    both = df.where(F.col("source_is_consistent").isNotNull()
-                    & ~F.coalesce(F.col("consistency_method") == "no_answer_check", F.lit(False)))
+    """Our verdict against the dump's label on every row that has both (the no-answer-check sources too):
+    agreement with undecided counted as not consistent, the undecided count and rate (the judge's share), and
+    false accepts (ours consistent, the dump's label not)."""
+    both = df.where(F.col("source_is_consistent").isNotNull())
     row = both.agg(
         F.count("*").alias("n"),
         F.sum((F.coalesce(F.col("is_consistent"), F.lit(False)) == F.col("source_is_consistent")).cast("int")).alias("agree"),
         F.sum(F.col("is_consistent").isNull().cast("int")).alias("undecided"),
+        F.sum((F.coalesce(F.col("is_consistent"), F.lit(False)) & ~F.col("source_is_consistent")).cast("int")).alias("fa"),
     ).collect()[0]
     n = int(row["n"] or 0)
     return {
         "consistency.labelled_rows": float(n),
         "consistency.agreement": (row["agree"] or 0) / n if n else 0.0,
         "consistency.undecided": float(row["undecided"] or 0),
+        "consistency.undecided_rate": (row["undecided"] or 0) / n if n else 0.0,
+        "consistency.false_accepts": float(row["fa"] or 0),
     }
 
 
