@@ -52,7 +52,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
     dump = {r["sample_key"]: r for r in lh.read("collected").select(
         "sample_key", "image_id", "source_is_consistent", "cot_response").collect()}
     selected = lh.read("selected").select(
-        "sample_key", "reject_reason", "answer", "is_consistent", "source_is_consistent", "consistency_method").collect()
+        "sample_key", "reject_reason", "answer", "mfr_is_consistent", "source_is_consistent").collect()
     kept = {r["sample_key"] for r in selected if r["reject_reason"] is None}
     distilled = {r["sample_key"]: r["reject_reason"] for r in lh.read("distilled").select("sample_key", "reject_reason").collect()}
     dump_kept = [k for k, r in dump.items() if r["source_is_consistent"] is True and r["image_id"]]
@@ -60,7 +60,7 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
     rebought = sum(distilled.get(k) == "pending_model" for k in dump_kept)
 
     reached = [r for r in selected if r["source_is_consistent"] is not None and (r["answer"] or "").strip()]
-    decided = [r for r in reached if r["is_consistent"] is not None]
+    decided = [r for r in reached if r["mfr_is_consistent"] is not None]
 
     storage = Storage()
     files = [f for f in storage.list_files(str(out), ".jsonl") if "/mfr_sft/" in f or "/mfr_rl/" in f]
@@ -77,6 +77,6 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
         "fidelity.exported_records": float(len(turns)),
         "fidelity.export_whole_response": whole / len(turns) if turns else 0.0,
         "fidelity.verify_agreement":
-            sum(r["is_consistent"] == r["source_is_consistent"] for r in decided) / len(decided) if decided else 0.0,
+            sum(r["mfr_is_consistent"] == r["source_is_consistent"] for r in decided) / len(decided) if decided else 0.0,
         "fidelity.verify_undecided_rate": (len(reached) - len(decided)) / len(reached) if reached else 0.0,
     }

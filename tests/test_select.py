@@ -37,8 +37,13 @@ def test_select_decisions_views_and_agreement(spark, distilled):
     kept = [x for x in rows.values() if x["reject_reason"] is None]
     # the default gate (auto): the dump's label for the dump's own trace, ours for a distilled one
     gated = {k: x["source_is_consistent"] if x["cot_origin"] == "dump" and x["source_is_consistent"] is not None
-             else x["is_consistent"] for k, x in rows.items()}
+             else x["mfr_is_consistent"] for k, x in rows.items()}
     assert kept and all(gated[x["sample_key"]] and x["pass_rate"] == x["source_pass_rate"] for x in kept)
+    # the verdict a user filters on is the one that decided: never consistent beside answer_mismatch
+    assert all(x["is_consistent"] == gated[k] for k, x in rows.items())
+    assert not [k for k, x in rows.items() if x["is_consistent"] and x["reject_reason"] == "answer_mismatch"]
+    assert {x["consistency_method"] for x in rows.values() if x["cot_origin"] == "dump" and x["source_is_consistent"] is not None} \
+        == {"dump_label"}
     assert all(x["reject_reason"] == "answer_mismatch" for k, x in rows.items()
                if not gated[k] and not (x["content_reason"] or x["structure_reason"] or x["repetition_reason"]))
     # the published subsets, nested as in the paper
@@ -80,7 +85,7 @@ def test_probe_with_n_samples_and_llm_judge(spark, distilled):
     plain = run_stage(spark, distilled, "select")
     # undecided by the rules and with a ground truth to judge against (a blank answer is never sent)
     undecided = lh.read("selected", plain.output_version).where(
-        F.col("is_consistent").isNull() & F.col("content_reason").isNull() & F.col("structure_reason").isNull()
+        F.col("mfr_is_consistent").isNull() & F.col("content_reason").isNull() & F.col("structure_reason").isNull()
         & F.col("repetition_reason").isNull() & (F.coalesce(F.trim("answer"), F.lit("")) != "")).count()
     assert undecided >= 1  # the judge path is exercised
     with OpenAIServer(responder=_responder) as srv:
@@ -92,8 +97,8 @@ def test_probe_with_n_samples_and_llm_judge(spark, distilled):
         judged = [b for b in srv.bodies if b["model"] == "judge"]
     rows = lh.read("selected", r.output_version).collect()
     assert len(judged) == undecided
-    by_judge = [x for x in rows if x["consistency_method"] == "llm_judge"]
-    assert len(by_judge) == undecided and all(x["is_consistent"] for x in by_judge)
+    by_judge = [x for x in rows if x["mfr_consistency_method"] == "llm_judge"]
+    assert len(by_judge) == undecided and all(x["mfr_is_consistent"] for x in by_judge)
     kept = [x for x in rows if x["reject_reason"] is None]
     probed = [x for x in kept if x["pass_rate"] is not None]
     assert probes and all(b["n"] == 4 for b in probes) and len(probes) == len(probed)

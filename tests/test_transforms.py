@@ -193,6 +193,30 @@ def test_decide_with_the_dumps_labels_and_no_difficulty(checked) -> None:
     assert off["mismatch"] is None and off["content"] == "cot_too_short"
 
 
+def test_the_written_verdict_is_the_one_that_decided_with_ours_beside_it(checked) -> None:
+    from pyspark.sql import functions as F
+
+    from mfr.stages.select import verdict_columns
+
+    with_method = checked.withColumn("consistency_method", F.when(F.col("is_consistent").isNull(), "undecided").otherwise("exact"))
+    out = decide(with_method, gate="auto", consistency=True, threshold=None)
+    written = out.select("sample_key", *verdict_columns("auto"), "reject_reason")
+    got = {r["sample_key"]: r for r in written.collect()}
+    # the dump's own trace with the dump's label: that label decided (ours differs, and is kept beside it)
+    assert (got["mismatch"]["is_consistent"], got["mismatch"]["consistency_method"], got["mismatch"]["consistency_analysis"]) \
+        == (True, "dump_label", "dump says yes")
+    assert (got["mismatch"]["mfr_is_consistent"], got["mismatch"]["mfr_consistency_analysis"]) == (False, "gold 1 vs predicted 2")
+    assert (got["hard"]["is_consistent"], got["hard"]["mfr_is_consistent"], got["hard"]["reject_reason"]) == (False, True, "answer_mismatch")
+    # a distilled trace, or a dump trace without a label: ours decided, in both places
+    assert (got["easy"]["is_consistent"], got["easy"]["consistency_method"], got["easy"]["mfr_consistency_method"]) == (True, "exact", "exact")
+    assert (got["undecided"]["is_consistent"], got["undecided"]["consistency_method"]) == (None, "undecided")
+    assert (got["unlabelled"]["is_consistent"], got["unlabelled"]["consistency_analysis"]) == (False, "ours says no")
+    # never a positive verdict beside answer_mismatch, under any gate
+    for gate in ("auto", "computed", "source"):
+        decided = decide(with_method, gate=gate, consistency=True, threshold=None).select(*verdict_columns(gate), "reject_reason")
+        assert decided.where("is_consistent AND reject_reason = 'answer_mismatch'").count() == 0
+
+
 def _info_pairs(spark, samples: list[bytes | None]) -> tuple[dict, dict]:
     """(image_info_col's answers, the Python reader's answers on the whole bytes), by sample index."""
     from mfr.image.info import image_info

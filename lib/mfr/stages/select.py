@@ -179,25 +179,49 @@ def select(ctx: StageContext) -> StageOutput:
     pass_rate = F.col("_probe_pass_rate") if probe_client is not None else F.col("source_pass_rate")
     decided = decide(checked.withColumn("pass_rate", pass_rate), gate=gate,
                      consistency=bool(cfg.settings.selection.quality.consistency), threshold=cfg.settings.selection.difficulty.threshold)
-    out = decided.select(*base, *DECISION_COLUMNS, "pass_rate", "reject_reason", "reject_detail", F.lit(ctx.run_id).alias("run_id"))
+    checks = [c for c in DECISION_COLUMNS if c not in OWN_VERDICT]
+    out = decided.select(*base, *checks, *verdict_columns(gate), "pass_rate", "reject_reason", "reject_detail",
+                         F.lit(ctx.run_id).alias("run_id"))
     return StageOutput(rows=out, rows_in=rows_in, after_write=_after_write)
 
 
 GATES = ("auto", "computed", "source")
 
 
-def gate_columns(gate: str) -> tuple[Column, Column]:
-    """(label, analysis) that gate correctness. ``computed``: our verdict; ``source``: the dump's label;
-    ``auto``: the dump's label where the row still carries the dump's own trace (the label was given to
-    that trace), our verdict for traces we distilled or rows the dump did not label."""
-    ours = (F.col("is_consistent"), F.col("consistency_analysis"))
-    theirs = (F.col("source_is_consistent"), F.col("source_consistency_analysis"))
+def _from_dump(gate: str) -> Column:
+    """Where the gate takes the dump's label. ``computed``: nowhere (our verdict); ``source``: everywhere;
+    ``auto``: where the row still carries the dump's own trace (the label was given to that trace) and the
+    dump labelled it, our verdict for traces we distilled or rows the dump did not label."""
     if gate == "computed":
-        return ours
+        return F.lit(False)
     if gate == "source":
-        return theirs
-    dumps = (F.col("cot_origin") == "dump") & F.col("source_is_consistent").isNotNull()
-    return F.when(dumps, theirs[0]).otherwise(ours[0]), F.when(dumps, theirs[1]).otherwise(ours[1])
+        return F.lit(True)
+    return (F.col("cot_origin") == "dump") & F.col("source_is_consistent").isNotNull()
+
+
+def gate_columns(gate: str) -> tuple[Column, Column]:
+    """(label, analysis) that gate correctness: the dump's where :func:`_from_dump`, else our verdict."""
+    dump = _from_dump(gate)
+    return (F.when(dump, F.col("source_is_consistent")).otherwise(F.col("is_consistent")),
+            F.when(dump, F.col("source_consistency_analysis")).otherwise(F.col("consistency_analysis")))
+
+
+# our verdict beside the one that decided a row (the checks' own columns, renamed in the written table)
+OWN_VERDICT = {"is_consistent": "mfr_is_consistent", "consistency_method": "mfr_consistency_method",
+               "consistency_analysis": "mfr_consistency_analysis"}
+
+
+def verdict_columns(gate: str) -> list[Column]:
+    """The written table's verdict columns: ``is_consistent``, ``consistency_method`` and
+    ``consistency_analysis`` are the verdict the gate applied (the dump's label, method ``dump_label``, or
+    ours), the one a user filters on and the one ``answer_mismatch`` followed; ``mfr_*`` are our own
+    verdict (rules, else the judge) whichever decided. Needs the checks' columns."""
+    dump = _from_dump(gate)
+    label, analysis = gate_columns(gate)
+    return [label.alias("is_consistent"),
+            F.when(dump, F.lit("dump_label")).otherwise(F.col("consistency_method")).alias("consistency_method"),
+            analysis.alias("consistency_analysis"),
+            *[F.col(c).alias(mine) for c, mine in OWN_VERDICT.items()]]
 
 
 def decide(checked: DataFrame, *, gate: str, consistency: bool, threshold: float | None) -> DataFrame:
@@ -225,15 +249,16 @@ def decide(checked: DataFrame, *, gate: str, consistency: bool, threshold: float
 
 
 def agreement(df: DataFrame) -> dict[str, float]:
-    """Our verdict against the dump's label on every row that has both (the no-answer-check sources too):
-    agreement with undecided counted as not consistent, the undecided count and rate (the judge's share), and
-    false accepts (ours consistent, the dump's label not)."""
+    """Our verdict (``mfr_is_consistent``) against the dump's label on every row that has both (the
+    no-answer-check sources too): agreement with undecided counted as not consistent, the undecided count and
+    rate (the judge's share), and false accepts (ours consistent, the dump's label not)."""
     both = df.where(F.col("source_is_consistent").isNotNull())
+    ours = F.coalesce(F.col("mfr_is_consistent"), F.lit(False))
     row = both.agg(
         F.count("*").alias("n"),
-        F.sum((F.coalesce(F.col("is_consistent"), F.lit(False)) == F.col("source_is_consistent")).cast("int")).alias("agree"),
-        F.sum(F.col("is_consistent").isNull().cast("int")).alias("undecided"),
-        F.sum((F.coalesce(F.col("is_consistent"), F.lit(False)) & ~F.col("source_is_consistent")).cast("int")).alias("fa"),
+        F.sum((ours == F.col("source_is_consistent")).cast("int")).alias("agree"),
+        F.sum(F.col("mfr_is_consistent").isNull().cast("int")).alias("undecided"),
+        F.sum((ours & ~F.col("source_is_consistent")).cast("int")).alias("fa"),
     ).collect()[0]
     n = int(row["n"] or 0)
     return {
