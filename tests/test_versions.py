@@ -112,8 +112,12 @@ def test_each_spark_line_extra_resolves_to_a_set_the_check_accepts(extra, wheel,
     out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                           "--report", str(report), f"{wheel}[{extra}]"], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    resolved = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    import re
+
+    resolved = {re.sub(r"[-_.]+", "-", i["metadata"]["name"]).lower(): i["metadata"]["version"]  # PEP 503 names
+                for i in json.loads(report.read_text())["install"]}
     spark = line(resolved["pyspark"])
     assert EXTRAS[spark] == extra  # the extra installs its own line
     chosen = Installed(resolved["pyspark"], resolved["delta-spark"], None, resolved["pyarrow"], resolved["numpy"])
     assert chosen.problems() == [], resolved
+    print(extra, {k: resolved[k] for k in ("pyspark", "delta-spark", "numpy", "pandas", "pyarrow")})
