@@ -102,6 +102,15 @@ def test_a_local_command_with_jars_of_another_spark_line_stops_in_one_line_befor
     assert time.monotonic() - started < 60
 
 
+def test_the_delta_a_session_loaded_is_read_from_its_jvm(spark):
+    from importlib import metadata
+
+    from mfr.session import check_jvm_delta, jvm_delta_version
+
+    assert jvm_delta_version(spark) == metadata.version("delta-spark")  # make setup fetched the package's jars
+    check_jvm_delta(spark)  # this leg's pair runs: no error
+
+
 @pytest.mark.slow  # pip resolves each extra against PyPI (a warm package cache makes it seconds)
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("extra", sorted(EXTRAS.values()))

@@ -308,7 +308,29 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
         raise missing from exc
     spark.sparkContext.setLogLevel("ERROR")
     _OWNED.append(spark)
+    if _submitted():  # spark-submit's JVM, a cluster's Delta: judged from the JVM, before any table is touched
+        check_jvm_delta(spark)
     return spark
+
+
+def jvm_delta_version(spark: SparkSession) -> str | None:
+    """The version of the Delta jars a classic session's JVM loaded (None without Delta or a JVM)."""
+    try:
+        return str(spark._jvm.io.delta.package.VERSION())  # type: ignore[union-attr]  # py4j's dynamic view
+    except Exception:  # no Delta on the classpath, or not a py4j-backed session
+        return None
+
+
+def check_jvm_delta(spark: SparkSession) -> None:
+    """The JVM's Spark against the Delta it loaded (spark-submit, a cluster's own jars): one line, as at a
+    local start."""
+    from mfr.jars import SetupError
+    from mfr.versions import delta_problem
+
+    delta = jvm_delta_version(spark)
+    problem = delta_problem(spark.version, delta) if delta else None
+    if problem:
+        raise SetupError(f"{problem} (Spark {spark.version} runs the Delta {delta} jars this job was given)")
 
 
 def check_versions(jar_names: list[str] | None, warn_only: bool = False) -> None:
