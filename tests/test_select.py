@@ -112,3 +112,22 @@ def test_probe_with_n_samples_and_llm_judge(spark, distilled):
     no_gold = {x["sample_key"] for x in kept if not (x["answer"] or "").strip()}
     assert no_gold  # the synthetic dump has rows without a ground truth that pass every other check
     assert unprobed == {e["sample_key"] for e in errors} | no_gold and all(e["error_kind"] == "bad_input" for e in errors)
+
+
+def test_the_report_says_which_verdict_decided_and_how_ours_agrees_with_the_dump(spark):
+    from mfr.report import ReportData, _html, _verdicts
+
+    selected = spark.createDataFrame([
+        ("A", True, True, "dump_label", True),     # agree
+        ("A", False, True, "dump_label", False),   # ours accepts what the dump rejects: a false accept
+        ("A", None, None, "free_form", False),     # undecided counts as not consistent: agrees with a "no"
+        ("B", True, True, "exact", None),          # no label: not counted
+        ("B", False, False, "exact", False),       # agree
+    ], "source string, is_consistent boolean, mfr_is_consistent boolean, consistency_method string, source_is_consistent boolean")
+    got = _verdicts(selected)
+    assert got == {"A": {"labelled": 3, "agree": 2, "undecided": 1, "false_accepts": 1, "by_dump": 2},
+                   "B": {"labelled": 1, "agree": 1, "undecided": 0, "false_accepts": 0, "by_dump": 0}}
+    page = _html(ReportData(title="t", verdicts=got))
+    assert "<h2>Answer check</h2>" in page and "dump_label" in page and "mfr_is_consistent" in page
+    assert "<td>all</td><td>4</td><td>0.750</td><td>1</td><td>1</td><td>2</td>" in page
+    assert _verdicts(selected.drop("mfr_is_consistent")) == {}  # a version from before the two verdicts were apart

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mfr.config import Config
@@ -39,6 +39,9 @@ class ReportData:
     lengths: dict[str, dict[int, int]] = field(default_factory=dict)  # cot|caption → bin start → rows
     llm: list[dict[str, Any]] = field(default_factory=list)  # per purpose: calls, ok, tokens, latency
     llm_errors: dict[str, int] = field(default_factory=dict)  # error kind → calls
+    # source → labelled, agree, undecided, false_accepts (mfr's verdict against the dump's label), by_dump (rows
+    # whose is_consistent is the dump's label)
+    verdicts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def lineage(lh: Lakehouse, run_id: str | None) -> dict[str, dict[str, Any]]:
@@ -99,6 +102,8 @@ def gather(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Repor
             name = "cot" if col == "cot_response" else "caption"
             for r in df.groupBy(bins.alias("b")).count().collect():
                 data.lengths.setdefault(name, {})[int(r["b"])] = int(r["count"])
+    if "select" in data.versions:
+        data.verdicts = _verdicts(lh.read("selected", data.versions["select"]["version"]))
     calls = lh.read("llm_calls")
     if run_id is not None:
         calls = calls.where(F.col("run_id").isin(run_ids))
@@ -111,6 +116,24 @@ def gather(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Repor
     for r in calls.where(F.col("status") != "ok").groupBy(F.coalesce("error_kind", F.lit("unknown")).alias("k")).count().collect():
         data.llm_errors[r["k"]] = int(r["count"])
     return data
+
+
+def _verdicts(selected: DataFrame) -> dict[str, dict[str, int]]:
+    """Per source: mfr's own verdict against the dump's label over the labelled rows, and how many rows'
+    ``is_consistent`` is the dump's label (a version written before the two were apart: nothing)."""
+    if "mfr_is_consistent" not in selected.columns:
+        return {}
+    ours, label = F.coalesce(F.col("mfr_is_consistent"), F.lit(False)), F.col("source_is_consistent")
+    labelled = label.isNotNull()
+    rows = selected.groupBy("source").agg(
+        F.sum(labelled.cast("int")).alias("labelled"),
+        F.sum((labelled & (ours == label)).cast("int")).alias("agree"),
+        F.sum((labelled & F.col("mfr_is_consistent").isNull()).cast("int")).alias("undecided"),
+        F.sum((labelled & ours & ~label).cast("int")).alias("false_accepts"),
+        F.sum((F.col("consistency_method") == "dump_label").cast("int")).alias("by_dump"),
+    ).collect()
+    return {r["source"]: {k: int(r[k] or 0) for k in ("labelled", "agree", "undecided", "false_accepts", "by_dump")}
+            for r in rows}
 
 
 # --- rendering (pure) ------------------------------------------------------------------------------------
@@ -292,9 +315,10 @@ def _html(data: ReportData) -> str:
                    f"{r['p50']:.2f}", f"{r['p95']:.2f}"] for r in data.llm]) if data.llm else "<p>No model calls.</p>"
     sections = [
         ("Funnel", "funnel.png", funnel), ("Funnel per source", "funnel_by_source.png", ""),
+        *([("Answer check", "", _verdicts_html(data.verdicts))] if data.verdicts else []),
         ("Difficulty", "pass_rate.png", ""), ("Lengths", "lengths.png", ""), ("Model calls", "llm_calls.png", llm),
     ]
-    body = "".join(f"<h2>{t}</h2>{extra}<img src='{img}' alt='{t}'>" for t, img, extra in sections)
+    body = "".join(f"<h2>{t}</h2>{extra}" + (f"<img src='{img}' alt='{t}'>" if img else "") for t, img, extra in sections)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(data.title) + "</title><style>"
@@ -303,6 +327,20 @@ def _html(data: ReportData) -> str:
         "</style></head><body><h1>" + html.escape(data.title) + f"</h1><p>Written {now}.</p><h2>Tables read</h2>"
         + versions + body + "</body></html>"
     )
+
+
+def _verdicts_html(verdicts: dict[str, dict[str, int]]) -> str:
+    """Which verdict is which: the one that decided each row, and mfr's own against the dump's labels."""
+    total = {k: sum(v[k] for v in verdicts.values()) for k in ("labelled", "agree", "undecided", "false_accepts", "by_dump")}
+    rows = [[src, v["labelled"], f"{v['agree'] / v['labelled']:.3f}" if v["labelled"] else "", v["undecided"],
+             v["false_accepts"], v["by_dump"]] for src, v in sorted(verdicts.items(), key=lambda kv: str(kv[0]))]
+    rows.append(["all", total["labelled"], f"{total['agree'] / total['labelled']:.3f}" if total["labelled"] else "",
+                 total["undecided"], total["false_accepts"], total["by_dump"]])
+    return ("<p><code>is_consistent</code> in <code>selected</code> is the verdict that decided each row (the dump's "
+            "label where <code>consistency_method = dump_label</code>, else mfr's); the agreement below is mfr's own "
+            "verdict (<code>mfr_is_consistent</code>, undecided counted as not consistent) against the dump's label, over "
+            "every labelled row.</p>" + _table(["source", "labelled", "agreement", "undecided", "false accepts",
+                                                 "decided by the dump's label"], rows))
 
 
 def write_report(spark: SparkSession, cfg: Config, run_id: str | None = None, out: str | Path | None = None) -> str:
