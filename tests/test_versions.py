@@ -130,3 +130,17 @@ def test_each_spark_line_extra_resolves_to_a_set_the_check_accepts(extra, wheel,
     chosen = Installed(resolved["pyspark"], resolved["delta-spark"], None, resolved["pyarrow"], resolved["numpy"])
     assert chosen.problems() == [], resolved
     print(extra, {k: resolved[k] for k in ("pyspark", "delta-spark", "numpy", "pandas", "pyarrow")})
+
+
+def test_the_extras_pin_the_delta_ranges_the_check_names():
+    """pyproject's per-line extras and mfr.versions' fix lines are two copies of one table: they must agree."""
+    import tomllib
+
+    from mfr.versions import DELTA_RANGES
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for spark, extra in EXTRAS.items():
+        pins = [d.split("#")[0].strip() for d in extras[extra]]
+        assert f"delta-spark{DELTA_RANGES[spark]}" in pins, (extra, pins)
+        assert any(p.startswith(f"pyspark>={spark[0]}.{spark[1]}") for p in pins), (extra, pins)
+    assert extras["local"] == [f"mfr[{EXTRAS[max(EXTRAS)]}]"]  # the newest line

@@ -119,21 +119,14 @@ def gather(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Repor
 
 
 def _verdicts(selected: DataFrame) -> dict[str, dict[str, int]]:
-    """Per source: mfr's own verdict against the dump's label over the labelled rows, and how many rows'
+    """Per source: mfr's own verdict against the dump's label (select's counts), and how many rows'
     ``is_consistent`` is the dump's label (a version written before the two were apart: nothing)."""
+    from mfr.stages.select import verdict_counts
+
     if "mfr_is_consistent" not in selected.columns:
         return {}
-    ours, label = F.coalesce(F.col("mfr_is_consistent"), F.lit(False)), F.col("source_is_consistent")
-    labelled = label.isNotNull()
-    rows = selected.groupBy("source").agg(
-        F.sum(labelled.cast("int")).alias("labelled"),
-        F.sum((labelled & (ours == label)).cast("int")).alias("agree"),
-        F.sum((labelled & F.col("mfr_is_consistent").isNull()).cast("int")).alias("undecided"),
-        F.sum((labelled & ours & ~label).cast("int")).alias("false_accepts"),
-        F.sum((F.col("consistency_method") == "dump_label").cast("int")).alias("by_dump"),
-    ).collect()
     return {r["source"]: {k: int(r[k] or 0) for k in ("labelled", "agree", "undecided", "false_accepts", "by_dump")}
-            for r in rows}
+            for r in verdict_counts(selected, "source")}
 
 
 # --- rendering (pure) ------------------------------------------------------------------------------------

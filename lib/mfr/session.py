@@ -285,8 +285,8 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
             from delta import configure_spark_with_delta_pip
 
             builder = configure_spark_with_delta_pip(builder)  # fetches the jars with Ivy (needs network)
-        # before the JVM starts: a Delta built for another Spark line fails only at its first write
-        check_versions([] if fetches_delta else delta_jars())
+        if not _submitted():  # before the JVM starts (under spark-submit: the JVM's own Delta, judged below)
+            check_versions([] if fetches_delta else delta_jars())  # another line's Delta fails at its first write
         for key, value in _local_confs(warehouse, cfg.settings.spark.shuffle_partitions).items():
             builder = builder.config(key, value)
     else:

@@ -248,25 +248,32 @@ def decide(checked: DataFrame, *, gate: str, consistency: bool, threshold: float
     return checked.withColumn("reject_reason", why.cast("string")).withColumn("reject_detail", detail.cast("string"))
 
 
+def verdict_counts(df: DataFrame, *by: str) -> list:
+    """Per group of ``by`` (one row without): labelled rows, where mfr's own verdict (``mfr_is_consistent``,
+    undecided counted as not consistent) agrees with the dump's label, undecided, false accepts (ours
+    consistent, the label not), and rows whose ``is_consistent`` is the dump's label."""
+    ours, label = F.coalesce(F.col("mfr_is_consistent"), F.lit(False)), F.col("source_is_consistent")
+    labelled = label.isNotNull()
+    return df.groupBy(*by).agg(
+        F.sum(labelled.cast("int")).alias("labelled"),
+        F.sum((labelled & (ours == label)).cast("int")).alias("agree"),
+        F.sum((labelled & F.col("mfr_is_consistent").isNull()).cast("int")).alias("undecided"),
+        F.sum((labelled & ours & ~label).cast("int")).alias("false_accepts"),
+        F.sum((F.col("consistency_method") == "dump_label").cast("int")).alias("by_dump"),
+    ).collect()
+
+
 def agreement(df: DataFrame) -> dict[str, float]:
-    """Our verdict (``mfr_is_consistent``) against the dump's label on every row that has both (the
-    no-answer-check sources too): agreement with undecided counted as not consistent, the undecided count and
-    rate (the judge's share), and false accepts (ours consistent, the dump's label not)."""
-    both = df.where(F.col("source_is_consistent").isNotNull())
-    ours = F.coalesce(F.col("mfr_is_consistent"), F.lit(False))
-    row = both.agg(
-        F.count("*").alias("n"),
-        F.sum((ours == F.col("source_is_consistent")).cast("int")).alias("agree"),
-        F.sum(F.col("mfr_is_consistent").isNull().cast("int")).alias("undecided"),
-        F.sum((ours & ~F.col("source_is_consistent")).cast("int")).alias("fa"),
-    ).collect()[0]
-    n = int(row["n"] or 0)
+    """mfr's own verdict against the dump's label on every row that has both (the no-answer-check sources
+    too): agreement, the undecided count and rate (the judge's share), and false accepts."""
+    row = verdict_counts(df)[0]
+    n = int(row["labelled"] or 0)
     return {
         "consistency.labelled_rows": float(n),
         "consistency.agreement": (row["agree"] or 0) / n if n else 0.0,
         "consistency.undecided": float(row["undecided"] or 0),
         "consistency.undecided_rate": (row["undecided"] or 0) / n if n else 0.0,
-        "consistency.false_accepts": float(row["fa"] or 0),
+        "consistency.false_accepts": float(row["false_accepts"] or 0),
     }
 
 
