@@ -102,43 +102,13 @@ def _teacher_sets(url: str) -> list[str]:
     return sets
 
 
-def test_the_whole_pipeline_on_s3_from_the_hub(s3, tmp_path, synthetic_dump):
-    from tests.openai_server import OpenAIServer, ServerSettings
-
-    storage = _storage(s3)
-    cache = f"s3a://{BUCKET}/hub-cache"
-    cfg = _config(tmp_path, s3, "whole", collection={"source": "hf://datasets/org/mmfr", "cache_dir": cache})
-    with HubStandIn({"org/mmfr": synthetic_dump}) as hub, OpenAIServer(ServerSettings(latency_mean_s=0.002)) as teacher:
-        sets = [x for s in _teacher_sets(teacher.url) for x in ("--set", s)]
-        run = _mfr("run", "--stage", "all", "--config", str(cfg), "--json", *sets, env=_env(HF_ENDPOINT=hub.url))
-        assert run.returncode == 0, run.stderr[-4000:]
-    summary = json.loads(run.stdout)
-    stages = [r["stage"] for r in summary["runs"]]
-    assert stages == ["collect", "clean", "distill", "select", "export"]
-    for r in summary["runs"]:  # accounting holds at every stage
-        assert r["rows_in"] == r["rows_kept"] + r["rows_rejected"] + r["rows_quarantined"], r
-    # the hub shards were cached on S3, and every table lives under the schema's s3a:// location
-    assert len(storage.list_files(cache, ".parquet")) == len(list(synthetic_dump.rglob("*.parquet")))
-    # (the Delta logs themselves, listed on S3: no JVM to start for a DESCRIBE DETAIL of each)
-    for table in ("collected", "cleaned", "distilled", "selected", "exported", "runs", "llm_calls", "images"):
-        assert storage.list_files(f"s3a://{BUCKET}/whole/lake/{table}/_delta_log", ".json"), table
-    # the export is on S3: sharegpt parts, images, dataset_info, recipe, HF parquet and card
-    exported = storage.list_files(f"s3a://{BUCKET}/whole/export")
-    names = {f.rsplit("/", 1)[-1] for f in exported}
-    assert {"dataset_info.json", "mfr_8b.yaml", "README.md", "EXPORT.json"} <= names
-    kept = summary["runs"][-1]["rows_kept"]
-    lines = sum(storage.read_text(f).count("\n") for f in exported if "/mfr_sft/" in f)
-    assert kept > 0 and lines == kept
-    assert any(f.endswith(".parquet") and "/hf/data/" in f for f in exported)
-    # nothing of the runs is left in staging: intermediates removed, journals committed, leases released
-    left = storage.list_files(f"s3a://{BUCKET}/whole/staging")
-    assert left == [], left[:5]
-
-
-def _server_process(tmp_path: Path, latency: float):
+def _server_process(tmp_path: Path, latency: float, dump: Path):
+    """A teacher of its own process answering in the dump's shapes (each question's gold answer): rows it
+    distils pass select."""
     from tests.openai_server import spawn
 
-    return spawn(tmp_path, "--latency-mean", str(latency), "--capacity", "64", env=_env())
+    return spawn(tmp_path, "--latency-mean", str(latency), "--capacity", "64", "--responder", "dump",
+                 "--answers-from", str(dump), env=_env())
 
 
 def _stats(url: str) -> dict:
@@ -153,72 +123,90 @@ def _set_latency(url: str, seconds: float) -> None:
         r.read()
 
 
-@pytest.mark.timeout(900)  # five commands, each a JVM of its own on S3, and a distill of ~170 slow calls
-def test_sigkill_mid_distill_on_s3_then_rerun(s3, tmp_path, synthetic_dump):
-    """A second driver is refused while a distill holds the lakehouse (open-source Delta on S3 cannot keep two
-    drivers' commits to one table apart); then the distill's driver is killed and a rerun finishes the stage."""
-    from mfr.llm.journal import read_records
+@pytest.mark.timeout(900)  # four commands, each a JVM of its own on S3, and a distill of ~170 slow calls
+def test_the_whole_pipeline_on_s3_from_the_hub_refuses_a_second_driver_and_survives_a_sigkill(s3, tmp_path, synthetic_dump):
+    """Every stage on S3, the dump read from the hub through a cache on S3. While the distill holds the
+    lakehouse a second driver is refused (open-source Delta on S3 cannot keep two drivers' commits to one table
+    apart); then the driver is killed mid-distill, and a rerun of the whole pipeline finishes it, asking again
+    only what no journal on S3 had kept, and exports to S3."""
     from mfr.writer_lock import lock_path
 
     storage = _storage(s3)
-    dump = f"s3a://{BUCKET}/dump"
-    for f in sorted(synthetic_dump.rglob("*.parquet")):  # the dump itself is read from S3
-        storage.put_file(str(f), f"{dump}/{f.relative_to(synthetic_dump).as_posix()}")
+    cache = f"s3a://{BUCKET}/hub-cache"
     # CoT and caption share the window of 8 (about 170 calls in all): ~2.7 calls/s, so the distill outlives the
     # second command's JVM start and the kill still lands mid-stage
-    server, url = _server_process(tmp_path, latency=3.0)
-    cfg = _config(tmp_path, s3, "killed", collection={"source": dump}, distillation={"overwrite": True})
+    server, url = _server_process(tmp_path, latency=3.0, dump=synthetic_dump)
+    cfg = _config(tmp_path, s3, "whole", collection={"source": "hf://datasets/org/mmfr", "cache_dir": cache},
+                  distillation={"overwrite": True})
     sets = [x for s in _teacher_sets(url) for x in ("--set", s)]
-    lock = lock_path(f"s3a://{BUCKET}/killed/staging")
-    try:
-        collect = _mfr("run", "--stage", "collect", "--config", str(cfg))
-        assert collect.returncode == 0, collect.stderr[-3000:]
-        assert not storage.exists(lock)  # given back at the end of the run
-        driver = subprocess.Popen([sys.executable, "-m", "mfr.cli", "run", "--stage", "distill", "--config", str(cfg), *sets],
-                                  cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _stats(url)["successes"] >= 5, 300, "the distill's first answers")
-        holder = json.loads(storage.read_text(lock))["holder"]
-        assert "-distill-" in holder
-        # another cluster: its own metastore (the embedded Derby admits one command), the same tables on S3
-        second = _mfr("run", "--stage", "collect", "--config", str(cfg), "--set", f"lakehouse.warehouse={tmp_path / 'wh2'}",
-                      timeout=300)
-        assert driver.poll() is None, "the distill ended before the second command was refused: slow the server"
-        assert second.returncode == 2
-        lines = [ln for ln in second.stderr.splitlines() if ln.startswith("mfr:")]
-        assert len(lines) == 1 and lines[0].startswith(f"mfr: busy: the lakehouse is held by run {holder}"), second.stderr[-2000:]
-        assert "S3DynamoDBLogStore" in lines[0]
-        wait_for(lambda: _stats(url)["successes"] >= 40, 300, "40 answers before the kill")
-        finished_early = _stats(url)["successes"]
-        time.sleep(JOURNAL_FLUSH_S + 2)  # the journal's promise: a call is on S3 flush_s (+ one PUT) after it finished
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(30)
-        wait_for(lambda: server_quiet(lambda: _stats(url)), 60, "the killed driver's calls to end")
-        before = _stats(url)
-        assert 40 <= before["successes"] < 150, before  # killed mid-stage
-        _set_latency(url, 0.002)  # the kill landed: the rerun needs no slow teacher (saves ~45 s of waiting)
-        # every call that finished in time is safe: in a journal on S3 (nothing local) or already in llm_calls
-        journals = storage.list_files(f"s3a://{BUCKET}/killed/staging/journal", ".jsonl")
-        journaled = {r["request_key"] for f in journals for r in read_records(storage, f) if r["status"] == "ok"}
-        stored = _sql(cfg, "SELECT DISTINCT request_key FROM killed.llm_calls WHERE status = 'ok'")[0]
-        journaled |= {r["request_key"] for r in stored}
-        assert len(journaled) >= finished_early, (finished_early, len(journaled), len(journals), len(stored))
-        rerun = _mfr("run", "--stage", "distill", "--config", str(cfg), "--json", *sets)
-        assert rerun.returncode == 0, rerun.stderr[-4000:]
-        after = _stats(url)
-    finally:
-        server.kill()
-    run = json.loads(rerun.stdout)["runs"][0]
-    assert run["rows_in"] == run["rows_kept"] + run["rows_rejected"] + run["rows_quarantined"]
-    assert json.loads(rerun.stdout)["pending_model"] == 0  # every row finished
-    # only calls the journals had not stored are asked again: none that was journaled
-    assert after["duplicate_successes"] <= before["successes"] - len(journaled), (before, after, len(journaled))
-    calls, runs = _sql(cfg, "SELECT count(*) AS n, count(DISTINCT request_key) AS d FROM killed.llm_calls WHERE status = 'ok'",
-                       "SELECT stage, status, error FROM killed.runs ORDER BY started_at")
+    lock = lock_path(f"s3a://{BUCKET}/whole/staging")
+    with HubStandIn({"org/mmfr": synthetic_dump}) as hub:
+        env = _env(HF_ENDPOINT=hub.url)
+        try:
+            driver = subprocess.Popen([sys.executable, "-m", "mfr.cli", "run", "--stage", "all", "--config", str(cfg), *sets],
+                                      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(lambda: _stats(url)["successes"] >= 5, 400, "the distill's first answers")
+            holder = json.loads(storage.read_text(lock))["holder"]
+            assert "-distill-" in holder
+            # another cluster: its own metastore (the embedded Derby admits one command), the same tables on S3
+            second = _mfr("run", "--stage", "collect", "--config", str(cfg), "--set",
+                          f"lakehouse.warehouse={tmp_path / 'wh2'}", env=env, timeout=300)
+            assert driver.poll() is None, "the distill ended before the second command was refused: slow the server"
+            assert second.returncode == 2
+            lines = [ln for ln in second.stderr.splitlines() if ln.startswith("mfr:")]
+            assert len(lines) == 1 and lines[0].startswith(f"mfr: busy: the lakehouse is held by run {holder}"), second.stderr[-2000:]
+            assert "S3DynamoDBLogStore" in lines[0]
+            wait_for(lambda: _stats(url)["successes"] >= 40, 300, "40 answers before the kill")
+            finished_early = _stats(url)["successes"]
+            time.sleep(JOURNAL_FLUSH_S + 2)  # the journal's promise: a call is on S3 flush_s (+ one PUT) after it finished
+            driver.send_signal(signal.SIGKILL)
+            driver.wait(30)
+            wait_for(lambda: server_quiet(lambda: _stats(url)), 60, "the killed driver's calls to end")
+            before = _stats(url)
+            assert 40 <= before["successes"] < 150, before  # killed mid-stage
+            _set_latency(url, 0.002)  # the kill landed: the rerun needs no slow teacher (saves ~45 s of waiting)
+            assert storage.list_files(f"s3a://{BUCKET}/whole/staging/journal", ".jsonl")  # nothing of it local
+            rerun = _mfr("run", "--stage", "all", "--config", str(cfg), "--json", *sets, env=env)
+            assert rerun.returncode == 0, rerun.stderr[-4000:]
+            after = _stats(url)
+        finally:
+            server.kill()
+    summary = json.loads(rerun.stdout)
+    assert [r["stage"] for r in summary["runs"]] == ["collect", "clean", "distill", "select", "export"]
+    for r in summary["runs"]:  # accounting holds at every stage
+        assert r["rows_in"] == r["rows_kept"] + r["rows_rejected"] + r["rows_quarantined"], r
+    distilled = summary["runs"][2]
+    assert "pending_model" not in distilled["rejected_by_reason"], distilled  # every row the teacher was asked finished
+    # the hub shards were cached on S3, and every table lives under the schema's s3a:// location
+    assert len(storage.list_files(cache, ".parquet")) == len(list(synthetic_dump.rglob("*.parquet")))
+    # (the Delta logs themselves, listed on S3: no JVM to start for a DESCRIBE DETAIL of each)
+    for table in ("collected", "cleaned", "distilled", "selected", "exported", "runs", "llm_calls", "images"):
+        assert storage.list_files(f"s3a://{BUCKET}/whole/lake/{table}/_delta_log", ".json"), table
+    # the export is on S3: sharegpt parts, images, dataset_info, recipe, HF parquet and card
+    exported = storage.list_files(f"s3a://{BUCKET}/whole/export")
+    names = {f.rsplit("/", 1)[-1] for f in exported}
+    assert {"dataset_info.json", "mfr_8b.yaml", "README.md", "EXPORT.json"} <= names
+    kept = summary["runs"][-1]["rows_kept"]
+    lines = sum(storage.read_text(f).count("\n") for f in exported if "/mfr_sft/" in f)
+    assert kept > 0 and lines == kept
+    assert any(f.endswith(".parquet") and "/hf/data/" in f for f in exported)
+    killed = holder  # the lock's holder is the distill's run id
+    saved, calls, runs = _sql(
+        cfg, f"SELECT count(DISTINCT request_key) AS n FROM whole.llm_calls WHERE status = 'ok' AND run_id = '{killed}'",
+        "SELECT count(*) AS n, count(DISTINCT request_key) AS d FROM whole.llm_calls WHERE status = 'ok'",
+        "SELECT stage, status, error FROM whole.runs ORDER BY started_at")
+    # every call that finished in time was safe (the killed driver's journals on S3, or its commits): the
+    # rerun stored them under the killed run and asked again only what none had kept
+    assert saved[0]["n"] >= finished_early, (finished_early, saved)
+    assert after["duplicate_successes"] <= before["successes"] - saved[0]["n"], (before, after, saved)
     assert calls[0]["n"] == calls[0]["d"]  # no request stored twice
-    assert [(r["stage"], r["status"]) for r in runs] == [("collect", "succeeded"), ("distill", "abandoned"), ("distill", "succeeded")]
-    assert "gone" in runs[1]["error"]
+    assert [(r["stage"], r["status"]) for r in runs] == [
+        ("collect", "succeeded"), ("clean", "succeeded"), ("distill", "abandoned"),
+        ("collect", "succeeded"), ("clean", "succeeded"), ("distill", "succeeded"), ("select", "succeeded"),
+        ("export", "succeeded")]
+    assert "gone" in runs[2]["error"]
     # journals stored and removed, the killed run's intermediates swept, leases released
-    assert storage.list_files(f"s3a://{BUCKET}/killed/staging") == []
+    assert storage.list_files(f"s3a://{BUCKET}/whole/staging") == []
 
 
 @pytest.mark.parametrize("case, expect", [
