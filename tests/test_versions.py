@@ -111,25 +111,30 @@ def test_the_delta_a_session_loaded_is_read_from_its_jvm(spark):
     check_jvm_delta(spark)  # this leg's pair runs: no error
 
 
-@pytest.mark.slow  # pip resolves each extra against PyPI (a warm package cache makes it seconds)
+@pytest.mark.slow  # pip resolves each extra against PyPI (the four side by side: network-bound, ~20 s)
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("extra", sorted(EXTRAS.values()))
-def test_each_spark_line_extra_resolves_to_a_set_the_check_accepts(extra, wheel, tmp_path):
-    from mfr.versions import Installed
-
-    report = tmp_path / "report.json"
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                          "--report", str(report), f"{wheel}[{extra}]"], capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
+def test_each_spark_line_extra_resolves_to_a_set_the_check_accepts(wheel, tmp_path):
     import re
 
-    resolved = {re.sub(r"[-_.]+", "-", i["metadata"]["name"]).lower(): i["metadata"]["version"]  # PEP 503 names
-                for i in json.loads(report.read_text())["install"]}
-    spark = line(resolved["pyspark"])
-    assert EXTRAS[spark] == extra  # the extra installs its own line
-    chosen = Installed(resolved["pyspark"], resolved["delta-spark"], None, resolved["pyarrow"], resolved["numpy"])
-    assert chosen.problems() == [], resolved
-    print(extra, {k: resolved[k] for k in ("pyspark", "delta-spark", "numpy", "pandas", "pyarrow")})
+    from mfr.versions import Installed
+
+    resolving = {}
+    for extra in sorted(EXTRAS.values()):
+        report = tmp_path / f"{extra}.json"
+        proc = subprocess.Popen([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                                 "--report", str(report), f"{wheel}[{extra}]"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        resolving[extra] = (proc, report)
+    for extra, (proc, report) in resolving.items():
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, (extra, err[-3000:])
+        resolved = {re.sub(r"[-_.]+", "-", i["metadata"]["name"]).lower(): i["metadata"]["version"]  # PEP 503 names
+                    for i in json.loads(report.read_text())["install"]}
+        spark = line(resolved["pyspark"])
+        assert EXTRAS[spark] == extra  # the extra installs its own line
+        chosen = Installed(resolved["pyspark"], resolved["delta-spark"], None, resolved["pyarrow"], resolved["numpy"])
+        assert chosen.problems() == [], (extra, resolved)
+        print(extra, {k: resolved[k] for k in ("pyspark", "delta-spark", "numpy", "pandas", "pyarrow")})
 
 
 def test_the_extras_pin_the_delta_ranges_the_check_names():
