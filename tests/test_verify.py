@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mfr.answers.verify import parse_options, predicted_answer, verify
+from mfr.answers.options import parse_options
+from mfr.answers.verify import predicted_answer, verify
 from mfr.filters import SelectionRules, check_row, content_problem, exempt_from_answer_check, structure_problem
 
 
@@ -293,14 +294,14 @@ def test_content_and_structure_filters():
     ("Vincent van Gogh", "This painting is by Van Gogh.", None),  # a partial name: not sure
 ])
 def test_a_written_solution_without_a_marked_answer_is_consistent_only_when_it_states_the_gold(gold, solution, verdict):
-    from mfr.answers.verify import written_answer_verdict
+    from mfr.answers.free_form import written_answer_verdict
 
     v = written_answer_verdict("What is shown?", gold, f"<think>I look at the picture.</think>{solution}")
     assert (v.consistent, v.method) == (verdict, "free_form")
 
 
 def test_a_written_solution_check_keeps_the_seed_rules_for_no_gold_and_no_solution():
-    from mfr.answers.verify import written_answer_verdict
+    from mfr.answers.free_form import written_answer_verdict
 
     assert written_answer_verdict("q", "", "<think>x</think>Anything.").method == "no_gold"
     assert (written_answer_verdict("q", "cat", "<think>only thinking</think>").consistent) is False
@@ -335,7 +336,7 @@ def test_agreement_with_dump_labels_on_the_real_sample(real_sample):
 
 
 def test_judge_reply_parsing():
-    from mfr.answers.verify import parse_judgment
+    from mfr.answers.judge import parse_judgment
 
     assert parse_judgment("They match.\nJUDGMENT: EQUIVALENT") is True
     assert parse_judgment("<think>JUDGMENT: EQUIVALENT?</think>Not the same.\n**JUDGMENT:** DIFFERENT") is False

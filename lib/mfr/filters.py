@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mfr.answers.verify import Verdict, verify, written_answer_verdict
+from mfr.answers.free_form import written_answer_verdict
+from mfr.answers.verdict import Verdict
+from mfr.answers.verify import verify
 from mfr.text.cot import parse_trace, word_count
 from mfr.text.repetition import repetition_problem
 

@@ -24,8 +24,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mfr.answers.verify import parse_judgment, predicted_answer
+from mfr.answers.judge import parse_judgment
 from mfr.answers.verify import pass_rate as graded_pass_rate
+from mfr.answers.verify import predicted_answer
 from mfr.filters import SelectionRules, check_row
 from mfr.llm.client import ClientSettings
 from mfr.llm.spark_calls import Ask, ask_many, persist, prompt_requests
