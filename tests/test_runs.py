@@ -16,7 +16,8 @@ from pyspark.sql import functions as F
 
 from mfr import runner
 from mfr.lakehouse import Lakehouse
-from mfr.runlog import RunLog, StageBusy, driver_gone, lease_path
+from mfr.liveness import driver_gone, lease_path
+from mfr.runlog import RunLog, StageBusy
 from mfr.runner import AccountingError, run_stage
 
 
@@ -84,20 +85,21 @@ def test_a_dead_drivers_run_is_abandoned_and_a_live_one_holds_the_stage(spark, m
     runs = RunLog(lh)
     dead = runs.start("select", cfg, {}, None)
     runs._leases.pop(dead.run_id)._heartbeat.stop()  # the driver "dies": no more beats, its lease names a gone process
-    lh.storage.write_text(lease_path(lh, dead.run_id), json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "at": time.time()}))
+    lease = {"host": socket.gethostname(), "pid": _dead_pid(), "at": time.time()}
+    lh.storage.write_text(lease_path(lh.staging_root, dead.run_id), json.dumps(lease))
 
     other = RunLog(lh)  # the next command
     live = other.start("select", cfg, {}, None)
     rows = {r["run_id"]: r for r in other.list("select").collect()}
     assert rows[dead.run_id]["status"] == "abandoned" and "is gone" in rows[dead.run_id]["error"]
     assert rows[live.run_id]["status"] == "running"
-    assert not lh.storage.exists(lease_path(lh, dead.run_id))
+    assert not lh.storage.exists(lease_path(lh.staging_root, dead.run_id))
 
     with pytest.raises(StageBusy, match=f"stage select is held by run {live.run_id}"):
         RunLog(lh).start("select", cfg, {}, None)
     RunLog(lh).start("export", cfg, {}, None)  # other stages are free
     other.fail(live, "test over")
-    assert not lh.storage.exists(lease_path(lh, live.run_id))
+    assert not lh.storage.exists(lease_path(lh.staging_root, live.run_id))
 
 
 @pytest.mark.compat  # UPDATE with literals of every type

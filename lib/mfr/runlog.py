@@ -6,8 +6,8 @@ Publication: a stage's output becomes an input only through ``published()``, the
 last *succeeded* run that wrote the table, never the table's current version, so a version written by a
 run that then failed its checks, or whose driver was killed, is never read by the next stage.
 
-Liveness: a running stage's driver keeps a lease object (``<staging>/leases/<run_id>.json``) fresh. At the
-next start, a ``running`` row whose lease is stale (or whose process is gone on this host) is marked
+Liveness (``mfr.liveness``): a running stage's driver keeps a lease object (``<staging>/leases/<run_id>.json``)
+fresh. At the next start, a ``running`` row whose lease is stale (or whose process is gone on this host) is marked
 ``abandoned``. A stage is held by one run at a time: the ``running`` row is inserted by a ``MERGE`` that
 only inserts when no other run of the stage is running; Delta's conflict check makes two concurrent
 claims serialize, and the loser is told which run holds the stage.
@@ -18,11 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import socket
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,95 +28,14 @@ from pyspark.sql import functions as F
 
 from mfr.config import Config
 from mfr.lakehouse import RUNS_SCHEMA, Lakehouse, Run, code_version, new_run_id, utc_now
+from mfr.liveness import Lease, driver_gone, lease_path
 from mfr.stages.registry import TABLES
-from mfr.storage import join
 
 log = logging.getLogger(__name__)
 
 
 class StageBusy(RuntimeError):
     """Another run of the same stage is running on this lakehouse."""
-
-
-class Heartbeat:
-    """``beat()`` every ``interval_s`` seconds on a daemon thread, until stopped or ``beat`` returns False."""
-
-    def __init__(self, interval_s: float, beat: Callable[[], bool], name: str):
-        self.interval_s, self._beat = interval_s, beat
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            if not self._beat():
-                return
-
-    def start(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def stop(self, wait: bool = False) -> None:
-        """Stop beating; ``wait`` for a beat in progress to end."""
-        self._stop.set()
-        if wait and self._thread.is_alive():
-            self._thread.join()
-
-
-class Lease:
-    """The driver's proof of life for one run: an object rewritten every ``heartbeat_s`` seconds."""
-
-    def __init__(self, tables: Lakehouse, run_id: str, heartbeat_s: float):
-        self.tables, self.run_id = tables, run_id
-        self.path = lease_path(tables, run_id)
-        self._heartbeat = Heartbeat(heartbeat_s, self._renew, f"mfr-lease-{run_id}")
-
-    def _write(self) -> None:
-        body = {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}
-        self.tables.storage.write_text(self.path, json.dumps(body))
-
-    def _renew(self) -> bool:
-        try:
-            self._write()
-        except Exception as exc:  # a missed beat is not fatal; a stale lease only lets the run be abandoned
-            log.warning("lease of %s not renewed: %s", self.run_id, exc)
-        return True
-
-    def start(self) -> Lease:
-        self._write()
-        self._heartbeat.start()
-        return self
-
-    def stop(self) -> None:
-        self._heartbeat.stop()
-        try:
-            self.tables.storage.delete(self.path)
-        except Exception as exc:  # the run's row already says how it ended
-            log.warning("lease of %s not removed: %s", self.run_id, exc)
-
-
-def lease_path(tables: Lakehouse, run_id: str) -> str:
-    return join(tables.staging_root, "leases", f"{run_id}.json")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def driver_gone(lease: dict[str, Any] | None, started_at: float, now: float, abandon_after_s: float,
-                host: str) -> str | None:
-    """Why a ``running`` run's driver is gone, or None while it may be alive."""
-    if lease is None:
-        return "no lease" if now - started_at > abandon_after_s else None
-    if lease.get("host") == host and not _pid_alive(int(lease.get("pid") or 0)):
-        return f"driver process {lease.get('pid')} on {host} is gone"
-    age = now - float(lease.get("at") or 0)
-    return f"no heartbeat for {age:.0f}s" if age > abandon_after_s else None
 
 
 @dataclass(frozen=True)
@@ -176,7 +92,8 @@ class RunLog:
         }
         df = self.tables.spark.createDataFrame([tuple(row.get(f.name) for f in RUNS_SCHEMA.fields)], RUNS_SCHEMA)
         self._claim(df, run)
-        self._leases[run.run_id] = Lease(self.tables, run.run_id, float(cfg.settings.runs.heartbeat_s)).start()
+        self._leases[run.run_id] = Lease(self.tables.storage, self.tables.staging_root, run.run_id,
+                                       float(cfg.settings.runs.heartbeat_s)).start()
         return run
 
     def _claim(self, row: DataFrame, run: Run) -> None:
@@ -202,14 +119,14 @@ class RunLog:
             if r["run_id"] in self._leases:
                 continue
             try:
-                lease = json.loads(self.tables.storage.read_text(lease_path(self.tables, r["run_id"])))
+                lease = json.loads(self.tables.storage.read_text(lease_path(self.tables.staging_root, r["run_id"])))
             except FileNotFoundError:
                 lease = None
             started = r["started_at"].replace(tzinfo=dt.timezone.utc).timestamp() if r["started_at"] else 0.0
             why = driver_gone(lease, started, now, limit, host)
             if why:
                 self._set(r["run_id"], {"status": "abandoned", "finished_at": utc_now(), "error": f"abandoned: {why}"})
-                self.tables.storage.delete(lease_path(self.tables, r["run_id"]))
+                self.tables.storage.delete(lease_path(self.tables.staging_root, r["run_id"]))
                 log.warning("run %s marked abandoned (%s)", r["run_id"], why)
                 gone.append(r["run_id"])
         self.abandoned.update(gone)

@@ -1,5 +1,6 @@
-"""Every file mfr writes outside Delta tables goes through here: call journals, run leases, staged
-requests' clean-up, the hub download cache, exports and reports.
+"""Every file a run writes or reads outside Delta tables goes through here: call journals, run leases and the
+writer lock, staged requests' clean-up, the hub download cache, exports and reports. (Set-up files — the jars
+and spark-defaults of ``make setup`` — and ``mfr sample``'s synthetic dump are local files written directly.)
 
 Why fsspec and not Hadoop's FileSystem through the JVM: journals are written by Python on executors and
 read by the driver, and a Spark Connect client has no JVM at all; fsspec works the same in all three

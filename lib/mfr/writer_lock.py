@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mfr.runlog import Heartbeat, StageBusy, driver_gone
+from mfr.liveness import Heartbeat, driver_gone
+from mfr.runlog import StageBusy
 from mfr.session import conf_value
 from mfr.storage import Storage, StorageError, join, scheme
 
