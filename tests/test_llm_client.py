@@ -224,6 +224,25 @@ def test_api_key_only_in_the_header(monkeypatch):
         ClientSettings.from_section({"api_base": "http://x/v1", "model": "m", "api_key_env": "NOT_SET_ANYWHERE"})
 
 
+def test_every_client_setting_of_the_config_reaches_the_client():
+    """One declaration per setting: each key of a client section (the schema's) arrives in ClientSettings,
+    with no copy to keep in step; api_base and api_key_env arrive as the replicas and the key."""
+    import dataclasses
+
+    from mfr.settings import ClientConfig
+
+    given = {"api_base": ["http://a/v1/", "http://b/v1"], "model": "m", "max_concurrency": 3, "timeout_s": 7.5,
+             "max_attempts": 2, "connect_timeout_s": 1.5, "backoff_base_s": 0.25, "backoff_max_s": 4.0,
+             "breaker_cooldown_s": 9.0, "requests_per_s": 11.0, "tokens_per_min": 1200.0,
+             "response_format": {"type": "json_object"}, "extra_body": {"top_k": 5}}
+    assert set(given) | {"api_key_env"} == {f.name for f in dataclasses.fields(ClientConfig)}  # every key is given
+    settings = ClientSettings.from_section(given)
+    assert settings.api_bases == ("http://a/v1", "http://b/v1") and settings.api_key is None
+    for key, value in given.items():
+        if key != "api_base":
+            assert getattr(settings, key) == value, key
+
+
 def test_request_key_is_deterministic_and_sensitive():
     k = request_key("s:1", "cot", "distill@abc", "m", {"temperature": 1.0, "seed": 0}, 0)
     assert k == request_key("s:1", "cot", "distill@abc", "m", {"seed": 0, "temperature": 1.0}, 0)

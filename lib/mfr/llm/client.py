@@ -14,6 +14,7 @@ Authorization header, and no error message or result carries it.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import os
@@ -86,22 +87,15 @@ class ClientSettings:
         api_key = os.environ.get(sec.api_key_env) if sec.api_key_env else None
         if sec.api_key_env and api_key is None:
             raise MissingEndpoint(f"{where}.api_key_env names {sec.api_key_env}, which is not set in the environment")
-        return cls(
-            api_bases=tuple(b.rstrip("/") for b in bases),
-            model=sec.model,
-            api_key=api_key,
-            max_concurrency=sec.max_concurrency,
-            timeout_s=sec.timeout_s,
-            connect_timeout_s=sec.connect_timeout_s,
-            max_attempts=sec.max_attempts,
-            backoff_base_s=sec.backoff_base_s,
-            backoff_max_s=sec.backoff_max_s,
-            breaker_cooldown_s=sec.breaker_cooldown_s,
-            requests_per_s=sec.requests_per_s,
-            tokens_per_min=sec.tokens_per_min,
-            response_format=sec.response_format,
-            extra_body=sec.extra_body,
-        )
+        return cls(api_bases=tuple(b.rstrip("/") for b in bases), model=sec.model, api_key=api_key,
+                   **{name: getattr(sec, name) for name in _FROM_CONFIG})
+
+
+# the settings a config section gives as they are: every field both classes declare (a field added to the
+# schema and to ClientSettings reaches the client with no line here); the rest are derived above or fixed
+_DERIVED = frozenset({"api_bases", "model", "api_key"})
+_FROM_CONFIG = tuple(f.name for f in dataclasses.fields(ClientSettings)
+                     if f.name in {c.name for c in dataclasses.fields(ClientConfig)} and f.name not in _DERIVED)
 
 
 def _typed(section: ClientConfig | Mapping[str, Any]) -> ClientConfig:
