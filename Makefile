@@ -41,7 +41,7 @@ $(DELTA_JARS): $(VENV)/.installed
 
 # The venv's own spark-submit gets Delta, the jars and the venv's Python by default.
 $(VENV)/.spark-defaults: $(VENV)/.installed $(DELTA_JARS)
-	$(PY) -m mfr.session --write-spark-defaults --jars-dir $(JARS)
+	$(PY) -m mfr.jars --spark-defaults --dest $(JARS)
 	@touch $@
 
 demo: setup

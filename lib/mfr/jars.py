@@ -3,7 +3,8 @@
 Why not Maven: most Python users have none. Spark's ``spark.jars.packages`` resolves Maven coordinates
 from the default public repository with nothing but the JVM that Spark needs anyway, and Ivy checks each
 download against the checksum published beside it. The resolved jars are copied into one folder that
-sessions pass as ``spark.jars`` (see ``mfr.session``).
+sessions pass as ``spark.jars`` (see ``mfr.session``), and the venv's own ``spark-submit`` gets them in its
+``spark-defaults.conf`` (``--spark-defaults``): every set-up file ``make setup`` writes comes from here.
 """
 
 from __future__ import annotations
@@ -216,6 +217,39 @@ def fetch_s3a_jars(dest: Path) -> list[Path]:
     return sorted(dest.glob("*.jar"))
 
 
+def write_spark_defaults(jars: Path) -> Path:
+    """Make the venv's own ``spark-submit`` Delta-ready: jars on the driver classpath, the venv's Python."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    from mfr.session import REDACTION_REGEX
+
+    conf_dir = Path(_find_spark_home()) / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    jar_list = ",".join(sorted(str(p.resolve()) for p in jars.glob("*.jar")))
+    lines = [
+        "# Written by `make setup` (mfr.jars.write_spark_defaults)",
+        f"spark.jars {jar_list}",
+        "spark.sql.extensions io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        f"spark.pyspark.python {sys.executable}",
+        f"spark.pyspark.driver.python {sys.executable}",
+        f"spark.redaction.regex {REDACTION_REGEX}",
+    ]
+    target = conf_dir / "spark-defaults.conf"
+    target.write_text("\n".join(lines) + "\n")
+    # Spark's start-up warnings (loopback hostname, native Hadoop) drown the pipeline's own output.
+    (conf_dir / "log4j2.properties").write_text(
+        "rootLogger.level = error\n"
+        "rootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\n"
+        "appender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n"
+    )
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="fetch the Delta jars for local sessions (no Maven needed)")
     parser.add_argument("--dest", required=True)
@@ -223,7 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--s3a", action="store_true", help="fetch hadoop-aws (and its AWS SDK) for s3a:// instead")
     parser.add_argument("--connect", action="store_true",
                         help="fetch the Spark Connect server jar into DEST/connect instead (pyspark 3.5; 4.x ships it)")
+    parser.add_argument("--spark-defaults", action="store_true",
+                        help="instead: make this venv's spark-submit Delta-ready with the jars in DEST (spark-defaults.conf)")
     args = parser.parse_args(argv)
+    if args.spark_defaults:
+        print(f"wrote {write_spark_defaults(Path(args.dest))}")
+        return 0
     try:
         from importlib import metadata
 

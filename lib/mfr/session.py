@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import glob
 import logging
@@ -362,47 +361,3 @@ def _connect(url: str) -> SparkSession:
                            "pip install 'mfr[connect]'") from None
     _OWNED.append(spark)
     return spark
-
-
-def write_spark_defaults(jars: Path) -> Path:
-    """Make the venv's own ``spark-submit`` Delta-ready: jars on the driver classpath, the venv's Python."""
-    from pyspark.find_spark_home import _find_spark_home
-
-    conf_dir = Path(_find_spark_home()) / "conf"
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    jar_list = ",".join(sorted(str(p.resolve()) for p in jars.glob("*.jar")))
-    lines = [
-        "# Written by `make setup` (mfr.session.write_spark_defaults)",
-        f"spark.jars {jar_list}",
-        "spark.sql.extensions io.delta.sql.DeltaSparkSessionExtension",
-        "spark.sql.catalog.spark_catalog org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        f"spark.pyspark.python {sys.executable}",
-        f"spark.pyspark.driver.python {sys.executable}",
-        f"spark.redaction.regex {REDACTION_REGEX}",
-    ]
-    target = conf_dir / "spark-defaults.conf"
-    target.write_text("\n".join(lines) + "\n")
-    # Spark's start-up warnings (loopback hostname, native Hadoop) drown the pipeline's own output.
-    (conf_dir / "log4j2.properties").write_text(
-        "rootLogger.level = error\n"
-        "rootLogger.appenderRef.stderr.ref = console\n"
-        "appender.console.type = Console\n"
-        "appender.console.name = console\n"
-        "appender.console.target = SYSTEM_ERR\n"
-        "appender.console.layout.type = PatternLayout\n"
-        "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n"
-    )
-    return target
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="session helpers for make setup")
-    parser.add_argument("--write-spark-defaults", action="store_true")
-    parser.add_argument("--jars-dir", default=str(jars_dir()))
-    args = parser.parse_args()
-    if args.write_spark_defaults:
-        print(f"wrote {write_spark_defaults(Path(args.jars_dir))}")
-
-
-if __name__ == "__main__":
-    main()
