@@ -26,8 +26,9 @@ import urllib.request
 from pathlib import Path
 
 from mfr.lakehouse import Lakehouse
+from mfr.llm.calls import call_many, call_models
 from mfr.llm.client import ChatRequest, ClientSettings, OpenAIClient
-from mfr.llm.spark_calls import Ask, call_many, call_models
+from mfr.llm.requests import Ask
 from mfr.llm.window import sliding_window
 from mfr.runlog import RunLog
 from mfr.stages.common import StageContext
@@ -97,7 +98,7 @@ def _spark_calls(spark, make_cfg, url: str, n: int, settings: ClientSettings, pr
     ctx = _context(spark, make_cfg)
     reqs = _requests(spark, n, prefix)
     start = time.perf_counter()
-    stats = call_models(ctx, reqs, settings, "cot")
+    stats = call_models(ctx.calls(), reqs, settings, "cot")
     return time.perf_counter() - start, {"ok": stats.ok, "errors": stats.errors}
 
 
@@ -114,7 +115,7 @@ def _utilisation_heavy_tail(spark, make_cfg, workdir: Path) -> dict[str, float]:
         asks = [Ask(_requests(spark, HEAVY_ROWS, f"u-{p}-", p),
                     ClientSettings((srv.url,), "m", max_concurrency=HEAVY_SLOTS, timeout_s=60), p)
                 for p, srv in servers.items()]
-        stats = call_many(ctx, asks)
+        stats = call_many(ctx.calls(), asks)
         st = {p: srv.stats() for p, srv in servers.items()}
     finally:
         for srv in servers.values():

@@ -251,7 +251,7 @@ def test_request_key_is_deterministic_and_sensitive():
 
 
 def test_finished_calls_are_committed_by_count_by_text_size_or_by_time_whichever_comes_first():
-    from mfr.llm.spark_calls import commit_due
+    from mfr.llm.store import commit_due
 
     limits = {"every": 100, "max_bytes": 1000, "interval_s": 60.0}
     assert not commit_due(0, 0, 3600.0, **limits)  # nothing held: nothing to commit, however long
@@ -367,7 +367,7 @@ class _Settings:
     ({"spark_default_parallelism": "", "spark_sql_shuffle_partitions": "auto"}, 200),  # Connect: no master
 ])
 def test_call_tasks_come_from_what_the_session_says(confs, tasks):
-    from mfr.llm.spark_calls import parallelism
+    from mfr.llm.planning import parallelism
 
     assert parallelism(_Settings(**confs), None) == tasks
     assert parallelism(_Settings(**confs), 5) == 5  # llm.tasks wins

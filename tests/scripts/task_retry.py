@@ -16,9 +16,10 @@ from pyspark import TaskContext
 def main(warehouse: str, server_url: str) -> None:
     from mfr.config import load_config
     from mfr.lakehouse import Lakehouse
-    from mfr.runlog import RunLog
-    from mfr.llm import spark_calls
+    from mfr.llm import task as call_task
+    from mfr.llm.calls import call_models
     from mfr.llm.client import ClientSettings
+    from mfr.runlog import RunLog
     from mfr.session import get_spark
     from mfr.stages.common import StageContext
 
@@ -28,7 +29,7 @@ def main(warehouse: str, server_url: str) -> None:
     lh.ensure_schema()
     run = RunLog(lh).start("distill", cfg, {}, None)
     ctx = StageContext(spark, cfg, run, lh, {})
-    original = spark_calls._task_fn
+    original = call_task.task_fn
 
     marker = Path(warehouse) / "attempt-0-died"
 
@@ -55,11 +56,11 @@ def main(warehouse: str, server_url: str) -> None:
 
         return run_
 
-    spark_calls._task_fn = dying_task_fn
+    call_task.task_fn = dying_task_fn
     rows = [(f"k{i}", f"s:{i}", "cot", "m", "p@1", 0, json.dumps([{"role": "user", "content": "x <answer>"}]), "{}", None) for i in range(1200)]
     reqs = spark.createDataFrame(rows, "request_key string, sample_key string, purpose string, model string, prompt_version string, sample_index int, messages_json string, params_json string, image_id string")
     settings = ClientSettings((server_url,), "m", max_concurrency=16, timeout_s=5, backoff_base_s=0.01)
-    stats = spark_calls.call_models(ctx, reqs, settings, "cot")
+    stats = call_models(ctx.calls(), reqs, settings, "cot")
     calls = lh.read("llm_calls")
     summary = {
         "stored": calls.count(),

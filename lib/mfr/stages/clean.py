@@ -30,11 +30,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.answers.extract import parse_extraction_reply
+from mfr.llm.calls import ask_many
 from mfr.llm.client import ClientSettings
-from mfr.llm.spark_calls import Ask, ask_many, persist, prompt_requests
+from mfr.llm.requests import Ask, prompt_requests
 from mfr.session import session_setting
 from mfr.stages.collect import OUTPUT_COLUMNS as COLLECTED_COLUMNS
-from mfr.stages.common import StageContext, StageOutput, blank, reason
+from mfr.stages.common import StageContext, StageOutput, blank, persist, reason
 from mfr.text.clean_reply import parse_clean_reply
 from mfr.text.clean_rules import normalized_question
 from mfr.udfs import clean_image_udf, clean_question_udf, extract_answer_udf
@@ -226,7 +227,7 @@ def _ask_cleaning_model(ctx: StageContext, staged: DataFrame, settings: ClientSe
                                                 F.col("original_answer").alias("solution"))
         asks.append(_requests(ctx, todo, settings, "answer_extraction", sec.answer_prompt, ["question", "solution"]))
     # both purposes in one call job: neither waits for the other's slowest call
-    replies = ask_many(ctx, asks) if asks else {}
+    replies = ask_many(ctx.calls(), asks) if asks else {}
     if "clean" in replies:
         staged = staged.join(replies["clean"].select("sample_key", _parse_replies("choices").alias("_reply")),
                              "sample_key", "left")

@@ -1,4 +1,5 @@
-"""Pieces every stage shares: the output a stage hands to the runner, key and reason columns."""
+"""Pieces every stage shares: its context (and the model-call context it builds), the output it hands to the
+runner, intermediates written once (``persist``), key and reason columns."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pyspark.sql.column import Column
 from mfr import reasons
 from mfr.config import Config
 from mfr.keys import KEY_SEPARATOR
+from mfr.session import job_description
 
 if TYPE_CHECKING:  # pragma: no cover
     from mfr.lakehouse import Lakehouse, Run
+    from mfr.llm.context import CallContext
 
 
 @dataclass
@@ -35,6 +38,28 @@ class StageContext:
     def read_input(self, table: str) -> DataFrame:
         """An input table at the version this run pinned."""
         return self.lakehouse.read(table, self.input_versions[table])
+
+    def calls(self) -> CallContext:
+        """The model-call layer's context for this run: calls stored in ``llm_calls`` (each batch one
+        idempotent commit carrying the run), images from ``images``, journals and intermediates under the
+        lakehouse's staging root; journals of another live run are left to it."""
+        from mfr.llm.context import CallContext
+        from mfr.runlog import RunLog
+
+        lh, run = self.lakehouse, self.run
+        return CallContext(
+            spark=self.spark, run_id=run.run_id, label=run.stage, storage=lh.storage, staging_root=lh.staging_root,
+            settings=self.cfg.settings.llm, stored=lambda: lh.read("llm_calls"),
+            commit=lambda df, app_id, batch: lh.append_once(df, "llm_calls", run, app_id, batch),
+            images=lambda: lh.read("images"), busy_runs=lambda: RunLog(lh).live_run_ids(),
+            stage_frame=lambda df, name: persist(self, df, name),
+        )
+
+
+def persist(ctx: StageContext, df: DataFrame, name: str) -> DataFrame:
+    """Write an intermediate of the run to staging and read it back: computed once, lineage cut."""
+    with job_description(ctx.spark, f"mfr {ctx.run.stage}: {name}"):
+        return ctx.lakehouse.stage(df, ctx.run_id, name)
 
 
 @dataclass

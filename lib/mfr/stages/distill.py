@@ -29,11 +29,12 @@ from pyspark.sql import types as T
 
 from mfr import reasons
 from mfr.filters import exempt_from_answer_check
+from mfr.llm.calls import call_many
 from mfr.llm.client import ClientSettings, MissingEndpoint
-from mfr.llm.spark_calls import Ask, build_requests, call_many, persist
+from mfr.llm.requests import Ask, build_requests
 from mfr.prompts import load_prompt
 from mfr.settings import CaptionConfig, CotConfig
-from mfr.stages.common import StageContext, StageOutput, reason
+from mfr.stages.common import StageContext, StageOutput, persist, reason
 from mfr.text.cot import cot_problem, word_count
 from mfr.vectorized import pandas_udf
 
@@ -208,7 +209,7 @@ def ask_teachers(ctx: StageContext, rows: DataFrame, purposes: list[Purpose]) ->
         if not asking:
             break
         reqs = {p.name: _round_requests(ctx, need[p.name], p, round_no) for p in asking}
-        stats = call_many(ctx, [Ask(reqs[p.name], p.settings, p.name) for p in asking if p.settings is not None])
+        stats = call_many(ctx.calls(), [Ask(reqs[p.name], p.settings, p.name) for p in asking if p.settings is not None])
         for p in asking:
             st = stats[p.name]
             log.info("distill %s round %d: %d asked, %d ok, %d errors, %.1fs",

@@ -30,10 +30,9 @@ from pyspark.sql import types as T
 from mfr.export.card import dataset_card, quotas
 from mfr.export.files import write_hf_part, write_images, write_json, write_jsonl_part
 from mfr.export.sharegpt import dataset_info_entry, image_file_name, sharegpt_record
-from mfr.llm.spark_calls import persist
 from mfr.partitions import run_per_partition
 from mfr.resources import train_recipe
-from mfr.stages.common import StageContext, StageOutput
+from mfr.stages.common import StageContext, StageOutput, persist
 from mfr.storage import Storage, is_local, join, local_path
 from mfr.vectorized import pandas_udf, python_udf
 

@@ -28,9 +28,10 @@ from mfr.answers.judge import parse_judgment
 from mfr.answers.verify import pass_rate as graded_pass_rate
 from mfr.answers.verify import predicted_answer
 from mfr.filters import SelectionRules, check_row
+from mfr.llm.calls import ask_many
 from mfr.llm.client import ClientSettings
-from mfr.llm.spark_calls import Ask, ask_many, persist, prompt_requests
-from mfr.stages.common import StageContext, StageOutput, blank, reason
+from mfr.llm.requests import Ask, prompt_requests
+from mfr.stages.common import StageContext, StageOutput, blank, persist, reason
 from mfr.vectorized import pandas_udf, python_udf
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def ask_judge_and_probe(ctx: StageContext, checked: DataFrame, gate: str, judge_
     if probe_client is not None:
         first = persist(ctx, _probe_candidates(ctx, checked, gate), "probe-0")
         asks.append(Ask(_probe_requests(ctx, first, probe_client), probe_client, "pass_rate"))
-    replies = ask_many(ctx, asks) if asks else {}
+    replies = ask_many(ctx.calls(), asks) if asks else {}
     if judge_client is not None:
         checked = persist(ctx, _apply_judge(checked, replies["verify"]), "judged")
     if probe_client is None or first is None:
@@ -153,7 +154,7 @@ def ask_judge_and_probe(ctx: StageContext, checked: DataFrame, gate: str, judge_
     if judge_client is not None:  # rows the judge made consistent
         later = persist(ctx, _probe_candidates(ctx, checked, gate).join(first.select("sample_key"), "sample_key", "left_anti"), "probe-1")
         if later.limit(1).count():
-            answers = ask_many(ctx, [Ask(_probe_requests(ctx, later, probe_client), probe_client, "pass_rate")])["pass_rate"]
+            answers = ask_many(ctx.calls(), [Ask(_probe_requests(ctx, later, probe_client), probe_client, "pass_rate")])["pass_rate"]
             probed = probed.unionByName(_grade(later, answers))
     return checked.join(probed, "sample_key", "left")
 
