@@ -184,3 +184,28 @@ def test_json_output_is_the_document_alone_and_commands_chain_back_to_back(tmp_p
                             capture_output=True, text=True, timeout=300)
     assert tables.returncode == 0, tables.stderr[-3000:]  # not "another mfr command holds the embedded metastore"
     assert json.loads(tables.stdout) == []  # the schema the first command made, no table yet
+
+
+def test_a_stage_registered_from_outside_runs_through_the_runner_and_the_cli(spark, collected, capsys):
+    """A registry entry says all the runner needs: inputs pinned, accounting checked, the check after the
+    write run, the run recorded; `mfr run --stage` and `mfr history` know the stage."""
+    from mfr.lakehouse import Lakehouse
+    from mfr.runlog import RunLog
+    from mfr.runner import run_stage
+    from tests.extra_stage import ensure_registered
+
+    ensure_registered()
+    schema = collected.get("lakehouse.schema")
+    lh = Lakehouse(spark, collected)
+    first = run_stage(spark, collected, "question_words")
+    kept = lh.read("collected").where("reject_reason IS NULL").count()
+    assert (first.rows_in, first.rows_kept, first.rows_rejected) == (kept, kept, 0)
+    assert first.metrics["question_words.mean"] > 3
+    assert first.output_table == f"{schema}.question_words"
+    capsys.readouterr()
+    assert main(["run", "--stage", "question_words", "--json", "--set", f"lakehouse.schema={schema}"]) == 0
+    (second,) = json.loads(capsys.readouterr().out)["runs"]
+    assert second["stage"] == "question_words" and second["output_version"] == first.output_version + 1
+    runs = RunLog(lh).list("question_words").collect()
+    assert [(r["status"], r["input_versions"]) for r in runs] == [("succeeded", {"collected": 0})] * 2
+    assert main(["history", "question_words", "--set", f"lakehouse.schema={schema}"]) == 0

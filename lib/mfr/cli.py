@@ -21,8 +21,6 @@ from mfr.stages.registry import NAMES
 if TYPE_CHECKING:  # pragma: no cover
     from mfr.runner import RunResult
 
-STAGE_CHOICES = [*NAMES, "all"]
-
 
 def default_config_path() -> str | None:
     """``--config``, else ``$MFR_CONFIG``, else the repo's ``conf/local.yaml`` (the embedded default)."""
@@ -49,14 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a stage (or all built stages) and record it in <schema>.runs")
-    run.add_argument("--stage", required=True, choices=STAGE_CHOICES)
+    run.add_argument("--stage", required=True, choices=[*NAMES, "all"])  # registered stages included
     run.add_argument("--from-run", help="re-run on the inputs an earlier run of this stage used")
     run.add_argument("--json", action="store_true", help="print the run summary as one JSON object (funnels go to stderr)")
     run.add_argument("--strict", action="store_true", help=f"exit {EXIT_PENDING} when any row ends pending_model")
     _add_config_args(run)
 
     hist = sub.add_parser("history", help="list stage runs with their table versions and counts")
-    hist.add_argument("stage", nargs="?", choices=STAGE_CHOICES[:-1])
+    hist.add_argument("stage", nargs="?", choices=list(NAMES))
     hist.add_argument("--json", action="store_true", help="print a JSON array")
     _add_config_args(hist)
 

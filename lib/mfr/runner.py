@@ -12,12 +12,10 @@ from pyspark.sql import SparkSession
 
 from mfr import reasons, writer_lock
 from mfr.config import Config
-from mfr.dump.hub import is_hub_uri
 from mfr.lakehouse import Lakehouse, Run, new_run_id
 from mfr.runlog import RunLog, RunsSnapshot
 from mfr.session import conf_value, executors_here, job_description
 from mfr.stages import registry
-from mfr.stages.collect import hub_cache
 from mfr.stages.common import StageContext
 from mfr.storage import StorageError, is_local, shared_mount
 
@@ -42,14 +40,8 @@ class RunResult:
 
 
 def input_tables(stage: str, cfg: Config, log_: RunLog, snapshot: RunsSnapshot | None = None) -> list[str]:
-    """Tables a stage reads. Distill reads cleaned once a clean run has published it (else collected)
-    unless configured."""
-    if stage == "distill":
-        chosen = cfg.settings.distillation.input_table
-        if chosen:
-            return [chosen]
-        return ["cleaned"] if log_.published("cleaned", snapshot) is not None else ["collected"]
-    return list(registry.stage(stage).inputs)
+    """Tables a stage reads (its registry entry says; it may ask what has been published)."""
+    return registry.stage(stage).input_tables(cfg, lambda table: log_.published(table, snapshot))
 
 
 def check_storage(stage: str, cfg: Config, lh: Lakehouse) -> None:
@@ -59,24 +51,18 @@ def check_storage(stage: str, cfg: Config, lh: Lakehouse) -> None:
     st = lh.storage
     if s.lakehouse.location:
         st.check_writable(s.lakehouse.location, "lakehouse.location")
-    # folders executors write or read beside the driver: journals and intermediates, the dump or its hub
-    # download, the export's files
+    # folders executors write or read beside the driver: journals and intermediates, and the stage's own
+    # (the dump or its hub download, the export's files)
+    outside = registry.stage(stage).outside_locations(cfg)
     shared = [(lh.staging_root, "llm.staging_dir" if s.llm.staging_dir else "staging folder")]
-    if stage == "collect" and s.collection.source:
-        shared.append((hub_cache(cfg), "collection.cache_dir") if is_hub_uri(s.collection.source)
-                      else (s.collection.source, "collection.source"))
-    if stage == "export" and s.export.out:
-        shared.append((s.export.out, "export.out"))
+    shared += [(x.path, x.setting) for x in outside]
     check_executors_reach(lh.spark, cfg, shared)
     st.check_writable(lh.staging_root, shared[0][1])
-    if stage == "collect":
-        if is_hub_uri(s.collection.source):
-            if s.collection.cache_dir:
-                st.check_writable(s.collection.cache_dir, "collection.cache_dir")
-        else:
-            st.check_readable(s.collection.source, "collection.source")
-    if stage == "export" and s.export.out:
-        st.check_writable(s.export.out, "export.out")
+    for x in outside:
+        if x.check == "writable":
+            st.check_writable(x.path, x.setting)
+        elif x.check == "readable":
+            st.check_readable(x.path, x.setting)
 
 
 def check_executors_reach(spark: SparkSession, cfg: Config, folders: list[tuple[str, str]]) -> None:
@@ -175,14 +161,15 @@ def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh:
 def _pin_inputs(stage: str, cfg: Config, lh: Lakehouse, log_: RunLog, from_run: str | None,
                 snapshot: RunsSnapshot) -> tuple[Config, dict[str, int]]:
     """The input versions the run reads (an earlier run's with --from-run, a chosen one, else the current)."""
+    spec = registry.stage(stage)
     if from_run:
         earlier = log_.get(from_run)
         if earlier["stage"] != stage:
             raise ValueError(f"run {from_run} is a {earlier['stage']} run, not {stage}")
-        cfg = _replay_inputs(cfg, earlier)
+        cfg = spec.replay_config(cfg, earlier)
         pinned = dict(earlier["input_versions"] or {})
     else:
-        pinned = _chosen_versions(stage, cfg, lh)
+        pinned = spec.chosen_versions(cfg, lh)
     inputs = {}
     for table in input_tables(stage, cfg, log_, snapshot):
         version = pinned.get(table)
@@ -228,28 +215,3 @@ def _check_reasons(stage: str, found: set[str | None], quarantined: set[str]) ->
     bad += [f"{c} (quarantine)" for c in reasons.unregistered(stage, quarantined, quarantine=True)]
     if bad:
         raise UnregisteredReason(f"{stage} wrote reason codes not registered in mfr.reasons: {', '.join(bad)}")
-
-
-def _chosen_versions(stage: str, cfg: Config, lh: Lakehouse) -> dict[str, int]:
-    """Input versions a user asked for by config (export: a selected version or a select run)."""
-    if stage != "export":
-        return {}
-    run_id = cfg.settings.export.select_run
-    if run_id:
-        earlier = RunLog(lh).get(run_id)
-        if earlier["stage"] != "select" or earlier["output_version"] is None:
-            raise ValueError(f"export.select_run {run_id} is not a finished select run")
-        return {"selected": int(earlier["output_version"])}
-    version = cfg.settings.export.table_version
-    return {"selected": int(version)} if version is not None else {}
-
-
-def _replay_inputs(cfg: Config, earlier: dict) -> Config:
-    """Re-run on what an earlier run read: its pinned input versions, or for collect its dump choice."""
-    import json
-
-    if earlier["stage"] == "collect":
-        old = json.loads(earlier["config_json"])["collection"]
-        keys = ("source", "subsets", "max_samples", "revision")
-        return cfg.with_overrides(f"collection.{k}={json.dumps(old[k])}" for k in keys)
-    return cfg

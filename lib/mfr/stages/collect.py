@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -29,6 +31,7 @@ from mfr.dump.layout import (
 )
 from mfr.dump.listing import list_dump
 from mfr.stages.common import StageContext, StageOutput, blank, reason, sample_key_col
+from mfr.stages.registry import Location
 from mfr.storage import Storage, spark_path
 from mfr.udfs import image_info_col
 
@@ -63,6 +66,24 @@ OUTPUT_COLUMNS = [
 def hub_cache(cfg: Config) -> str:
     """Where hub shards are downloaded: ``collection.cache_dir``, else beside the local warehouse."""
     return cfg.settings.collection.cache_dir or str(Path(cfg.settings.lakehouse.warehouse) / "hf-cache")
+
+
+def locations(cfg: Config) -> list[Location]:
+    """The dump (read) or, for a hub dataset, its download cache (written when configured; else beside the
+    local warehouse)."""
+    s = cfg.settings.collection
+    if not s.source:
+        return []
+    if is_hub_uri(s.source):
+        return [Location(hub_cache(cfg), "collection.cache_dir", "writable" if s.cache_dir else None)]
+    return [Location(s.source, "collection.source", "readable")]
+
+
+def replay_config(cfg: Config, earlier: dict[str, Any]) -> Config:
+    """A ``--from-run`` rerun collects what the earlier run chose of the dump (source, subsets, cap, revision)."""
+    old = json.loads(earlier["config_json"])["collection"]
+    keys = ("source", "subsets", "max_samples", "revision")
+    return cfg.with_overrides(f"collection.{k}={json.dumps(old[k])}" for k in keys)
 
 
 def resolve_source(cfg: Config, storage: Storage) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr import reasons
+from mfr.config import Config
 from mfr.filters import exempt_from_answer_check
 from mfr.llm.calls import call_many
 from mfr.llm.client import ClientSettings, MissingEndpoint
@@ -292,3 +294,12 @@ def distill(ctx: StageContext) -> StageOutput:
         metrics[f"{p.name}.endpoint_configured"] = 0.0 if p.settings is None else 1.0
     return StageOutput(rows=out, rows_in=rows_in, metrics=metrics)
 
+
+
+def input_tables(cfg: Config, published: Callable[[str], int | None]) -> list[str]:
+    """``distillation.input_table`` when set; else cleaned once a clean run has published it, else collected
+    (a dump distilled without cleaning)."""
+    chosen = cfg.settings.distillation.input_table
+    if chosen:
+        return [chosen]
+    return ["cleaned"] if published("cleaned") is not None else ["collected"]

@@ -27,12 +27,15 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from mfr.config import Config
 from mfr.export.card import dataset_card, quotas
 from mfr.export.files import write_hf_part, write_images, write_json, write_jsonl_part
 from mfr.export.sharegpt import dataset_info_entry, image_file_name, sharegpt_record
+from mfr.lakehouse import Lakehouse
 from mfr.partitions import run_per_partition
 from mfr.resources import train_recipe
 from mfr.stages.common import StageContext, StageOutput, persist
+from mfr.stages.registry import Location
 from mfr.storage import Storage, is_local, join, local_path
 from mfr.vectorized import pandas_udf, python_udf
 
@@ -244,3 +247,24 @@ def _manifest(ctx: StageContext, built: DataFrame, ok: DataFrame, subset: str, o
         F.lit(None).cast("string").alias("reject_detail"),  # export's codes are exact (mfr.export.sharegpt)
         F.lit(ctx.run_id).alias("run_id"),
     )
+
+
+def locations(cfg: Config) -> list[Location]:
+    """The export folder, written by executors and the driver."""
+    out = cfg.settings.export.out
+    return [Location(out, "export.out", "writable")] if out else []
+
+
+def chosen_versions(cfg: Config, lh: Lakehouse) -> dict[str, int]:
+    """The selected version the config asks for (``export.select_run``'s output, or ``export.table_version``);
+    none: the published one."""
+    from mfr.runlog import RunLog
+
+    run_id = cfg.settings.export.select_run
+    if run_id:
+        earlier = RunLog(lh).get(run_id)
+        if earlier["stage"] != "select" or earlier["output_version"] is None:
+            raise ValueError(f"export.select_run {run_id} is not a finished select run")
+        return {"selected": int(earlier["output_version"])}
+    version = cfg.settings.export.table_version
+    return {"selected": int(version)} if version is not None else {}

@@ -1,7 +1,7 @@
 """The stages of the pipeline, once: name, output table, input tables, and the function that runs it.
 
 The runner, the CLI, the report, the notebooks helper and the table store all read this list; adding a
-stage means adding one entry here.
+stage means one module and one entry (here, or ``register()`` from elsewhere): the runner has no stage names.
 """
 
 from __future__ import annotations
@@ -9,38 +9,95 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mfr.config import Config
+    from mfr.lakehouse import Lakehouse
     from mfr.stages.common import StageContext, StageOutput
 
 
 @dataclass(frozen=True)
+class Location:
+    """A place outside the tables a stage reads or writes: executors must reach it, and it is checked before
+    any table is written (``check``: "readable", "writable", or None for reach only)."""
+
+    path: str
+    setting: str  # the config key that names it, for one-line errors
+    check: str | None = None
+
+
+def _resolve(entry: str) -> Callable[..., Any]:
+    module, func = entry.split(":")
+    fn: Callable[..., Any] = getattr(importlib.import_module(module), func)
+    return fn
+
+
+@dataclass(frozen=True)
 class Stage:
+    """Everything the runner needs about a stage. Functions are named ``"module:function"`` (imported when
+    first used, so the registry imports no stage code):
+
+    * ``entry(ctx: StageContext) -> StageOutput``: the stage itself;
+    * ``inputs_of(cfg, published) -> list[str]``: the tables it reads when they depend on config or on what
+      has been published (``published(table)``: a version or None); else ``inputs``;
+    * ``locations(cfg) -> list[Location]``: folders outside the tables it reads or writes;
+    * ``pinned(cfg, lakehouse) -> {table: version}``: input versions the config chooses (else the published);
+    * ``replay(cfg, earlier_run) -> cfg``: the config a ``--from-run`` rerun takes from the earlier run (its
+      input versions are pinned in any case).
+    """
+
     name: str
     table: str  # output table inside the schema
     inputs: tuple[str, ...]  # tables read, pinned to a version for the whole run
-    entry: str  # "module:function" taking a StageContext and returning a StageOutput
+    entry: str
+    inputs_of: str | None = None
+    locations: str | None = None
+    pinned: str | None = None
+    replay: str | None = None
 
     @property
     def fn(self) -> Callable[[StageContext], StageOutput]:
-        module, func = self.entry.split(":")
-        fn: Callable[[StageContext], StageOutput] = getattr(importlib.import_module(module), func)
-        return fn
+        return _resolve(self.entry)
+
+    def input_tables(self, cfg: Config, published: Callable[[str], int | None]) -> list[str]:
+        return list(_resolve(self.inputs_of)(cfg, published)) if self.inputs_of else list(self.inputs)
+
+    def outside_locations(self, cfg: Config) -> list[Location]:
+        return list(_resolve(self.locations)(cfg)) if self.locations else []
+
+    def chosen_versions(self, cfg: Config, lakehouse: Lakehouse) -> dict[str, int]:
+        return dict(_resolve(self.pinned)(cfg, lakehouse)) if self.pinned else {}
+
+    def replay_config(self, cfg: Config, earlier: dict[str, Any]) -> Config:
+        return _resolve(self.replay)(cfg, earlier) if self.replay else cfg
 
 
-STAGES: tuple[Stage, ...] = (
-    Stage("collect", "collected", (), "mfr.stages.collect:collect"),
+STAGES: list[Stage] = [
+    Stage("collect", "collected", (), "mfr.stages.collect:collect", locations="mfr.stages.collect:locations",
+          replay="mfr.stages.collect:replay_config"),
     Stage("clean", "cleaned", ("collected",), "mfr.stages.clean:clean"),
-    # distill reads cleaned when it exists, else collected (see mfr.runner.input_tables)
-    Stage("distill", "distilled", ("cleaned",), "mfr.stages.distill:distill"),
+    # distill reads cleaned once a clean run published it, else collected, unless configured
+    Stage("distill", "distilled", ("cleaned",), "mfr.stages.distill:distill", inputs_of="mfr.stages.distill:input_tables"),
     Stage("select", "selected", ("distilled",), "mfr.stages.select:select"),
-    Stage("export", "exported", ("selected",), "mfr.stages.export:export"),
-)
+    Stage("export", "exported", ("selected",), "mfr.stages.export:export", locations="mfr.stages.export:locations",
+          pinned="mfr.stages.export:chosen_versions"),
+]
 
-NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+# live views of the list (register() extends them in place: modules that imported them see a new stage)
+NAMES: list[str] = [s.name for s in STAGES]
 TABLES: dict[str, str] = {s.name: s.table for s in STAGES}
 _BY_NAME = {s.name: s for s in STAGES}
+
+
+def register(entry: Stage) -> None:
+    """Add a stage after the others (``mfr run --stage all`` runs it last): one module and this call."""
+    if entry.name in _BY_NAME or entry.name == "all" or entry.table in TABLES.values():
+        raise ValueError(f"a stage named {entry.name!r} or writing {entry.table!r} is registered already")
+    STAGES.append(entry)
+    NAMES.append(entry.name)
+    TABLES[entry.name] = entry.table
+    _BY_NAME[entry.name] = entry
 
 
 def stage(name: str) -> Stage:
