@@ -133,7 +133,7 @@ test-compat: prereqs
 compat-leg: compat-setup-leg
 	@echo "== $(LEG): $$(.venv-$(LEG)/bin/python -c 'import sys, pyspark, importlib.metadata as m; print("Python", sys.version.split()[0], "pyspark", pyspark.__version__, "delta-spark", m.version("delta-spark"), "pandas", m.version("pandas"), "pyarrow", m.version("pyarrow"), "numpy", m.version("numpy"))')"
 	$(if $(filter $(LEG),$(COMPAT_CONNECT_LEGS)),.venv-$(LEG)/bin/python -c 'import grpc; import pyspark.sql.connect.session')
-	MFR_JARS_DIR=$(abspath .jars-$(LEG)) PYSPARK_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
+	MFR_LEG=$(LEG) MFR_JARS_DIR=$(abspath .jars-$(LEG)) PYSPARK_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
 		PYSPARK_DRIVER_PYTHON=$(abspath .venv-$(LEG)/bin/python) \
 		.venv-$(LEG)/bin/python -m pytest -q -m "compat and not s3" $(COMPAT_TESTS) \
 		$(if $(filter $(LEG),$(COMPAT_CONNECT_LEGS)),tests/test_connect.py)
