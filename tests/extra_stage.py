@@ -3,10 +3,13 @@ table of its own. One module and one ``register()`` call are all it takes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from pyspark.sql import functions as F
 
 from mfr.stages.common import StageContext, StageOutput
-from mfr.stages.registry import Stage, register
+from mfr.stages.registry import Stage, register, unregister
 
 STAGE = Stage("question_words", "question_words", ("collected",), "tests.extra_stage:question_words")
 
@@ -22,8 +25,11 @@ def question_words(ctx: StageContext) -> StageOutput:
     return StageOutput(rows, kept.count(), after_write=after_write)
 
 
-def ensure_registered() -> None:
-    from mfr.stages import registry
-
-    if STAGE.name not in registry.NAMES:
-        register(STAGE)
+@contextmanager
+def registered() -> Iterator[Stage]:
+    """The stage registered for the block, then removed (the rest of the suite sees the five stages)."""
+    register(STAGE)
+    try:
+        yield STAGE
+    finally:
+        unregister(STAGE.name)

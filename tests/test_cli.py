@@ -192,20 +192,25 @@ def test_a_stage_registered_from_outside_runs_through_the_runner_and_the_cli(spa
     from mfr.lakehouse import Lakehouse
     from mfr.runlog import RunLog
     from mfr.runner import run_stage
-    from tests.extra_stage import ensure_registered
+    from mfr.stages import registry
+    from tests.extra_stage import registered
 
-    ensure_registered()
     schema = collected.get("lakehouse.schema")
     lh = Lakehouse(spark, collected)
-    first = run_stage(spark, collected, "question_words")
-    kept = lh.read("collected").where("reject_reason IS NULL").count()
-    assert (first.rows_in, first.rows_kept, first.rows_rejected) == (kept, kept, 0)
-    assert first.metrics["question_words.mean"] > 3
-    assert first.output_table == f"{schema}.question_words"
-    capsys.readouterr()
-    assert main(["run", "--stage", "question_words", "--json", "--set", f"lakehouse.schema={schema}"]) == 0
-    (second,) = json.loads(capsys.readouterr().out)["runs"]
-    assert second["stage"] == "question_words" and second["output_version"] == first.output_version + 1
-    runs = RunLog(lh).list("question_words").collect()
-    assert [(r["status"], r["input_versions"]) for r in runs] == [("succeeded", {"collected": 0})] * 2
-    assert main(["history", "question_words", "--set", f"lakehouse.schema={schema}"]) == 0
+    with registered():
+        first = run_stage(spark, collected, "question_words")
+        kept = lh.read("collected").where("reject_reason IS NULL").count()
+        assert (first.rows_in, first.rows_kept, first.rows_rejected) == (kept, kept, 0)
+        assert first.metrics["question_words.mean"] > 3
+        assert first.output_table == f"{schema}.question_words"
+        capsys.readouterr()
+        assert main(["run", "--stage", "question_words", "--json", "--set", f"lakehouse.schema={schema}"]) == 0
+        (second,) = json.loads(capsys.readouterr().out)["runs"]
+        assert second["stage"] == "question_words" and second["output_version"] == first.output_version + 1
+        runs = RunLog(lh).list("question_words").collect()
+        assert [(r["status"], r["input_versions"]) for r in runs] == [("succeeded", {"collected": 0})] * 2
+        assert main(["history", "question_words", "--set", f"lakehouse.schema={schema}"]) == 0
+    assert registry.NAMES == ["collect", "clean", "distill", "select", "export"]  # gone again after the block
+    with pytest.raises(SystemExit) as refused:  # argparse's own refusal of a stage it does not know
+        main(["run", "--stage", "question_words", "--set", f"lakehouse.schema={schema}"])
+    assert refused.value.code == 2

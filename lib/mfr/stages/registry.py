@@ -100,6 +100,16 @@ def register(entry: Stage) -> None:
     _BY_NAME[entry.name] = entry
 
 
+def unregister(name: str) -> None:
+    """Remove a stage ``register()`` added (a notebook's or a test's stage, for a while); the built-in five stay."""
+    entry = _BY_NAME.pop(name, None)
+    if entry is None:
+        return
+    STAGES.remove(entry)
+    NAMES.remove(name)
+    TABLES.pop(name, None)
+
+
 def stage(name: str) -> Stage:
     try:
         return _BY_NAME[name]
