@@ -190,9 +190,8 @@ def test_the_whole_pipeline_on_s3_from_the_hub_refuses_a_second_driver_and_survi
     lines = sum(storage.read_text(f).count("\n") for f in exported if "/mfr_sft/" in f)
     assert kept > 0 and lines == kept
     assert any(f.endswith(".parquet") and "/hf/data/" in f for f in exported)
-    killed = holder  # the lock's holder is the distill's run id
-    saved, calls, runs = _sql(
-        cfg, f"SELECT count(DISTINCT request_key) AS n FROM whole.llm_calls WHERE status = 'ok' AND run_id = '{killed}'",
+    saved, calls, runs = _sql(  # the lock's holder is the killed distill's run id
+        cfg, f"SELECT count(DISTINCT request_key) AS n FROM whole.llm_calls WHERE status = 'ok' AND run_id = '{holder}'",
         "SELECT count(*) AS n, count(DISTINCT request_key) AS d FROM whole.llm_calls WHERE status = 'ok'",
         "SELECT stage, status, error FROM whole.runs ORDER BY started_at")
     # every call that finished in time was safe (the killed driver's journals on S3, or its commits): the

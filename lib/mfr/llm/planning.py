@@ -66,21 +66,22 @@ def endpoint_groups(clients: list[ClientSettings]) -> list[int]:
     return [seen.setdefault(tuple(sorted(c.api_bases)), len(seen)) for c in clients]
 
 
-def windows(clients: list[ClientSettings], tasks: int, slots: int) -> tuple[dict[int, int], int]:
-    """Each endpoint group's window per task (the group's requests in flight, the smaller promise of the
-    clients sharing it, split across the tasks calling at once) and how many tasks call at once."""
+def _reach(clients: list[ClientSettings]) -> dict[int, int]:
+    """Requests in flight per endpoint group: the smaller promise of the clients sharing it."""
     groups = endpoint_groups(clients)
     reach: dict[int, int] = {}
     for i, c in enumerate(clients):
         reach[groups[i]] = min(reach.get(groups[i], 1 << 30), c.max_concurrency * len(c.api_bases))
+    return reach
+
+
+def windows(clients: list[ClientSettings], tasks: int, slots: int) -> tuple[dict[int, int], int]:
+    """Each endpoint group's window per task (its requests in flight split across the tasks calling at once)
+    and how many tasks call at once."""
     concurrent = max(1, min(tasks, slots))
-    return {g: max(1, n // concurrent) for g, n in reach.items()}, concurrent
+    return {g: max(1, n // concurrent) for g, n in _reach(clients).items()}, concurrent
 
 
 def in_flight(clients: list[ClientSettings]) -> int:
     """Requests the endpoints take at once, all groups together."""
-    groups = endpoint_groups(clients)
-    reach: dict[int, int] = {}
-    for i, c in enumerate(clients):
-        reach[groups[i]] = min(reach.get(groups[i], 1 << 30), c.max_concurrency * len(c.api_bases))
-    return sum(reach.values())
+    return sum(_reach(clients).values())

@@ -21,7 +21,8 @@ REQUEST_COLUMNS = [
     "request_key", "sample_key", "purpose", "model", "prompt_version", "sample_index",
     "messages_json", "params_json", "image_id",
 ]
-IMAGE_PLACEHOLDER = {"type": "image_url", "image_url": {"url": "$IMAGE"}}
+IMAGE_URL = "$IMAGE"  # the image part's URL until a call task puts the image's data URL there
+IMAGE_PLACEHOLDER = {"type": "image_url", "image_url": {"url": IMAGE_URL}}
 
 
 _BUILT = T.StructType(

@@ -13,6 +13,7 @@ import pandas as pd
 from mfr.llm.client import CallResult, ChatRequest, ClientSettings
 from mfr.llm.journal import JournalWriter, journal_prefix
 from mfr.llm.planning import endpoint_groups
+from mfr.llm.requests import IMAGE_URL
 from mfr.storage import Storage
 
 
@@ -50,7 +51,7 @@ def messages_of(messages_json: str, image: bytes | None) -> list[dict[str, Any]]
         content = msg.get("content")
         if isinstance(content, list):
             for part in content:
-                if part.get("type") == "image_url" and part["image_url"]["url"] == "$IMAGE":
+                if part.get("type") == "image_url" and part["image_url"]["url"] == IMAGE_URL:
                     if image is None:
                         raise ValueError("request needs an image but none is stored")
                     url = url or image_data_url(image)

@@ -295,7 +295,6 @@ def distill(ctx: StageContext) -> StageOutput:
     return StageOutput(rows=out, rows_in=rows_in, metrics=metrics)
 
 
-
 def input_tables(cfg: Config, published: Callable[[str], int | None]) -> list[str]:
     """``distillation.input_table`` when set; else cleaned once a clean run has published it, else collected
     (a dump distilled without cleaning)."""
