@@ -158,14 +158,16 @@ def test_a_stage_output_is_written_even_while_its_table_is_compacted(spark, make
     lh.write_stage_output(rows.repartition(4), "collected", Run("r0", "collect", cfg))
     compactions = []
 
-    def churn() -> None:
-        for i in range(4):
+    def churn() -> None:  # until two compactions committed between the writes (each may lose to a write)
+        for i in range(16):
+            if len(compactions) >= 2:
+                return
             try:
                 spark.sql(f"INSERT INTO {lh.name('collected')} VALUES ('extra-{i}', NULL)")
                 compactions.append(spark.sql(f"OPTIMIZE {lh.name('collected')}").collect())
-            except Exception:  # lost to a write: fine
+            except Exception:  # lost to a write: try again
                 pass
-            time.sleep(0.3)
+            time.sleep(0.3)  # pacing, so the writer's commits fall between the churner's
 
     churner = threading.Thread(target=churn)
     churner.start()

@@ -49,8 +49,8 @@ def test_a_run_that_fails_after_writing_is_never_an_input(spark, make_cfg, synth
     real = runner._count_outcomes
 
     def one_row_too_many(*args, **kwargs):  # the accounting check fails after the output was written
-        kept, by_reason, quarantined = real(*args, **kwargs)
-        return kept + 1, by_reason, quarantined
+        counted = real(*args, **kwargs)
+        return runner.Outcomes({**counted.written, ("invented", None): 1}, counted.quarantined)
 
     monkeypatch.setattr(runner, "_count_outcomes", one_row_too_many)
     with pytest.raises(AccountingError):
@@ -235,14 +235,16 @@ def test_run_log_updates_survive_a_concurrent_compaction_of_the_runs_table(spark
     run = runs.start("collect", cfg, {}, None)
     compactions = []
 
-    def churn() -> None:  # four rounds: one more small file, then a compaction rewriting the row's file
-        for i in range(4):
+    def churn() -> None:  # one more small file, then a compaction rewriting the row's file: until two committed
+        for i in range(16):
+            if len(compactions) >= 2:
+                return
             try:
                 spark.sql(f"INSERT INTO {lh.name('runs')} (run_id, stage, status) VALUES ('other-{i}', 'x', 'done')")
                 compactions.append(spark.sql(f"OPTIMIZE {lh.name('runs')}").collect())
-            except Exception:  # the compaction lost the race to an update: fine, go on
+            except Exception:  # the compaction lost the race to an update: try again
                 pass
-            time.sleep(0.5)
+            time.sleep(0.5)  # pacing, so the updates' commits fall between the churner's
 
     churner = threading.Thread(target=churn)
     churner.start()

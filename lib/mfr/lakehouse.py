@@ -281,10 +281,22 @@ class Lakehouse:
     def ensure_schema(self) -> None:
         if self._ready:
             return
-        self.create_schema()
+        # one listing of the schema's names answers the common case (every system table there) in one
+        # metastore call; a table's own existence check loads its Delta log (4 per stage otherwise)
+        try:
+            present = self.table_names()
+        except Exception:  # no schema yet (or a catalog that cannot list it): create, then look per table
+            self.create_schema()
+            present = set()
         for table, schema in SYSTEM_SCHEMAS.items():  # runs first: the run log exists before what runs record
-            self._ensure_table(table, schema)
+            if table not in present:
+                self._ensure_table(table, schema)
         self._ready = True
+
+    def table_names(self) -> set[str]:
+        """Names of the schema's tables, lower case (an error when the schema does not exist)."""
+        rows = self.spark.sql(f"SHOW TABLES IN {self.namespace}").collect()
+        return {str(r["tableName"]).lower() for r in rows if not r["isTemporary"]}
 
     def _ensure_table(self, table: str, schema: T.StructType, attempts: int = 5) -> None:
         """Create ``table`` empty unless it exists. Two commands creating it at the same moment conflict in
@@ -468,9 +480,10 @@ class Lakehouse:
                     swept.append(run_id)
         return sorted(set(swept))
 
-    def quarantined_by_reason(self, run: Run) -> dict[str, int]:
-        rows = self.read("quarantine").where(F.col("run_id") == run.run_id).groupBy("reason").count().collect()
-        return {r["reason"]: int(r["count"]) for r in rows}
+    def quarantined_by_source(self, run: Run) -> dict[tuple[str | None, str], int]:
+        """A run's quarantined rows counted by (source, reason)."""
+        rows = self.read("quarantine").where(F.col("run_id") == run.run_id).groupBy("source", "reason").count().collect()
+        return {(r["source"], r["reason"]): int(r["count"]) for r in rows}
 
     def add_images(self, images: DataFrame, run: Run, origin: str) -> int:
         """Insert images whose ``image_id`` is not stored yet (content-addressed: each stored once).

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from mfr.config import Config
 from mfr.lakehouse import Lakehouse
 from mfr.printing import format_table
-from mfr.runner import RunResult, run_stage
+from mfr.runner import Outcomes, RunResult, run_stage
 from mfr.session import get_spark
 from mfr.stages.registry import NAMES
 
@@ -31,7 +31,7 @@ def run_pipeline(
         results.append(result)
         if out:
             print(format_run(result), file=out)
-            print(format_funnel(spark, cfg, result), file=out)
+            print(format_funnel(result), file=out)
             for hint in pending_hints(spark, cfg, result):
                 print(f"   pending_model: {hint}", file=out)
     return results
@@ -54,35 +54,18 @@ def format_run(r: RunResult) -> str:
     return text
 
 
-def funnel_rows(spark: SparkSession, cfg: Config, r: RunResult) -> list[tuple[str, int, int, int, str]]:
-    """(source, rows, kept, rejected, reasons) of one run's output version, plus quarantined by source."""
-    lh = Lakehouse(spark, cfg)
-    df = lh.read(r.output_table.split(".")[-1], r.output_version)
-    per_source = {
-        row["source"]: row
-        for row in df.groupBy("source")
-        .agg(
-            F.count("*").alias("rows"),
-            F.sum(F.col("reject_reason").isNull().cast("int")).alias("kept"),
-        )
-        .collect()
-    }
-    reasons: dict[str, list[str]] = {}
-    for row in (
-        df.where(F.col("reject_reason").isNotNull()).groupBy("source", "reject_reason").count().orderBy("source", F.desc("count")).collect()
-    ):
-        reasons.setdefault(row["source"], []).append(f"{row['reject_reason']}={row['count']}")
-    quarantined = {
-        row["source"]: row["count"]
-        for row in lh.read("quarantine").where(F.col("run_id") == r.run_id).groupBy("source").count().collect()
-    }
+def funnel_rows(outcomes: Outcomes) -> list[tuple[str, int, int, int, str]]:
+    """(source, rows in, kept, rejected, reasons) per source of one run: its written rows plus its
+    quarantined ones, reasons by count (most first)."""
+    sources = {source for source, _ in outcomes.written} | {source for source, _ in outcomes.quarantined}
     out = []
-    for source in sorted(set(per_source) | set(quarantined)):
-        found = per_source.get(source)
-        n, kept = (int(found["rows"]), int(found["kept"])) if found else (0, 0)
-        q = int(quarantined.get(source, 0))
-        extra = reasons.get(source, []) + ([f"quarantined={q}"] if q else [])
-        out.append((source, n + q, kept, n - kept, ", ".join(extra)))
+    for source in sorted(sources, key=lambda s: (s is None, s or "")):
+        counts = {reason: n for (src, reason), n in outcomes.written.items() if src == source}
+        n, kept = sum(counts.values()), counts.get(None, 0)
+        q = sum(c for (src, _), c in outcomes.quarantined.items() if src == source)
+        rejected = sorted(((r, c) for r, c in counts.items() if r is not None), key=lambda rc: (-rc[1], rc[0]))
+        extra = [f"{r}={c}" for r, c in rejected] + ([f"quarantined={q}"] if q else [])
+        out.append((source if source is not None else "(no source)", n + q, kept, n - kept, ", ".join(extra)))
     return out
 
 
@@ -95,6 +78,6 @@ def pending_hints(spark: SparkSession, cfg: Config, r: RunResult) -> list[str]:
     return [x["reject_detail"] for x in rows if x["reject_detail"]]
 
 
-def format_funnel(spark: SparkSession, cfg: Config, r: RunResult) -> str:
-    rows = funnel_rows(spark, cfg, r)
+def format_funnel(r: RunResult) -> str:
+    rows = funnel_rows(r.outcomes)
     return format_table(["source", "in", "kept", "rejected", "reasons"], rows, width=90)

@@ -6,9 +6,10 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from mfr import reasons, writer_lock
 from mfr.config import Config
@@ -26,6 +27,30 @@ class AccountingError(RuntimeError):
     """rows_in != kept + rejected + quarantined: something was lost or invented."""
 
 
+@dataclass(frozen=True)
+class Outcomes:
+    """What one run wrote, counted once: its output version's rows by (source, reject reason; None = kept)
+    and its quarantined rows by (source, reason). The accounting check and the printed funnel read these."""
+
+    written: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
+    quarantined: dict[tuple[str | None, str], int] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> int:
+        return sum(n for (_, reason), n in self.written.items() if reason is None)
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (_, reason), n in self.written.items():
+            if reason is not None:
+                out[reason] = out.get(reason, 0) + n
+        return out
+
+    @property
+    def quarantined_rows(self) -> int:
+        return sum(self.quarantined.values())
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -37,6 +62,7 @@ class RunResult:
     rows_rejected: int
     rows_quarantined: int
     metrics: dict[str, float]
+    outcomes: Outcomes
 
 
 def input_tables(stage: str, cfg: Config, log_: RunLog, snapshot: RunsSnapshot | None = None) -> list[str]:
@@ -127,7 +153,8 @@ def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh:
         if out.quarantine is not None:
             with timed("quarantine"):
                 lh.quarantine(out.quarantine, run)
-        kept, by_reason, quarantined = _count_outcomes(stage, lh, table, version, run, out.quarantine is not None)
+        outcomes = _count_outcomes(stage, lh, table, version, run, out.quarantine is not None)
+        kept, by_reason, quarantined = outcomes.kept, outcomes.rejected_by_reason(), outcomes.quarantined_rows
         rejected = sum(by_reason.values())
         metrics = {**out.metrics, **timings, **{f"rejected.{k}": float(v) for k, v in by_reason.items()}}
         if out.rows_in != kept + rejected + quarantined:
@@ -155,7 +182,8 @@ def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh:
         raise
     finally:
         lh.drop_intermediates(run.run_id)
-    return RunResult(run.run_id, stage, lh.name(table), version, out.rows_in, kept, rejected, quarantined, metrics)
+    return RunResult(run.run_id, stage, lh.name(table), version, out.rows_in, kept, rejected, quarantined, metrics,
+                     outcomes)
 
 
 def _pin_inputs(stage: str, cfg: Config, lh: Lakehouse, log_: RunLog, from_run: str | None,
@@ -195,15 +223,16 @@ def _unpublish(lh: Lakehouse, log_: RunLog, table: str, written: int) -> None:
         log.warning("%s: could not restore version %s after a failed run: %s", lh.name(table), published, exc)
 
 
-def _count_outcomes(stage: str, lh: Lakehouse, table: str, version: int, run: Run,
-                    quarantines: bool) -> tuple[int, dict[str, int], int]:
-    """(kept, rejected by reason, quarantined) of the written version; unregistered codes fail the run."""
+def _count_outcomes(stage: str, lh: Lakehouse, table: str, version: int, run: Run, quarantines: bool) -> Outcomes:
+    """The written version's rows and the run's quarantine, counted by source and reason (one aggregation
+    each); unregistered codes fail the run."""
     written = lh.read(table, version)
-    by_reason = {r["reject_reason"]: int(r["count"]) for r in written.groupBy("reject_reason").count().collect()}
-    in_quarantine = lh.quarantined_by_reason(run) if quarantines else {}
-    _check_reasons(stage, set(by_reason), set(in_quarantine))
-    kept = by_reason.pop(None, 0)
-    return kept, by_reason, sum(in_quarantine.values())
+    keys = [F.col("source") if "source" in written.columns else F.lit(None).cast("string").alias("source"),
+            F.col("reject_reason")]
+    counted = {(r["source"], r["reject_reason"]): int(r["count"]) for r in written.groupBy(*keys).count().collect()}
+    outcomes = Outcomes(counted, lh.quarantined_by_source(run) if quarantines else {})
+    _check_reasons(stage, {reason for _, reason in outcomes.written}, {reason for _, reason in outcomes.quarantined})
+    return outcomes
 
 
 class UnregisteredReason(RuntimeError):
