@@ -105,6 +105,21 @@ SCHEMA: dict[str, Any] = {
         "image_batch_rows": _s("int", 64, "images per Arrow batch in the image UDF (bounds a worker's memory)"),
         "input_column": _s("str", "question", "source text: question or original_question (falls back to question when blank)"),
         "dedup": _s("bool", True, "reject exact duplicates across sources on (image_id, normalised question)"),
+        "near_dup": {
+            "enabled": _s("bool", False, "reject near duplicates (image near and question near and the same "
+                                         "numbers and gold answer) as near_duplicate, one row kept per cluster "
+                                         "(off until the image rule keeps template diagrams apart: README)"),
+            "question_jaccard": _s("float", 0.8, "questions near: Jaccard of word 3-shingles at least this"),
+            "image_bits": _s("int", 8, "images near: pHash or dHash at most this many bits apart (of 64)"),
+            "num_perm": _s("int", 128, "MinHash functions per question"),
+            "bands": _s("int", 32, "LSH bands (num_perm / bands values each): more bands find lower similarities"),
+            "max_bucket": _s("int", 200, "rows sharing a band key paired all with all up to this many; a larger "
+                                         "bucket pairs each row with its neighbours by image hash"),
+            "neighbours": _s("int", 8, "in a larger bucket: the next rows each row is paired with, per order"),
+            "max_rounds": _s("int", 40, "connected-component rounds before the run fails (a longer chain)"),
+            "source_priority": _s("list[str]", [], "sources kept first in a cluster (after a row that carries a "
+                                                   "trace); then the smallest sample_key"),
+        },
         "prompt": _s("str", "clean.txt", "cleaning prompt file under prompts/"),
         "answer_prompt": _s("str", "answer_extraction.txt", "answer-extraction prompt file under prompts/"),
         "max_tokens": _s("int", 4096, "cleaning model reply limit"),

@@ -119,6 +119,17 @@ def stats_columns(schema: T.StructType) -> list[str]:
     return [c for c in STATS_COLUMNS if isinstance(types.get(c), indexable)]
 
 
+# Perceptual hashes of stored images (clean computes them in its image pass; content-addressed like images,
+# beside them rather than in them: adding columns to mfr.images would rewrite every stored image's bytes)
+FINGERPRINTS_SCHEMA = T.StructType(
+    [
+        T.StructField("image_id", T.StringType(), False),
+        T.StructField("phash", T.LongType(), True),
+        T.StructField("dhash", T.LongType(), True),
+        T.StructField("run_id", T.StringType(), True),
+    ]
+)
+
 SYSTEM_SCHEMAS = {
     "runs": RUNS_SCHEMA, "quarantine": QUARANTINE_SCHEMA, "images": IMAGES_SCHEMA, "llm_calls": LLM_CALLS_SCHEMA,
 }
@@ -484,6 +495,24 @@ class Lakehouse:
         """A run's quarantined rows counted by (source, reason)."""
         rows = self.read("quarantine").where(F.col("run_id") == run.run_id).groupBy("source", "reason").count().collect()
         return {(r["source"], r["reason"]): int(r["count"]) for r in rows}
+
+    def add_fingerprints(self, prints: DataFrame, run: Run) -> int:
+        """Store (image_id, phash, dhash) of images not fingerprinted yet (``image_fingerprints``, made on
+        first use); returns the rows stored (-1 when the Delta in use reports none)."""
+        self.ensure_schema()
+        self._ensure_table("image_fingerprints", FINGERPRINTS_SCHEMA)
+        source = prints.select("image_id", "phash", "dhash", F.lit(run.run_id).alias("run_id"))
+        return self.insert_unless("image_fingerprints", source, "t.image_id = s.image_id", run)
+
+    def append_records(self, df: DataFrame, table: str, run: Run) -> None:
+        """Append a run's records (``run_id`` added) to a table of their own (near-duplicate clusters),
+        made on first use with the lakehouse's table properties."""
+        self.ensure_schema()
+        out = df.withColumn("run_id", F.lit(run.run_id))
+        writer = self._writer(out, "append", run)
+        if not (self.exists(table) or self.heal(table)):
+            writer = self._creating(writer, out.schema)
+        retry_conflicts(lambda: writer.saveAsTable(self.name(table)))
 
     def add_images(self, images: DataFrame, run: Run, origin: str) -> int:
         """Insert images whose ``image_id`` is not stored yet (content-addressed: each stored once).

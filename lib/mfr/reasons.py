@@ -56,6 +56,9 @@ REGISTRY: tuple[Reason, ...] = (
            "mfr.text.clean_reply.parse_clean_reply"),
     Reason("clean", "duplicate_sample", "same image and normalised question as a smaller sample_key (named in the detail)",
            "mfr.stages.clean.mark_duplicates"),
+    Reason("clean", "near_duplicate", "a near copy of the row its cluster keeps: image near, question near, the same "
+           "numbers and gold answer (the detail names the kept key, the cluster and the similarities)",
+           "mfr.stages.near_duplicates.mark_near_duplicates"),
     # distill
     Reason("distill", "pending_model", "needs a CoT or caption and the teacher endpoint is not set (the detail names the key)",
            "mfr.stages.distill.purpose_results"),

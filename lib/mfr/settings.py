@@ -70,6 +70,19 @@ class CollectionConfig:
 
 
 @dataclass(frozen=True)
+class NearDupConfig:
+    enabled: bool
+    question_jaccard: float
+    image_bits: int
+    num_perm: int
+    bands: int
+    max_bucket: int
+    neighbours: int
+    max_rounds: int
+    source_priority: list[str]
+
+
+@dataclass(frozen=True)
 class CleaningConfig:
     max_image_size: int
     clean_images: bool
@@ -77,6 +90,7 @@ class CleaningConfig:
     image_batch_rows: int
     input_column: str
     dedup: bool
+    near_dup: NearDupConfig
     prompt: str
     answer_prompt: str
     max_tokens: int

@@ -107,12 +107,26 @@ CLEANED_IMAGE_TYPE = T.StructType(
         T.StructField("format", T.StringType()),
         T.StructField("actions", T.ArrayType(T.StringType())),
         T.StructField("detail", T.StringType()),
+        T.StructField("phash", T.LongType()),
+        T.StructField("dhash", T.LongType()),
     ]
 )
 
 
-def clean_image_udf(max_size: int, max_pixels: int):
-    """Iterator pandas UDF: one Arrow batch of image bytes at a time, one decoded image at a time."""
+def _fingerprints(data: bytes | None) -> tuple[int | None, int | None]:
+    """(pHash, dHash) of encoded bytes; (None, None) where they do not decode: such a row compares by its
+    question alone."""
+    from mfr.dedup.fingerprint import fingerprints
+
+    try:
+        return fingerprints(data) if data else (None, None)
+    except Exception:
+        return None, None
+
+
+def clean_image_udf(max_size: int, max_pixels: int, fingerprint: bool = False):
+    """Iterator pandas UDF: one Arrow batch of image bytes at a time, one decoded image at a time. With
+    ``fingerprint``, each kept image's pHash and dHash (of the image as cleaned) come in the same pass."""
 
     @pandas_udf(CLEANED_IMAGE_TYPE)
     def clean_images(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
@@ -120,6 +134,8 @@ def clean_image_udf(max_size: int, max_pixels: int):
 
         for data in batches:
             rs = [clean_image(b, max_size, max_pixels) for b in data]
+            prints = [_fingerprints(r.data or b) if fingerprint and r.reject is None else (None, None)
+                      for r, b in zip(rs, data)]
             yield pd.DataFrame(
                 {
                     "reject": [r.reject for r in rs],
@@ -129,7 +145,23 @@ def clean_image_udf(max_size: int, max_pixels: int):
                     "format": [r.format for r in rs],
                     "actions": [r.actions for r in rs],
                     "detail": [r.detail for r in rs],
+                    "phash": pd.array([p for p, _ in prints], dtype="Int64"),
+                    "dhash": pd.array([d for _, d in prints], dtype="Int64"),
                 }
             )
 
     return clean_images
+
+
+def fingerprint_udf():
+    """Iterator pandas UDF: (pHash, dHash) of each image as stored (images not cleaned); null where the
+    bytes do not decode."""
+
+    @pandas_udf(T.StructType([T.StructField("phash", T.LongType()), T.StructField("dhash", T.LongType())]))
+    def fingerprint_images(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        for data in batches:
+            prints = [_fingerprints(b) for b in data]
+            yield pd.DataFrame({"phash": pd.array([p for p, _ in prints], dtype="Int64"),
+                                "dhash": pd.array([d for _, d in prints], dtype="Int64")})
+
+    return fingerprint_images

@@ -15,7 +15,9 @@ Per row, in this order (the first rejection wins):
 4. an empty ``answer`` with a worked ``original_answer``: by rule, else by the model
    (``answer_extracted``); otherwise the answer stays null;
 5. exact duplicates on (image_id, normalised question) across sources: the first sample_key is kept,
-   the others are ``duplicate_sample`` with the kept key in ``reject_detail``.
+   the others are ``duplicate_sample`` with the kept key in ``reject_detail``;
+6. near duplicates among the rows still kept (``cleaning.near_dup``, ``mfr.stages.near_duplicates``):
+   one row per cluster stays, the others are ``near_duplicate``; clusters go to ``mfr.duplicate_clusters``.
 
 ``original_question`` keeps the text before cleaning (the dump's original when it has one).
 """
@@ -36,9 +38,10 @@ from mfr.llm.requests import Ask, prompt_requests
 from mfr.session import session_setting
 from mfr.stages.collect import OUTPUT_COLUMNS as COLLECTED_COLUMNS
 from mfr.stages.common import StageContext, StageOutput, blank, persist, reason
+from mfr.stages.near_duplicates import mark_near_duplicates, near_dup_settings
 from mfr.text.clean_reply import parse_clean_reply
 from mfr.text.clean_rules import normalized_question
-from mfr.udfs import clean_image_udf, clean_question_udf, extract_answer_udf
+from mfr.udfs import clean_image_udf, clean_question_udf, extract_answer_udf, fingerprint_udf
 from mfr.vectorized import pandas_udf, python_udf
 
 log = logging.getLogger(__name__)
@@ -79,12 +82,14 @@ def _parse_extractions(choices: pd.Series) -> pd.Series:
 _dedup_key = python_udf(normalized_question, T.StringType())
 
 
-def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(per original image_id: new id, reject, actions, detail) and (new images to store)."""
+def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(per original image_id: new id, reject, actions, detail), (new images to store) and (per kept
+    image as cleaned: image_id, phash, dhash; null hashes unless near duplicates are looked for)."""
     cfg, spark = ctx.cfg, ctx.spark
     ids = rows.where(F.col("image_id").isNotNull()).select("image_id").distinct()
     stored = ctx.lakehouse.read("images").select("image_id", "bytes").join(ids, "image_id", "left_semi")
-    udf = clean_image_udf(int(cfg.settings.cleaning.max_image_size), int(cfg.settings.cleaning.max_image_pixels))
+    udf = clean_image_udf(int(cfg.settings.cleaning.max_image_size), int(cfg.settings.cleaning.max_image_pixels),
+                          fingerprint=bool(cfg.settings.cleaning.near_dup.enabled))
     results = stored.select("image_id", udf("bytes").alias("r")).select(
         "image_id",
         F.when(F.col("r.data").isNotNull(), F.sha2("r.data", 256)).otherwise(F.col("image_id")).alias("new_image_id"),
@@ -104,7 +109,17 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
         F.col("image_id").alias("_orig_image_id"), "new_image_id", F.col("reject").alias("_image_reject"),
         F.col("actions").alias("_image_actions"), F.col("detail").alias("_image_detail"),
     )
-    return mapping, new_images
+    prints = results.where(F.col("reject").isNull()).select(
+        F.col("new_image_id").alias("image_id"), "phash", "dhash").dropDuplicates(["image_id"])
+    return mapping, new_images, prints
+
+
+def _stored_prints(ctx: StageContext, rows: DataFrame) -> DataFrame:
+    """Fingerprints of the rows' images as stored (images not cleaned: ``cleaning.clean_images=false``)."""
+    ids = rows.where(F.col("image_id").isNotNull()).select("image_id").distinct()
+    stored = ctx.lakehouse.read("images").select("image_id", "bytes").join(ids, "image_id", "left_semi")
+    return persist(ctx, stored.select("image_id", fingerprint_udf()("bytes").alias("p")).select("image_id", "p.*"),
+                   "image-prints")
 
 
 def _requests(ctx: StageContext, df: DataFrame, settings: ClientSettings, purpose: str, prompt: str,
@@ -133,8 +148,11 @@ def clean(ctx: StageContext) -> StageOutput:
     source = ctx.read_input("collected")
     rows = source.where(F.col("reject_reason").isNull()).drop("reject_reason", "reject_detail", "run_id")
     rows_in = rows.count()
+    near_dup = cfg.settings.cleaning.near_dup.enabled
+    if near_dup:
+        near_dup_settings(cfg)  # a bad setting stops the run before any work
     staged = apply_text_rules(rows, input_col)
-    staged, new_images = _with_images(ctx, staged)
+    staged, new_images, prints = _with_images(ctx, staged)
     staged = persist(ctx, staged, "clean-staged")  # text and image UDFs run once
     counts = _count_model_work(staged)
     metrics = {k: float(v) for k, v in counts.items() if k.startswith("routed")}
@@ -145,6 +163,18 @@ def clean(ctx: StageContext) -> StageOutput:
     if cfg.settings.cleaning.dedup:
         out = mark_duplicates(out)
     out = out.withColumn("run_id", F.lit(ctx.run_id)).select(*OUTPUT_COLUMNS)
+    if near_dup:
+        if prints is None:
+            prints = _stored_prints(ctx, out.where(F.col("reject_reason").isNull()))
+        else:
+            stored = ctx.lakehouse.add_fingerprints(prints.where(F.col("phash").isNotNull()), ctx.run)
+            if stored >= 0:
+                metrics["near_dup.fingerprints_stored"] = float(stored)
+        found = mark_near_duplicates(ctx, out, prints)
+        out = found.rows
+        metrics.update(found.metrics)
+        if found.clusters is not None:
+            ctx.lakehouse.append_records(found.clusters, "duplicate_clusters", ctx.run)
     return StageOutput(rows=out, rows_in=rows_in, images=new_images, image_origin="clean", metrics=metrics,
                        after_write=_after_write)
 
@@ -165,14 +195,15 @@ def apply_text_rules(rows: DataFrame, input_col: str) -> DataFrame:
     ).select("*", F.col("_q.text").alias("_text"))
 
 
-def _with_images(ctx: StageContext, staged: DataFrame) -> tuple[DataFrame, DataFrame | None]:
-    """Image outcome per row (``new_image_id``, ``_image_reject``, ``_image_actions``, ``_image_detail``)
-    and the new images to store; images untouched when ``cleaning.clean_images`` is off."""
+def _with_images(ctx: StageContext, staged: DataFrame) -> tuple[DataFrame, DataFrame | None, DataFrame | None]:
+    """Image outcome per row (``new_image_id``, ``_image_reject``, ``_image_actions``, ``_image_detail``),
+    the new images to store and the kept images' fingerprints; images untouched (None, None) when
+    ``cleaning.clean_images`` is off."""
     if not ctx.cfg.settings.cleaning.clean_images:
         return staged.select("*", F.col("image_id").alias("new_image_id"), F.lit(None).cast("string").alias("_image_reject"),
                              F.lit(None).cast("array<string>").alias("_image_actions"),
-                             F.lit(None).cast("string").alias("_image_detail")), None
-    mapping, new_images = _clean_images(ctx, staged)
+                             F.lit(None).cast("string").alias("_image_detail")), None, None
+    mapping, new_images, prints = _clean_images(ctx, staged)
     staged = staged.join(mapping, staged["image_id"] == mapping["_orig_image_id"], "left")
     image_reject = (
         F.when(F.col("image_id").isNull(), reason("clean", "image_missing"))
@@ -183,7 +214,7 @@ def _with_images(ctx: StageContext, staged: DataFrame) -> tuple[DataFrame, DataF
         "_image_detail",
         F.when(F.col("image_id").isNotNull() & F.col("_orig_image_id").isNull(), F.lit("image_id not in images table"))
         .otherwise(F.col("_image_detail")),
-    ), new_images
+    ), new_images, prints
 
 
 def _alive() -> Column:
