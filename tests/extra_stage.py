@@ -25,11 +25,33 @@ def question_words(ctx: StageContext) -> StageOutput:
     return StageOutput(rows, kept.count(), after_write=after_write)
 
 
+# Two stages with nothing to compute, for tests of what the runner does around any stage (publication, a
+# failed run's version, pinning): `numbers` writes collection.max_samples rows (5 unless set), `doubled`
+# reads them.
+NUMBERS = Stage("numbers", "numbers", (), "tests.extra_stage:numbers")
+DOUBLED = Stage("doubled", "doubled", ("numbers",), "tests.extra_stage:doubled")
+
+
+def numbers(ctx: StageContext) -> StageOutput:
+    n = int(ctx.cfg.settings.collection.max_samples or 5)
+    rows = ctx.spark.range(n).selectExpr("CAST(id AS STRING) AS sample_key", "CAST(NULL AS STRING) AS reject_reason")
+    return StageOutput(rows, n)
+
+
+def doubled(ctx: StageContext) -> StageOutput:
+    rows = ctx.read_input("numbers").selectExpr("sample_key", "CAST(sample_key AS INT) * 2 AS twice", "reject_reason")
+    return StageOutput(rows, ctx.read_input("numbers").count())
+
+
 @contextmanager
-def registered() -> Iterator[Stage]:
-    """The stage registered for the block, then removed (the rest of the suite sees the five stages)."""
-    register(STAGE)
+def registered(*stages: Stage) -> Iterator[Stage]:
+    """The stages (the question-words one by default) registered for the block, then removed (the rest of
+    the suite sees the five stages); yields the first."""
+    stages = stages or (STAGE,)
+    for stage in stages:
+        register(stage)
     try:
-        yield STAGE
+        yield stages[0]
     finally:
-        unregister(STAGE.name)
+        for stage in stages:
+            unregister(stage.name)

@@ -39,42 +39,47 @@ def test_driver_gone_rules():
 
 
 @pytest.mark.compat  # RESTORE and time travel of a failed run's version
-@pytest.mark.slow  # two collects, a failed run and two RESTOREs (~30 s; every compat leg runs it)
-def test_a_run_that_fails_after_writing_is_never_an_input(spark, make_cfg, synthetic_dump, monkeypatch):
-    cfg = make_cfg(f"collection.source={synthetic_dump}", "collection.max_samples=5")
+@pytest.mark.slow  # three runs, a failed run and two RESTOREs (every compat leg runs it)
+def test_a_run_that_fails_after_writing_is_never_an_input(spark, make_cfg, monkeypatch):
+    """On two stages with nothing to compute (tests/extra_stage.py): what the runner does around any stage."""
+    from tests.extra_stage import DOUBLED, NUMBERS, registered
+
+    cfg = make_cfg()
     lh = Lakehouse(spark, cfg)
-    good = run_stage(spark, cfg, "collect")
-    before = sorted(r["sample_key"] for r in lh.read("collected").collect())
+    with registered(NUMBERS, DOUBLED):
+        good = run_stage(spark, cfg, "numbers")
+        before = sorted(r["sample_key"] for r in lh.read("numbers").collect())
 
-    real = runner._count_outcomes
+        real = runner._count_outcomes
 
-    def one_row_too_many(*args, **kwargs):  # the accounting check fails after the output was written
-        counted = real(*args, **kwargs)
-        return runner.Outcomes({**counted.written, ("invented", None): 1}, counted.quarantined)
+        def one_row_too_many(*args, **kwargs):  # the accounting check fails after the output was written
+            counted = real(*args, **kwargs)
+            return runner.Outcomes({**counted.written, ("invented", None): 1}, counted.quarantined)
 
-    monkeypatch.setattr(runner, "_count_outcomes", one_row_too_many)
-    with pytest.raises(AccountingError):
-        run_stage(spark, cfg.with_overrides(["collection.max_samples=3"]), "collect")
-    monkeypatch.undo()
+        monkeypatch.setattr(runner, "_count_outcomes", one_row_too_many)
+        with pytest.raises(AccountingError):
+            run_stage(spark, cfg.with_overrides(["collection.max_samples=3"]), "numbers")
+        monkeypatch.undo()
 
-    runs = RunLog(lh)
-    failed = runs.list("collect").orderBy(F.col("started_at").desc()).first()
-    assert failed["status"] == "failed" and "rows_in" in failed["error"]
-    history = lh.history("collected").orderBy("version").collect()
-    # the failed run's version exists (for debugging) but the published one is the good run's …
-    assert len(history) == 3 and runs.published("collected") == good.output_version
-    # … a plain SELECT shows the published content again (restored) …
-    assert sorted(r["sample_key"] for r in lh.read("collected").collect()) == before
-    # … and the next stage pins the good run's version, not the table's current one
-    _, inputs = runner._pin_inputs("clean", cfg, lh, runs, None, runs.snapshot())
-    assert inputs == {"collected": good.output_version}
-    # a RESTORE through the notebook helper is recorded as a run: the restored version becomes the input
-    from mfr.notebook import Lake
+        runs = RunLog(lh)
+        failed = runs.list("numbers").orderBy(F.col("started_at").desc()).first()
+        assert failed["status"] == "failed" and "rows_in" in failed["error"]
+        history = lh.history("numbers").orderBy("version").collect()
+        # the failed run's version exists (for debugging) but the published one is the good run's …
+        assert len(history) == 3 and runs.published("numbers") == good.output_version
+        # … a plain SELECT shows the published content again (restored) …
+        assert sorted(r["sample_key"] for r in lh.read("numbers").collect()) == before
+        # … and the next stage pins the good run's version, not the table's current one
+        _, inputs = runner._pin_inputs("doubled", cfg, lh, runs, None, runs.snapshot())
+        assert inputs == {"numbers": good.output_version}
+        # a RESTORE through the notebook helper is recorded as a run: the restored version becomes the input
+        from mfr.notebook import Lake
 
-    restored = Lake(spark, cfg, lh).restore("collected", 1)
-    assert runs.published("collected") == restored
-    assert lh.read("collected").count() == lh.read("collected", 1).count() < len(before)
-    assert runs.list("restore").first()["input_versions"] == {"collected": 1}
+        restored = Lake(spark, cfg, lh).restore("numbers", 1)
+        assert runs.published("numbers") == restored
+        assert lh.read("numbers").count() == lh.read("numbers", 1).count() == 3 < len(before)
+        assert runs.list("restore").first()["input_versions"] == {"numbers": 1}
+        assert run_stage(spark, cfg, "doubled").rows_in == 3  # what the next stage reads
 
 
 @pytest.mark.slow  # moved out of `make test` to keep it under 15 minutes on CI; `make test-slow` runs it
