@@ -66,7 +66,7 @@ def _grey(data: bytes) -> np.ndarray:
 def _thumbnail(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
-    img = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8), mode="L")
+    img = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))  # 2-D uint8: mode L (Pillow 13 drops the mode argument)
     return np.asarray(img.resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
 
 
