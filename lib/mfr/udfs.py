@@ -124,6 +124,10 @@ def _fingerprints(data: bytes | None) -> tuple[int | None, int | None]:
         return None, None
 
 
+def _hash_columns(prints: list[tuple[int | None, int | None]]) -> dict[str, pd.api.extensions.ExtensionArray]:
+    return {"phash": pd.array([p for p, _ in prints], dtype="Int64"), "dhash": pd.array([d for _, d in prints], dtype="Int64")}
+
+
 def clean_image_udf(max_size: int, max_pixels: int, fingerprint: bool = False):
     """Iterator pandas UDF: one Arrow batch of image bytes at a time, one decoded image at a time. With
     ``fingerprint``, each kept image's pHash and dHash (of the image as cleaned) come in the same pass."""
@@ -145,23 +149,15 @@ def clean_image_udf(max_size: int, max_pixels: int, fingerprint: bool = False):
                     "format": [r.format for r in rs],
                     "actions": [r.actions for r in rs],
                     "detail": [r.detail for r in rs],
-                    "phash": pd.array([p for p, _ in prints], dtype="Int64"),
-                    "dhash": pd.array([d for _, d in prints], dtype="Int64"),
+                    **_hash_columns(prints),
                 }
             )
 
     return clean_images
 
 
-def fingerprint_udf():
-    """Iterator pandas UDF: (pHash, dHash) of each image as stored (images not cleaned); null where the
-    bytes do not decode."""
-
-    @pandas_udf(T.StructType([T.StructField("phash", T.LongType()), T.StructField("dhash", T.LongType())]))
-    def fingerprint_images(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        for data in batches:
-            prints = [_fingerprints(b) for b in data]
-            yield pd.DataFrame({"phash": pd.array([p for p, _ in prints], dtype="Int64"),
-                                "dhash": pd.array([d for _, d in prints], dtype="Int64")})
-
-    return fingerprint_images
+@pandas_udf(T.StructType([T.StructField("phash", T.LongType()), T.StructField("dhash", T.LongType())]))
+def fingerprint_images(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    """(pHash, dHash) of each image as stored (images not cleaned); null where the bytes do not decode."""
+    for data in batches:
+        yield pd.DataFrame(_hash_columns([_fingerprints(b) for b in data]))

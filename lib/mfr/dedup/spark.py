@@ -26,9 +26,6 @@ from mfr.vectorized import pandas_udf
 
 Persist = Callable[[DataFrame, str], DataFrame]  # computes a frame once and cuts its lineage (a run's staging)
 
-# the columns a row brings to the near-duplicate steps
-ROW_COLUMNS = ("sample_key", "question", "answer", "phash", "dhash")
-
 PAIR_TYPE = T.StructType([
     T.StructField("near", T.BooleanType()),
     T.StructField("jaccard", T.DoubleType()),
@@ -67,8 +64,8 @@ def _decide_pairs(qa: pd.Series, aa: pd.Series, pa: pd.Series, da: pd.Series,
                   qb: pd.Series, ab: pd.Series, pb: pd.Series, db: pd.Series,
                   min_jaccard: pd.Series, max_bits: pd.Series) -> pd.DataFrame:
     out = []
+    rule = NearRule(float(min_jaccard.iat[0]), int(max_bits.iat[0])) if len(qa) else NearRule()  # literals
     for i in range(len(qa)):
-        rule = NearRule(float(min_jaccard.iat[i]), int(max_bits.iat[i]))
         a = Sample(_text(qa.iat[i]), _text(aa.iat[i]), _image(pa.iat[i], da.iat[i]))
         b = Sample(_text(qb.iat[i]), _text(ab.iat[i]), _image(pb.iat[i], db.iat[i]))
         similarity = jaccard(shingles(a.question or ""), shingles(b.question or ""))

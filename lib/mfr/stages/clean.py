@@ -41,7 +41,7 @@ from mfr.stages.common import StageContext, StageOutput, blank, persist, reason
 from mfr.stages.near_duplicates import mark_near_duplicates, near_dup_settings
 from mfr.text.clean_reply import parse_clean_reply
 from mfr.text.clean_rules import normalized_question
-from mfr.udfs import clean_image_udf, clean_question_udf, extract_answer_udf, fingerprint_udf
+from mfr.udfs import clean_image_udf, clean_question_udf, extract_answer_udf, fingerprint_images
 from mfr.vectorized import pandas_udf, python_udf
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,7 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     """(per original image_id: new id, reject, actions, detail), (new images to store) and (per kept
     image as cleaned: image_id, phash, dhash; null hashes unless near duplicates are looked for)."""
     cfg, spark = ctx.cfg, ctx.spark
-    ids = rows.where(F.col("image_id").isNotNull()).select("image_id").distinct()
-    stored = ctx.lakehouse.read("images").select("image_id", "bytes").join(ids, "image_id", "left_semi")
+    stored = _stored_images(ctx, rows)
     udf = clean_image_udf(int(cfg.settings.cleaning.max_image_size), int(cfg.settings.cleaning.max_image_pixels),
                           fingerprint=bool(cfg.settings.cleaning.near_dup.enabled))
     results = stored.select("image_id", udf("bytes").alias("r")).select(
@@ -114,11 +113,16 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     return mapping, new_images, prints
 
 
+def _stored_images(ctx: StageContext, rows: DataFrame) -> DataFrame:
+    """image_id and bytes of the rows' images, each once."""
+    ids = rows.where(F.col("image_id").isNotNull()).select("image_id").distinct()
+    return ctx.lakehouse.read("images").select("image_id", "bytes").join(ids, "image_id", "left_semi")
+
+
 def _stored_prints(ctx: StageContext, rows: DataFrame) -> DataFrame:
     """Fingerprints of the rows' images as stored (images not cleaned: ``cleaning.clean_images=false``)."""
-    ids = rows.where(F.col("image_id").isNotNull()).select("image_id").distinct()
-    stored = ctx.lakehouse.read("images").select("image_id", "bytes").join(ids, "image_id", "left_semi")
-    return persist(ctx, stored.select("image_id", fingerprint_udf()("bytes").alias("p")).select("image_id", "p.*"),
+    stored = _stored_images(ctx, rows)
+    return persist(ctx, stored.select("image_id", fingerprint_images("bytes").alias("p")).select("image_id", "p.*"),
                    "image-prints")
 
 
