@@ -52,6 +52,13 @@ def test_a_new_stage_table_gathers_statistics_of_its_keys_only(spark, make_cfg):
     # the system tables are created the same way
     runs = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {lh.name('runs')}").collect()}
     assert runs["delta.dataSkippingStatsColumns"] == "run_id,stage,status"
+    # created by DDL: every column and type as declared, nullable as a table written from a DataFrame is
+    calls = spark.table(lh.name("llm_calls")).schema
+    assert all(f.nullable for f in calls) and calls["latency_s"].dataType == T.DoubleType()
+    assert calls["choices"].dataType.simpleString() == "array<struct<text:string,finish_reason:string>>"
+    assert spark.table(lh.name("runs")).schema["input_versions"].dataType == T.MapType(T.StringType(), T.LongType())
+    assert [f.name for f in spark.table(lh.name("quarantine")).schema] == [
+        "stage", "run_id", "sample_key", "source", "reason", "raw_record", "source_file", "recorded_at"]
 
 
 @pytest.mark.compat  # retention properties
@@ -181,3 +188,13 @@ def test_a_stage_output_is_written_even_while_its_table_is_compacted(spark, make
     assert lh.read("collected", last_version).count() == 200  # each version is one whole output
     meta = lh.history("collected").where(f"version = {last_version}").collect()[0]["userMetadata"]
     assert json.loads(meta)["run_id"] == last_run
+
+
+def test_a_table_is_created_by_one_ddl_statement_with_its_properties_quoted():
+    from mfr.lakehouse import create_table_ddl
+
+    schema = T.StructType([T.StructField("run_id", T.StringType(), False),
+                           T.StructField("metrics", T.MapType(T.StringType(), T.DoubleType()))])
+    ddl = create_table_ddl("s.runs", schema, {"delta.x": "it's", "delta.y": "a\\b"})
+    assert ddl == ("CREATE TABLE IF NOT EXISTS s.runs (`run_id` string, `metrics` map<string,double>) USING delta"
+                   " TBLPROPERTIES ('delta.x' = 'it\\'s', 'delta.y' = 'a\\\\b')")

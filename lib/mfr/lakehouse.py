@@ -202,22 +202,38 @@ class Run:
         )
 
 
-def _with_stats_columns(writer: DataFrameWriter, schema: T.StructType) -> DataFrameWriter:
-    """A writer that creates its table with ``stats_columns`` as its statistics columns (Delta reads
-    ``delta.*`` writer options as the new table's properties)."""
+def creation_properties(schema: T.StructType, keep_days: float | None) -> dict[str, str]:
+    """The Delta properties mfr creates a table with: its statistics columns (``stats_columns``, or none at
+    all), and (``keep_days``) how long a replaced version stays readable: VACUUM (a user's, or Databricks'
+    predictive optimization) keeps the files of every run's version, and the log keeps the version, that long."""
     columns = stats_columns(schema)
-    return writer.option(_STATS_PROPERTY, ",".join(columns)) if columns else writer.option("delta.dataSkippingNumIndexedCols", "0")
+    props = {_STATS_PROPERTY: ",".join(columns)} if columns else {"delta.dataSkippingNumIndexedCols": "0"}
+    if keep_days is not None:
+        interval = f"interval {max(1, round(keep_days * 24))} hours"
+        props.update({"delta.deletedFileRetentionDuration": interval, "delta.logRetentionDuration": interval})
+    return props
 
 
 def _creating(writer: DataFrameWriter, schema: T.StructType, keep_days: float | None) -> DataFrameWriter:
-    """A writer that creates its table with mfr's properties: statistics columns, and (``keep_days``) how long
-    a replaced version stays readable: VACUUM (a user's, or Databricks' predictive optimization) keeps the
-    files of every run's version, and the log keeps the version, that long."""
-    writer = _with_stats_columns(writer, schema)
-    if keep_days is None:
-        return writer
-    interval = f"interval {max(1, round(keep_days * 24))} hours"
-    return writer.option("delta.deletedFileRetentionDuration", interval).option("delta.logRetentionDuration", interval)
+    """A writer that creates its table with ``creation_properties`` (Delta reads ``delta.*`` writer options as
+    the new table's properties)."""
+    for key, value in creation_properties(schema, keep_days).items():
+        writer = writer.option(key, value)
+    return writer
+
+
+def create_table_ddl(name: str, schema: T.StructType, properties: dict[str, str]) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of an empty Delta table: one catalog command, where writing an empty
+    DataFrame plans and runs a job first (measured: four system tables 1.0–1.5 s against 2.2–3.2 s, warm)."""
+    def column(f: T.StructField) -> str:  # nullable, as Delta makes a table created from a DataFrame
+        return f"`{f.name}` {f.dataType.simpleString()}"
+
+    def literal(text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    props = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in properties.items())
+    return (f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(column(f) for f in schema.fields)}) USING delta"
+            + (f" TBLPROPERTIES ({props})" if props else ""))
 
 
 def _shape(schema: T.StructType) -> list[tuple[str, str]]:
@@ -316,13 +332,17 @@ class Lakehouse:
             try:
                 if self.exists(table) or self.heal(table):
                     return
-                empty = self.spark.createDataFrame([], schema).write.format("delta").mode("ignore")
-                self._creating(empty, schema).saveAsTable(self.name(table))
+                self.create_empty(table, schema)
                 return
             except Exception:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(1.0 + attempt)
+
+    def create_empty(self, table: str, schema: T.StructType) -> None:
+        """Create ``table`` with no rows, mfr's properties and ``schema`` unless a table of that name exists."""
+        props = creation_properties(schema, self.cfg.settings.lakehouse.keep_versions_days)
+        self.spark.sql(create_table_ddl(self.name(table), schema, props))
 
     def schema_location(self) -> str | None:
         """Where the schema keeps its managed tables (``DESCRIBE SCHEMA``), None when the catalog does not say."""
