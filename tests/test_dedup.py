@@ -4,6 +4,7 @@ MinHash against exact Jaccard, band keys, and the rule that joins two rows or ke
 from __future__ import annotations
 
 import io
+import re
 import itertools
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_fingerprints_refuse_bytes_no_decoder_reads():
 
 
 def test_normalised_questions_fold_width_case_spacing_and_the_image_tag():
-    assert near_key_text("<image>Find  ＡＢ, if x＝３.") == near_key_text("find ab, if x=3.")
+    assert near_key_text("<image>Find  ＡＢ, if x＝３.") == near_key_text("find ab, if x=3.") == near_key_text("<IMAGE>FIND AB, IF X=3.")
     assert shingles("<image>Find ＡＢ，if x＝３.") == shingles("find AB, if x = 3.")  # punctuation is a word
     assert shingles("a b") == {"a b"} and shingles("") == set()
     assert "三 角 形" in shingles("在三角形中")  # a CJK character is a word
@@ -118,6 +119,18 @@ def test_the_near_duplicate_rule(b, near, why):
     assert decided is near and (why in detail or why == "apart"), detail
 
 
+def test_a_template_questions_figures_must_be_near_by_both_hashes():
+    """One close hash joins two rows unless either question is a template (asked of several images): figures
+    drawn from one template share most of one hash, a re-hosted copy keeps both."""
+    one_close = (1 << 2, (1 << 20) - 1)  # pHash 1 bit apart, dHash 20 bits apart
+    both_close = (1 << 2, 0b11)
+    assert near_duplicate(Sample(QUESTION, "13", IMAGE), Sample(QUESTION, "13", one_close), 1.0)[0]
+    decided, why = near_duplicate(Sample(QUESTION, "13", IMAGE, template=True), Sample(QUESTION, "13", one_close), 1.0)
+    assert not decided and why == "images differ (20 bits, a template question: both hashes)"
+    assert near_duplicate(Sample(QUESTION, "13", IMAGE, template=True), Sample(QUESTION, "13", both_close, True), 1.0) == (
+        True, "question jaccard 1.00, image 2 bits apart")
+
+
 def test_other_numbers_keep_near_questions_apart_whatever_their_jaccard():
     a, b = Sample(QUESTION, "13", IMAGE), Sample(QUESTION.replace("12", "13"), "13", IMAGE)
     assert near_duplicate(a, b, 0.95) == (False, "numbers in the questions differ")
@@ -127,3 +140,18 @@ def test_rows_without_images_compare_by_question_alone():
     a, b = Sample("What is 2 + 3?", "5", None), Sample("what is 2+3 ?", "5", None)
     assert near_duplicate(a, b, jaccard(shingles(a.question), shingles(b.question)))[0]
     assert question_numbers("x = ３ and y = 3.0") == question_numbers("x=3, y=3")
+
+
+@pytest.mark.parametrize("setting, says", [
+    ("template_bits=65", "cleaning.near_dup.template_bits must be 0..64"),
+    ("template_images=0", "cleaning.near_dup.template_images must be at least 1"),
+    ("bands=30", "cleaning.near_dup.bands (30) must divide cleaning.near_dup.num_perm (128)"),
+])
+def test_a_bad_near_duplicate_setting_is_one_line_naming_its_key(setting, says):
+    from mfr.config import load_config
+    from mfr.stages.near_duplicates import near_dup_settings
+
+    with pytest.raises(ValueError, match=re.escape(says)):
+        near_dup_settings(load_config(overrides=[f"cleaning.near_dup.{setting}"]))
+    rule = near_dup_settings(load_config(overrides=["cleaning.near_dup.template_bits=6"])).rule
+    assert rule.template_bits == 6  # the override reaches the rule

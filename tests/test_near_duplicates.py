@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mfr.dedup.near import NearRule
-from mfr.dedup.spark import NearDupSettings, candidate_pairs, clusters, components, near_pairs, rejections
+from mfr.dedup.spark import NearDupSettings, candidate_pairs, clusters, components, near_pairs, rejections, with_templates
 from mfr.stages.near_duplicates import apply_rejections
 
 # the steps' Spark jobs take ~40 s cold: in make test-slow while make test has no minute to spare
@@ -71,9 +71,28 @@ def test_each_candidate_is_decided_by_the_rule(spark):
         ("f", "Name the largest planet of the solar system shown here.", "jupiter", None, None),  # no images: near
     ], ROWS)
     pairs = spark.createDataFrame([("a", "b"), ("a", "c"), ("a", "d"), ("e", "f")], "a string, b string")
+    rows = with_templates(rows, NearRule().template_images)  # Q is asked of two images: no template
     got = {(r["a"], r["b"]): (round(r["jaccard"], 2), r["image_bits"]) for r in near_pairs(pairs, rows, NearRule()).collect()}
     assert set(got) == {("a", "b"), ("e", "f")}
     assert got[("a", "b")][1] == 1 and got[("e", "f")] == (1.0, None)
+
+
+def test_a_question_asked_of_several_images_is_a_template_whose_figures_must_be_near_by_both_hashes(spark):
+    chart = "<image>Which bar in the chart is the tallest? Options: A, B, C, D."
+    far = -1  # all 64 bits set: 64 bits from 0
+    rows = spark.createDataFrame([
+        ("t1", chart, "B", 0, 0),
+        ("t2", chart.upper().replace(" ", "  "), "B", 0b111, far),  # another chart: pHash 3 bits off, dHash far
+        ("t3", chart, "B", 0b11, 0b1),  # a re-hosted copy of t1: both hashes within 2 bits
+        ("t4", "Which bar in the chart is the tallest?  Options: A, B, C, D.", "B", far, far),
+        ("u", chart, "B", None, None),  # no image: not one of the template's figures
+        ("x", Q, "80", 0, 0), ("y", Q, "80", 0b111, far),  # a question asked of two images: either hash is enough
+    ], ROWS)
+    marked = with_templates(rows, 3)
+    assert {r["sample_key"] for r in marked.where("template").collect()} == {"t1", "t2", "t3", "t4"}
+    pairs = spark.createDataFrame([("t1", "t2"), ("t1", "t3"), ("t1", "t4"), ("x", "y")], "a string, b string")
+    got = {(r["a"], r["b"]): r["image_bits"] for r in near_pairs(pairs, marked, NearRule()).collect()}
+    assert got == {("t1", "t3"): 2, ("x", "y"): 3}  # the farther hash for the template, the closer one otherwise
 
 
 def test_a_cluster_keeps_the_row_with_a_trace_then_the_preferred_source_then_the_smallest_key(spark):

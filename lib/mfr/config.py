@@ -108,9 +108,13 @@ SCHEMA: dict[str, Any] = {
         "near_dup": {
             "enabled": _s("bool", False, "reject near duplicates (image near and question near and the same "
                                          "numbers and gold answer) as near_duplicate, one row kept per cluster "
-                                         "(off until the image rule keeps template diagrams apart: README)"),
+                                         "(off: the seed keeps duplicates; README has the measurements)"),
             "question_jaccard": _s("float", 0.8, "questions near: Jaccard of word 3-shingles at least this"),
             "image_bits": _s("int", 8, "images near: pHash or dHash at most this many bits apart (of 64)"),
+            "template_images": _s("int", 3, "a question asked of this many images or more is a template: its rows' "
+                                            "images must be near by both hashes (template_bits)"),
+            "template_bits": _s("int", 4, "images of a template question near: pHash and dHash each at most this "
+                                          "many bits apart"),
             "num_perm": _s("int", 128, "MinHash functions per question"),
             "bands": _s("int", 32, "LSH bands (num_perm / bands values each): more bands find lower similarities"),
             "max_bucket": _s("int", 200, "rows sharing a band key paired all with all up to this many; a larger "

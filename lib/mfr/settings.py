@@ -74,6 +74,8 @@ class NearDupConfig:
     enabled: bool
     question_jaccard: float
     image_bits: int
+    template_images: int
+    template_bits: int
     num_perm: int
     bands: int
     max_bucket: int

@@ -27,12 +27,15 @@ _CJK = "\u3400-\u9fff\uf900-\ufaff"
 _WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+(?:[.,]\\d+)*|[^\\w\\s]", re.UNICODE)
 
 
+_IMAGE_TAG = re.compile(r"<image>", re.IGNORECASE)
+
+
 def near_key_text(question: str | None) -> str:
     """The question as near-duplicate detection reads it: full-width forms folded (NFKC), no ``<image>``
     tag, case and whitespace folded."""
     if not question:
         return ""
-    text = unicodedata.normalize("NFKC", question).replace("<image>", " ")
+    text = _IMAGE_TAG.sub(" ", unicodedata.normalize("NFKC", question))
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 

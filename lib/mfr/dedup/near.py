@@ -3,8 +3,9 @@ their questions are near (Jaccard of word shingles) **and** the numbers in their
 answers agree after normalisation (where both have one). Rows without an image compare by question alone.
 
 What must stay apart, and which signal keeps it apart: one diagram asked several questions (the questions
-differ), one template question over other figures (the images differ), one question with other numbers
-(the numbers differ).
+differ), one template question over other figures (the images differ; a question asked of several images
+is a template, whose figures must be near by both hashes), one question with other numbers (the numbers
+differ).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class NearRule:
     question_jaccard: float = 0.8  # shingle Jaccard at least this
     image_bits: int = 8  # pHash or dHash bits apart at most this (of 64): either hash close is enough, as each
     # is unstable on its own images (pHash where low frequencies sit at their median: mostly blank diagrams)
+    template_images: int = 3  # a question asked of this many images or more is a template ...
+    template_bits: int = 4  # ... whose figures look alike (charts, grids, triangles): both hashes this close
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,26 @@ class Sample:
     question: str | None
     answer: str | None
     image: tuple[int, int] | None  # (pHash, dHash); None: no image
+    template: bool = False  # its question is asked of NearRule.template_images images or more
 
 
 def image_distance(a: tuple[int, int], b: tuple[int, int]) -> int:
     """Bits apart of the closer of the two hashes."""
     return min(distance(a[0], b[0]), distance(a[1], b[1]))
+
+
+def template_distance(a: tuple[int, int], b: tuple[int, int]) -> int:
+    """Bits apart of the farther of the two hashes: figures drawn from one template (the same axes, the same
+    grid) share most of either hash, so one close hash says little there; a re-hosted copy keeps both."""
+    return max(distance(a[0], b[0]), distance(a[1], b[1]))
+
+
+def compared_bits(a: Sample, b: Sample) -> int | None:
+    """The bits the rule compares for two rows' images (None unless both have one): the farther hash when
+    either question is a template, else the closer one."""
+    if a.image is None or b.image is None:
+        return None
+    return template_distance(a.image, b.image) if a.template or b.template else image_distance(a.image, b.image)
 
 
 def question_numbers(question: str | None) -> Counter[str]:
@@ -59,11 +77,11 @@ def near_duplicate(a: Sample, b: Sample, jaccard: float, rule: NearRule = NearRu
         return False, f"questions differ (jaccard {jaccard:.2f})"
     if (a.image is None) != (b.image is None):
         return False, "one has an image, the other none"
-    bits = None
-    if a.image is not None and b.image is not None:
-        bits = image_distance(a.image, b.image)
-        if bits > rule.image_bits:
-            return False, f"images differ ({bits} bits)"
+    bits = compared_bits(a, b)
+    if bits is not None:
+        template = a.template or b.template
+        if bits > (rule.template_bits if template else rule.image_bits):
+            return False, f"images differ ({bits} bits{', a template question: both hashes' if template else ''})"
     if question_numbers(a.question) != question_numbers(b.question):
         return False, "numbers in the questions differ"
     if same_answer(a.answer, b.answer) is False:

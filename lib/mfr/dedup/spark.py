@@ -11,8 +11,9 @@ near copies sort near each other, at a linear cost.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import pandas as pd
@@ -20,8 +21,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mfr.dedup.minhash import bands, jaccard, shingles, signatures
-from mfr.dedup.near import NearRule, Sample, image_distance, near_duplicate
+from mfr.dedup.minhash import bands, jaccard, near_key_text, shingles, signatures
+from mfr.dedup.near import NearRule, Sample, compared_bits, near_duplicate
 from mfr.vectorized import pandas_udf
 
 Persist = Callable[[DataFrame, str], DataFrame]  # computes a frame once and cuts its lineage (a run's staging)
@@ -59,19 +60,34 @@ def band_keys_udf(num_perm: int, num_bands: int, seed: int) -> Callable[[Column]
     return band_keys
 
 
+@pandas_udf(T.LongType())
+def question_hash(questions: pd.Series) -> pd.Series:
+    """A 64-bit hash of each normalised question (``near_key_text``): equal for the same question re-spaced,
+    re-cased or re-tagged."""
+    return pd.Series([int.from_bytes(hashlib.blake2b(near_key_text(q if isinstance(q, str) else None).encode(), digest_size=8)
+                                     .digest(), "big", signed=True) for q in questions], dtype="int64")
+
+
+def with_templates(rows: DataFrame, min_images: int) -> DataFrame:
+    """``rows`` (sample_key, question, phash, …) with ``template``: whether its normalised question is asked of
+    ``min_images`` rows with an image or more (one window over a hash of the question, no pairs)."""
+    asked = F.count(F.col("phash")).over(Window.partitionBy(question_hash(F.col("question"))))
+    return rows.withColumn("template", F.col("phash").isNotNull() & (asked >= F.lit(min_images)))
+
+
 @pandas_udf(PAIR_TYPE)
-def _decide_pairs(qa: pd.Series, aa: pd.Series, pa: pd.Series, da: pd.Series,
-                  qb: pd.Series, ab: pd.Series, pb: pd.Series, db: pd.Series,
-                  min_jaccard: pd.Series, max_bits: pd.Series) -> pd.DataFrame:
+def _decide_pairs(qa: pd.Series, aa: pd.Series, pa: pd.Series, da: pd.Series, ta: pd.Series,
+                  qb: pd.Series, ab: pd.Series, pb: pd.Series, db: pd.Series, tb: pd.Series,
+                  rule_values: pd.Series) -> pd.DataFrame:
     out = []
-    rule = NearRule(float(min_jaccard.iat[0]), int(max_bits.iat[0])) if len(qa) else NearRule()  # literals
+    values = rule_values.iat[0] if len(qa) else astuple(NearRule())  # a literal: the same in every row
+    rule = NearRule(float(values[0]), *[int(v) for v in values[1:]])
     for i in range(len(qa)):
-        a = Sample(_text(qa.iat[i]), _text(aa.iat[i]), _image(pa.iat[i], da.iat[i]))
-        b = Sample(_text(qb.iat[i]), _text(ab.iat[i]), _image(pb.iat[i], db.iat[i]))
+        a = Sample(_text(qa.iat[i]), _text(aa.iat[i]), _image(pa.iat[i], da.iat[i]), bool(ta.iat[i]))
+        b = Sample(_text(qb.iat[i]), _text(ab.iat[i]), _image(pb.iat[i], db.iat[i]), bool(tb.iat[i]))
         similarity = jaccard(shingles(a.question or ""), shingles(b.question or ""))
         near, why = near_duplicate(a, b, similarity, rule)
-        bits = image_distance(a.image, b.image) if a.image is not None and b.image is not None else None
-        out.append((near, similarity, bits, why))
+        out.append((near, similarity, compared_bits(a, b), why))
     frame = pd.DataFrame(out, columns=[f.name for f in PAIR_TYPE.fields])
     frame["image_bits"] = frame["image_bits"].astype("Int32")
     return frame
@@ -115,14 +131,14 @@ def candidate_pairs(rows: DataFrame, settings: NearDupSettings) -> DataFrame:
 def near_pairs(pairs: DataFrame, rows: DataFrame, rule: NearRule) -> DataFrame:
     """The candidate pairs the rule calls near duplicates: a, b, jaccard (of the questions' shingles) and
     image_bits (null when neither has an image)."""
-    fields = ["question", "answer", "phash", "dhash"]
+    fields = ["question", "answer", "phash", "dhash", "template"]
     ra = rows.select(F.col("sample_key").alias("a"), *[F.col(c).alias(f"a_{c}") for c in fields])
     rb = rows.select(F.col("sample_key").alias("b"), *[F.col(c).alias(f"b_{c}") for c in fields])
     joined = pairs.join(ra, "a").join(rb, "b")
     decided = joined.select(
         "a", "b",
         _decide_pairs(*[F.col(f"a_{c}") for c in fields], *[F.col(f"b_{c}") for c in fields],
-                      F.lit(rule.question_jaccard), F.lit(rule.image_bits)).alias("d"),
+                      F.array(*[F.lit(float(v)) for v in astuple(rule)])).alias("d"),
     )
     return decided.where("d.near").select("a", "b", F.col("d.jaccard").alias("jaccard"),
                                           F.col("d.image_bits").alias("image_bits"))

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from mfr.config import Config
 from mfr.dedup.minhash import band_count_for
 from mfr.dedup.near import NearRule
-from mfr.dedup.spark import NearDupSettings, candidate_pairs, clusters, components, near_pairs, rejections
+from mfr.dedup.spark import NearDupSettings, candidate_pairs, clusters, components, near_pairs, rejections, with_templates
 from mfr.stages.common import StageContext, persist, reason
 
 
@@ -27,11 +27,13 @@ def near_dup_settings(cfg: Config) -> NearDupSettings:
     if s.num_perm < 1 or s.bands < 1 or s.num_perm % s.bands:
         raise ValueError(f"{key}.bands ({s.bands}) must divide {key}.num_perm ({s.num_perm}); for a question "
                          f"Jaccard of {s.question_jaccard} try bands={band_count_for(s.question_jaccard, s.num_perm)}")
-    for name in ("max_bucket", "neighbours", "max_rounds"):
+    if not 0 <= s.template_bits <= 64:
+        raise ValueError(f"{key}.template_bits must be 0..64, got {s.template_bits}")
+    for name in ("max_bucket", "neighbours", "max_rounds", "template_images"):
         if getattr(s, name) < 1:
             raise ValueError(f"{key}.{name} must be at least 1, got {getattr(s, name)}")
-    return NearDupSettings(NearRule(s.question_jaccard, s.image_bits), s.num_perm, s.bands, 1, s.max_bucket,
-                           s.neighbours, s.max_rounds)
+    rule = NearRule(s.question_jaccard, s.image_bits, s.template_images, s.template_bits)
+    return NearDupSettings(rule, s.num_perm, s.bands, 1, s.max_bucket, s.neighbours, s.max_rounds)
 
 
 @dataclass
@@ -50,11 +52,12 @@ def mark_near_duplicates(ctx: StageContext, out: DataFrame, prints: DataFrame | 
         with_prints = kept.select("*", F.lit(None).cast("long").alias("phash"), F.lit(None).cast("long").alias("dhash"))
     else:
         with_prints = kept.join(prints.select("image_id", "phash", "dhash"), "image_id", "left")
-    rows = persist(ctx, with_prints.select("sample_key", "question", "answer", "phash", "dhash", "source", "cot_response"),
-                   "near-rows")
+    rows = persist(ctx, with_templates(with_prints.select("sample_key", "question", "answer", "phash", "dhash", "source",
+                                                         "cot_response"), settings.rule.template_images), "near-rows")
     pairs = persist(ctx, near_pairs(candidate_pairs(rows, settings), rows, settings.rule), "near-pairs")
     n_pairs = pairs.count()
-    metrics = {"near_dup.pairs": float(n_pairs)}
+    templates = rows.where("template").count()
+    metrics = {"near_dup.pairs": float(n_pairs), "near_dup.template_rows": float(templates)}
     if not n_pairs:
         return NearDupResult(out, None, {**metrics, "near_dup.clusters": 0.0, "near_dup.rejected": 0.0})
 
