@@ -417,7 +417,7 @@ class Lakehouse:
         """Replace ``table`` with ``df`` as one new Delta version; returns that version."""
         self.ensure_schema()
         writer = self._writer(df, "overwrite", run)
-        if not (self.exists(table) or self.heal(table)):  # heal: True when it registered a killed create's table
+        if self._is_new(table):
             writer = self._creating(writer.option("overwriteSchema", "true"), df.schema)
         else:
             current = self.spark.table(self.name(table)).schema
@@ -530,9 +530,14 @@ class Lakehouse:
         self.ensure_schema()
         out = df.withColumn("run_id", F.lit(run.run_id))
         writer = self._writer(out, "append", run)
-        if not (self.exists(table) or self.heal(table)):
+        if self._is_new(table):
             writer = self._creating(writer, out.schema)
         retry_conflicts(lambda: writer.saveAsTable(self.name(table)))
+
+    def _is_new(self, table: str) -> bool:
+        """Whether the next write creates ``table`` (and so sets its properties): neither in the catalog nor
+        left committed by a create that a kill interrupted (``heal`` registers that one)."""
+        return not (self.exists(table) or self.heal(table))
 
     def add_images(self, images: DataFrame, run: Run, origin: str) -> int:
         """Insert images whose ``image_id`` is not stored yet (content-addressed: each stored once).
