@@ -71,8 +71,9 @@ def question_hash(questions: pd.Series) -> pd.Series:
 def with_templates(rows: DataFrame, min_images: int) -> DataFrame:
     """``rows`` (sample_key, question, phash, …) with ``template``: whether its normalised question is asked of
     ``min_images`` rows with an image or more (one window over a hash of the question, no pairs)."""
-    asked = F.count(F.col("phash")).over(Window.partitionBy(question_hash(F.col("question"))))
-    return rows.withColumn("template", F.col("phash").isNotNull() & (asked >= F.lit(min_images)))
+    asked = F.count(F.col("phash")).over(Window.partitionBy("_question_hash"))  # a column: no UDF in a window spec
+    return (rows.withColumn("_question_hash", question_hash(F.col("question")))
+            .withColumn("template", F.col("phash").isNotNull() & (asked >= F.lit(min_images))).drop("_question_hash"))
 
 
 @pandas_udf(PAIR_TYPE)
