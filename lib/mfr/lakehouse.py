@@ -330,7 +330,7 @@ class Lakehouse:
         Delta's log or the catalog; the loser waits for the winner's table and uses it."""
         for attempt in range(attempts):
             try:
-                if self.exists(table) or self.heal(table):
+                if not self._is_new(table):
                     return
                 self.create_empty(table, schema)
                 return

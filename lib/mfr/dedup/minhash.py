@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from mfr.text.clean_rules import normalized_question
+
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 # CJK characters one word each (no spaces between words there), other word runs (decimals kept), punctuation
@@ -31,12 +33,12 @@ _IMAGE_TAG = re.compile(r"<image>", re.IGNORECASE)
 
 
 def near_key_text(question: str | None) -> str:
-    """The question as near-duplicate detection reads it: full-width forms folded (NFKC), no ``<image>``
-    tag, case and whitespace folded."""
+    """The question as near-duplicate detection reads it: exact dedup's key (``normalized_question``: no
+    ``<image>`` tag, case and whitespace folded) of the question with full-width forms folded (NFKC) and the
+    tag dropped whatever its case."""
     if not question:
         return ""
-    text = _IMAGE_TAG.sub(" ", unicodedata.normalize("NFKC", question))
-    return re.sub(r"\s+", " ", text).strip().casefold()
+    return normalized_question(_IMAGE_TAG.sub(" ", unicodedata.normalize("NFKC", question)))
 
 
 def shingles(text: str, size: int = 3) -> set[str]:

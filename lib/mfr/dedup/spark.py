@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -76,22 +76,25 @@ def with_templates(rows: DataFrame, min_images: int) -> DataFrame:
             .withColumn("template", F.col("phash").isNotNull() & (asked >= F.lit(min_images))).drop("_question_hash"))
 
 
-@pandas_udf(PAIR_TYPE)
-def _decide_pairs(qa: pd.Series, aa: pd.Series, pa: pd.Series, da: pd.Series, ta: pd.Series,
-                  qb: pd.Series, ab: pd.Series, pb: pd.Series, db: pd.Series, tb: pd.Series,
-                  rule_values: pd.Series) -> pd.DataFrame:
-    out = []
-    values = rule_values.iat[0] if len(qa) else astuple(NearRule())  # a literal: the same in every row
-    rule = NearRule(float(values[0]), *[int(v) for v in values[1:]])
-    for i in range(len(qa)):
-        a = Sample(_text(qa.iat[i]), _text(aa.iat[i]), _image(pa.iat[i], da.iat[i]), bool(ta.iat[i]))
-        b = Sample(_text(qb.iat[i]), _text(ab.iat[i]), _image(pb.iat[i], db.iat[i]), bool(tb.iat[i]))
-        similarity = jaccard(shingles(a.question or ""), shingles(b.question or ""))
-        near, why = near_duplicate(a, b, similarity, rule)
-        out.append((near, similarity, compared_bits(a, b), why))
-    frame = pd.DataFrame(out, columns=[f.name for f in PAIR_TYPE.fields])
-    frame["image_bits"] = frame["image_bits"].astype("Int32")
-    return frame
+def _decide_pairs_udf(rule: NearRule) -> Callable[..., Column]:
+    """A pandas UDF deciding each candidate pair by ``rule`` from both rows' question, answer, hashes and
+    template flag."""
+
+    @pandas_udf(PAIR_TYPE)
+    def decide(qa: pd.Series, aa: pd.Series, pa: pd.Series, da: pd.Series, ta: pd.Series,
+               qb: pd.Series, ab: pd.Series, pb: pd.Series, db: pd.Series, tb: pd.Series) -> pd.DataFrame:
+        out = []
+        for i in range(len(qa)):
+            a = Sample(_text(qa.iat[i]), _text(aa.iat[i]), _image(pa.iat[i], da.iat[i]), bool(ta.iat[i]))
+            b = Sample(_text(qb.iat[i]), _text(ab.iat[i]), _image(pb.iat[i], db.iat[i]), bool(tb.iat[i]))
+            similarity = jaccard(shingles(a.question or ""), shingles(b.question or ""))
+            near, why = near_duplicate(a, b, similarity, rule)
+            out.append((near, similarity, compared_bits(a, b), why))
+        frame = pd.DataFrame(out, columns=[f.name for f in PAIR_TYPE.fields])
+        frame["image_bits"] = frame["image_bits"].astype("Int32")
+        return frame
+
+    return decide
 
 
 def _text(value: object) -> str | None:
@@ -138,8 +141,7 @@ def near_pairs(pairs: DataFrame, rows: DataFrame, rule: NearRule) -> DataFrame:
     joined = pairs.join(ra, "a").join(rb, "b")
     decided = joined.select(
         "a", "b",
-        _decide_pairs(*[F.col(f"a_{c}") for c in fields], *[F.col(f"b_{c}") for c in fields],
-                      F.array(*[F.lit(float(v)) for v in astuple(rule)])).alias("d"),
+        _decide_pairs_udf(rule)(*[F.col(f"a_{c}") for c in fields], *[F.col(f"b_{c}") for c in fields]).alias("d"),
     )
     return decided.where("d.near").select("a", "b", F.col("d.jaccard").alias("jaccard"),
                                           F.col("d.image_bits").alias("image_bits"))
