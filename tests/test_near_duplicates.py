@@ -108,7 +108,7 @@ def test_a_cluster_keeps_the_row_with_a_trace_then_the_preferred_source_then_the
     assert got["c"]["members"] == ["s1", "s2", "s3"] and got["c"]["sources"] == ["fine", "mmr1"]
     assert [(p["a"], p["b"]) for p in got["c"]["pairs"]] == [("s1", "s2"), ("s2", "s3")]
 
-    details = {r["sample_key"]: r["near_detail"] for r in rejections(clusters(members, pairs, ["fine"]), pairs).collect()}
+    details = {r["sample_key"]: r["detail"] for r in rejections(clusters(members, pairs, ["fine"]), pairs).collect()}
     assert set(details) == {"s1", "s2", "t1", "u2"}
     assert details["s1"] == "near duplicate of s3 (cluster c: question jaccard 0.90, image 2 bits apart)"
     assert details["t1"] == "near duplicate of t2 (cluster t: question jaccard 1.00)"
@@ -118,7 +118,7 @@ def test_rejections_apply_to_kept_rows_only(spark):
     out = spark.createDataFrame([("a", None, None), ("b", None, None), ("c", "truncated", "image_corrupt")],
                                 "sample_key string, reject_detail string, reject_reason string")
     rejected = spark.createDataFrame([("b", "near duplicate of a"), ("c", "near duplicate of a")],
-                                     "sample_key string, near_detail string")
+                                     "sample_key string, detail string")
     got = {r["sample_key"]: (r["reject_reason"], r["reject_detail"]) for r in apply_rejections(out, rejected).collect()}
     assert got == {"a": (None, None), "b": ("near_duplicate", "near duplicate of a"), "c": ("image_corrupt", "truncated")}
 

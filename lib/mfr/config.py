@@ -130,6 +130,18 @@ SCHEMA: dict[str, Any] = {
         "temperature": _s("float", 0.0),
         "llm_client": _client(None, "cleaning model"),
     },
+    "decontamination": {
+        "benchmarks": _s("list[map]", [], "benchmarks to check clean's rows against (none: the seed's behaviour): each "
+                                          "{name, path: folder | s3://… | hf://datasets/<org>/<name>, question, options, "
+                                          "image, id, subsets}, columns named as in the dump by default"),
+        "ngram": _s("int", 13, "a question sharing a run of this many words with an item's question and options "
+                               "overlaps it; a shorter question must equal an item's whole question"),
+        "image_bits": _s("int", 8, "images of a row and an item near: pHash and dHash each at most this many bits apart"),
+        "question_jaccard": _s("float", 0.5, "with near images, questions similar: Jaccard of word 3-shingles at "
+                                             "least this (and the same numbers)"),
+        "short_needs_image": _s("bool", True, "a short question equal to an item's counts only when the item has no "
+                                              "image or the images are near too (short questions repeat across sets)"),
+    },
     "distillation": {
         "overwrite": _s("bool", False, "re-distill rows that already carry valid results"),
         "input_table": _s("str|null", None, "table to distill; null = cleaned when it exists, else collected"),
@@ -270,6 +282,8 @@ def _check(kind: str, value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if kind == "map":
         return isinstance(value, dict)
+    if kind == "list[map]":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
     raise AssertionError(f"unknown kind {kind}")
 
 

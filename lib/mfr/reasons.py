@@ -59,6 +59,9 @@ REGISTRY: tuple[Reason, ...] = (
     Reason("clean", "near_duplicate", "a near copy of the row its cluster keeps: image near, question near, the same "
            "numbers and gold answer (the detail names the kept key, the cluster and the similarities)",
            "mfr.stages.near_duplicates.mark_near_duplicates"),
+    Reason("clean", "benchmark_overlap", "the question overlaps an item of a configured benchmark: a shared n-gram, "
+           "the whole of a short question, or a near image with a similar question (the detail names the benchmark, "
+           "the item and the signal; every match is in mfr.contamination)", "mfr.stages.decontaminate.mark_contaminated"),
     # distill
     Reason("distill", "pending_model", "needs a CoT or caption and the teacher endpoint is not set (the detail names the key)",
            "mfr.stages.distill.purpose_results"),

@@ -101,6 +101,15 @@ class CleaningConfig:
 
 
 @dataclass(frozen=True)
+class DecontaminationConfig:
+    benchmarks: list[dict[str, Any]]
+    ngram: int
+    image_bits: int
+    question_jaccard: float
+    short_needs_image: bool
+
+
+@dataclass(frozen=True)
 class CotConfig:
     client: ClientConfig
     temperature: float
@@ -244,6 +253,7 @@ class Settings:
     spark: SparkConfig
     collection: CollectionConfig
     cleaning: CleaningConfig
+    decontamination: DecontaminationConfig
     distillation: DistillationConfig
     selection: SelectionConfig
     storage: StorageConfig

@@ -220,4 +220,4 @@ def rejections(clustered: DataFrame, pairs: DataFrame) -> DataFrame:
                                                                 F.lit(" bits apart"))).otherwise(F.lit(""))
     detail = F.concat(F.lit("near duplicate of "), F.col("kept_key"), F.lit(" (cluster "), F.col("cluster_id"),
                       F.lit(": question jaccard "), F.format_number(F.col("c.jaccard"), 2), image, F.lit(")"))
-    return members.join(closest, "sample_key").select("sample_key", detail.alias("near_detail"))
+    return members.join(closest, "sample_key").select("sample_key", detail.alias("detail"))

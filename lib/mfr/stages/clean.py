@@ -16,7 +16,9 @@ Per row, in this order (the first rejection wins):
    (``answer_extracted``); otherwise the answer stays null;
 5. exact duplicates on (image_id, normalised question) across sources: the first sample_key is kept,
    the others are ``duplicate_sample`` with the kept key in ``reject_detail``;
-6. near duplicates among the rows still kept (``cleaning.near_dup``, ``mfr.stages.near_duplicates``):
+6. benchmark overlap among the rows still kept (``decontamination.benchmarks``, ``mfr.stages.decontaminate``):
+   ``benchmark_overlap`` naming the benchmark, the item and the signal; every match goes to ``mfr.contamination``;
+7. near duplicates among the rows still kept (``cleaning.near_dup``, ``mfr.stages.near_duplicates``):
    one row per cluster stays, the others are ``near_duplicate``; clusters go to ``mfr.duplicate_clusters``.
 
 ``original_question`` keeps the text before cleaning (the dump's original when it has one).
@@ -32,12 +34,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.answers.extract import parse_extraction_reply
+from mfr.config import Config
 from mfr.llm.calls import ask_many
 from mfr.llm.client import ClientSettings
 from mfr.llm.requests import Ask, prompt_requests
 from mfr.session import session_setting
 from mfr.stages.collect import OUTPUT_COLUMNS as COLLECTED_COLUMNS
 from mfr.stages.common import StageContext, StageOutput, blank, persist, reason
+from mfr.stages.decontaminate import decontam_settings, mark_contaminated
 from mfr.stages.near_duplicates import mark_near_duplicates, near_dup_settings
 from mfr.text.clean_reply import parse_clean_reply
 from mfr.text.clean_rules import normalized_question
@@ -88,7 +92,7 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     cfg, spark = ctx.cfg, ctx.spark
     stored = _stored_images(ctx, rows)
     udf = clean_image_udf(int(cfg.settings.cleaning.max_image_size), int(cfg.settings.cleaning.max_image_pixels),
-                          fingerprint=bool(cfg.settings.cleaning.near_dup.enabled))
+                          fingerprint=needs_fingerprints(cfg))
     results = stored.select("image_id", udf("bytes").alias("r")).select(
         "image_id",
         F.when(F.col("r.data").isNotNull(), F.sha2("r.data", 256)).otherwise(F.col("image_id")).alias("new_image_id"),
@@ -111,6 +115,11 @@ def _clean_images(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, DataFr
     prints = results.where(F.col("reject").isNull()).select(
         F.col("new_image_id").alias("image_id"), "phash", "dhash").dropDuplicates(["image_id"])
     return mapping, new_images, prints
+
+
+def needs_fingerprints(cfg: Config) -> bool:
+    """Images are fingerprinted where near duplicates or benchmark images are looked for."""
+    return bool(cfg.settings.cleaning.near_dup.enabled or cfg.settings.decontamination.benchmarks)
 
 
 def _stored_images(ctx: StageContext, rows: DataFrame) -> DataFrame:
@@ -155,6 +164,7 @@ def clean(ctx: StageContext) -> StageOutput:
     near_dup = cfg.settings.cleaning.near_dup.enabled
     if near_dup:
         near_dup_settings(cfg)  # a bad setting stops the run before any work
+    decontaminate = bool(decontam_settings(cfg)[0])
     staged = apply_text_rules(rows, input_col)
     staged, new_images, prints = _with_images(ctx, staged)
     staged = persist(ctx, staged, "clean-staged")  # text and image UDFs run once
@@ -167,13 +177,19 @@ def clean(ctx: StageContext) -> StageOutput:
     if cfg.settings.cleaning.dedup:
         out = mark_duplicates(out)
     out = out.withColumn("run_id", F.lit(ctx.run_id)).select(*OUTPUT_COLUMNS)
-    if near_dup:
+    if near_dup or decontaminate:
         if prints is None:
             prints = _stored_prints(ctx, out.where(F.col("reject_reason").isNull()))
         else:
             stored = ctx.lakehouse.add_fingerprints(prints.where(F.col("phash").isNotNull()), ctx.run)
             if stored >= 0:
                 metrics["near_dup.fingerprints_stored"] = float(stored)
+    if decontaminate:  # before near duplicates: a cluster never keeps a row that a benchmark holds
+        overlap = mark_contaminated(ctx, out, prints)
+        out = persist(ctx, overlap.rows, "decontaminated")
+        metrics.update(overlap.metrics)
+        ctx.lakehouse.append_records(overlap.matches, "contamination", ctx.run)
+    if near_dup:
         found = mark_near_duplicates(ctx, out, prints)
         out = found.rows
         metrics.update(found.metrics)

@@ -73,13 +73,13 @@ def mark_near_duplicates(ctx: StageContext, out: DataFrame, prints: DataFrame | 
     return NearDupResult(marked, clustered, metrics)
 
 
-def apply_rejections(out: DataFrame, rejected: DataFrame) -> DataFrame:
-    """``out`` with the rows named in ``rejected`` (sample_key, near_detail) rejected ``near_duplicate``;
-    a row already rejected keeps its own reason."""
-    joined = out.join(rejected, "sample_key", "left")
-    near = F.col("reject_reason").isNull() & F.col("near_detail").isNotNull()
+def apply_rejections(out: DataFrame, rejected: DataFrame, code: str = "near_duplicate") -> DataFrame:
+    """``out`` with the rows named in ``rejected`` (sample_key, detail) rejected ``code``; a row already
+    rejected keeps its own reason."""
+    joined = out.join(rejected.select("sample_key", F.col("detail").alias("_new_detail")), "sample_key", "left")
+    new = F.col("reject_reason").isNull() & F.col("_new_detail").isNotNull()
     return joined.select(
         *[c for c in out.columns if c not in ("reject_reason", "reject_detail")],
-        F.when(near, F.col("near_detail")).otherwise(F.col("reject_detail")).alias("reject_detail"),
-        F.when(near, reason("clean", "near_duplicate")).otherwise(F.col("reject_reason")).alias("reject_reason"),
+        F.when(new, F.col("_new_detail")).otherwise(F.col("reject_detail")).alias("reject_detail"),
+        F.when(new, reason("clean", code)).otherwise(F.col("reject_reason")).alias("reject_reason"),
     ).select(*out.columns)
