@@ -1,7 +1,8 @@
 """Run the benchmarks and merge their figures into bench/results/latest.json.
 
-`python -m bench.run [AREA ...]` (areas: collect, clean, llm, select, select_stage, fidelity, crash, scale). Each area measures its
-comparison side by side in the same run, on this machine, and reports ratios next to the raw rates.
+`python -m bench.run [AREA ...]` (areas: collect, clean, decontam, llm, select, select_stage, fidelity, crash,
+scale). Each area measures its comparison side by side in the same run, on this machine, and reports ratios
+next to the raw rates.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ WORKDIR = ROOT / "lakehouse" / "bench"
 
 
 def _areas():
-    from bench import clean_bench, collect_bench, crash_bench, fidelity_bench, llm_bench, scale_bench, select_bench
+    from bench import clean_bench, collect_bench, crash_bench, decontam_bench, fidelity_bench, llm_bench, scale_bench, select_bench
 
     return {
         "collect": collect_bench.run,
         "clean": clean_bench.run,
+        "decontam": decontam_bench.run,
         "llm": llm_bench.run,
         "select": select_bench.run,
         "select_stage": select_bench.run_stage_bench,

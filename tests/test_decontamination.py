@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mfr.dedup.contamination import DecontamRule, gram_keys, image_match, item_text, short_match_counts, whole_key
+from mfr.dedup.contamination import DecontamRule, gram_keys, image_match, item_text, text_match_counts, whole_key
 
 LONG = ("In the figure, triangle ABC is inscribed in the circle with centre O. Angle A is 40 degrees and angle B is "
         "60 degrees, and the chord BC is drawn. Using the inscribed angle theorem, find the measure of angle C.")
@@ -22,10 +22,31 @@ def test_a_shared_run_of_n_words_overlaps_whatever_the_spacing_case_and_width():
     assert gram_keys("too short to have a run", 13) == []
 
 
+def test_a_row_states_an_items_numbers_or_it_is_another_item():
+    from mfr.dedup.contamination import numbers_agree
+
+    item = "Angle A is 40 degrees and angle B is 60 degrees. Find angle C."
+    assert numbers_agree("angle a is 40 degrees, angle b 60: find angle c", item)
+    assert not numbers_agree("angle a is 50 degrees, angle b 60: find angle c", item)  # the template, other numbers
+    # the row carries the options in its text; the item keeps them apart
+    assert numbers_agree(item + " Choices: A. 80 B. 70", item, item + " A. 80 B. 70")
+    assert not numbers_agree(item + " Choices: A. 80 B. 90", item, item + " A. 80 B. 70")
+
+
 def test_a_short_question_is_compared_whole_and_a_long_one_is_not():
     assert whole_key("<image>What is the value of x?", 13) == whole_key("what is the VALUE of x", 13)
     assert whole_key("What is the value of y?", 13) != whole_key("What is the value of x?", 13)
     assert whole_key(LONG, 13) is None and whole_key("", 13) is None
+    assert whole_key("Find x.", 13, min_words=5) is None  # too short to say anything alone
+
+
+def test_a_short_question_inside_an_items_question_and_options_is_one_of_its_runs():
+    from mfr.dedup.contamination import run_keys
+
+    item = item_text("Question: How many cells of the grid are black?", ["(A) 3", "(B) 4"])
+    assert whole_key("<image>how many cells of the grid are black", 13, 5) in run_keys(item, 13, 5)
+    assert whole_key("How many cells of the grid are white?", 13, 5) not in run_keys(item, 13, 5)
+    assert run_keys("one two three four", 13, 5) == []
 
 
 def test_an_items_text_is_its_question_and_options():
@@ -34,13 +55,13 @@ def test_an_items_text_is_its_question_and_options():
     assert item_text("Which?", None) == "Which?"
 
 
-def test_a_short_match_needs_a_near_image_where_the_item_has_one():
+def test_a_text_match_needs_near_images_where_both_sides_have_one():
     rule = DecontamRule(image_bits=8)
-    assert short_match_counts(item_has_image=False, bits=None, rule=rule)
-    assert short_match_counts(item_has_image=True, bits=3, rule=rule)
-    assert not short_match_counts(item_has_image=True, bits=20, rule=rule)
-    assert not short_match_counts(item_has_image=True, bits=None, rule=rule)  # the row has no image
-    assert short_match_counts(item_has_image=True, bits=None, rule=DecontamRule(short_needs_image=False))
+    assert text_match_counts(item_has_image=False, row_has_image=True, bits=None, rule=rule)
+    assert text_match_counts(item_has_image=True, row_has_image=False, bits=None, rule=rule)  # nothing to compare
+    assert text_match_counts(item_has_image=True, row_has_image=True, bits=3, rule=rule)
+    assert not text_match_counts(item_has_image=True, row_has_image=True, bits=20, rule=rule)  # a template's sibling
+    assert text_match_counts(item_has_image=True, row_has_image=True, bits=20, rule=DecontamRule(text_needs_image=False))
 
 
 def test_the_image_signal_needs_near_images_similar_questions_and_the_same_numbers():
@@ -75,9 +96,9 @@ def test_matches_by_each_signal_and_the_rejection_names_the_first(spark):
     ], "benchmark string, item_id string, question string, text string, has_image boolean, phash long, dhash long")
     got = {(r["sample_key"], r["benchmark"], r["item_id"], r["signal"])
            for r in benchmark_matches(rows, items, DecontamRule()).collect()}
-    assert got == {("r:long", "bench", "1", "ngram"), ("r:short", "bench", "2", "whole"),
+    # the short question over another picture is not pics:7 (the images are far); without an image it is
+    assert got == {("r:long", "bench", "1", "ngram"), ("r:short", "bench", "2", "whole"), ("r:short", "pics", "7", "whole"),
                    ("r:short-img", "bench", "2", "whole"), ("r:image", "pics", "9", "image")}
-    # the short question over another picture is not pics:7 (its image is far); the plain one is
     firsts = {r["sample_key"]: json.loads(r["detail"]) for r in first_matches(
         spark.createDataFrame([("k", "pics", "9", "image", 0.6, 2), ("k", "bench", "3", "ngram", None, None)],
                               "sample_key string, benchmark string, item_id string, signal string, jaccard double, "

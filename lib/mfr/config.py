@@ -135,12 +135,15 @@ SCHEMA: dict[str, Any] = {
                                           "{name, path: folder | s3://… | hf://datasets/<org>/<name>, question, options, "
                                           "image, id, subsets}, columns named as in the dump by default"),
         "ngram": _s("int", 13, "a question sharing a run of this many words with an item's question and options "
-                               "overlaps it; a shorter question must equal an item's whole question"),
+                               "(and stating its numbers) overlaps it"),
+        "short_min_words": _s("int", 5, "a shorter question (fewer than ngram words, at least this many) overlaps an "
+                                        "item whose question and options hold it as a whole run of words"),
         "image_bits": _s("int", 8, "images of a row and an item near: pHash and dHash each at most this many bits apart"),
         "question_jaccard": _s("float", 0.5, "with near images, questions similar: Jaccard of word 3-shingles at "
                                              "least this (and the same numbers)"),
-        "short_needs_image": _s("bool", True, "a short question equal to an item's counts only when the item has no "
-                                              "image or the images are near too (short questions repeat across sets)"),
+        "text_needs_image": _s("bool", True, "a text match (shared n-gram, short question whole) counts only where "
+                                             "the item or the row has no image, or the images are near: a template "
+                                             "question over another figure is another item"),
     },
     "distillation": {
         "overwrite": _s("bool", False, "re-distill rows that already carry valid results"),

@@ -104,9 +104,10 @@ class CleaningConfig:
 class DecontaminationConfig:
     benchmarks: list[dict[str, Any]]
     ngram: int
+    short_min_words: int
     image_bits: int
     question_jaccard: float
-    short_needs_image: bool
+    text_needs_image: bool
 
 
 @dataclass(frozen=True)

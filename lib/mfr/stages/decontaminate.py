@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.config import Config
-from mfr.dedup.contamination import SIGNALS, DecontamRule, gram_keys, image_match, item_text, whole_key
+from mfr.dedup.contamination import SIGNALS, DecontamRule, gram_keys, image_match, item_text, numbers_agree, run_keys, whole_key
 from mfr.dedup.spark import _image, _text, band_keys_udf
 from mfr.dump.hub import download_dump, is_hub_uri
 from mfr.dump.listing import DumpError, list_dump
@@ -48,6 +48,8 @@ def decontam_settings(cfg: Config) -> tuple[list[Benchmark], DecontamRule]:
     s = cfg.settings.decontamination
     if s.ngram < 1:
         raise ValueError(f"decontamination.ngram must be at least 1, got {s.ngram}")
+    if not 1 <= s.short_min_words <= s.ngram:
+        raise ValueError(f"decontamination.short_min_words must be 1..ngram ({s.ngram}), got {s.short_min_words}")
     if not 0 <= s.image_bits <= 64:
         raise ValueError(f"decontamination.image_bits must be 0..64, got {s.image_bits}")
     if not 0.0 < s.question_jaccard <= 1.0:
@@ -74,7 +76,7 @@ def decontam_settings(cfg: Config) -> tuple[list[Benchmark], DecontamRule]:
         subsets = [subsets] if isinstance(subsets, str) else [str(x) for x in subsets]
         benchmarks.append(Benchmark(name, path, **{c: entry[c] for c in ("question", "options", "image", "id")
                                                    if c in entry}, subsets=subsets))
-    rule = DecontamRule(s.ngram, s.image_bits, s.question_jaccard, s.short_needs_image)
+    rule = DecontamRule(s.ngram, s.short_min_words, s.image_bits, s.question_jaccard, s.text_needs_image)
     return benchmarks, rule
 
 
@@ -153,12 +155,26 @@ def _gram_udf(n: int):
     return grams
 
 
-def _whole_udf(n: int):
+@pandas_udf(T.BooleanType())
+def _numbers_udf(questions: pd.Series, item_questions: pd.Series, item_texts: pd.Series) -> pd.Series:
+    return pd.Series([numbers_agree(_text(q), _text(iq), _text(it))
+                      for q, iq, it in zip(questions, item_questions, item_texts)])
+
+
+def _whole_udf(rule: DecontamRule):
     @pandas_udf(T.LongType())
     def whole(texts: pd.Series) -> pd.Series:
-        return pd.Series([whole_key(_text(t), n) for t in texts], dtype="Int64")
+        return pd.Series([whole_key(_text(t), rule.ngram, rule.short_min_words) for t in texts], dtype="Int64")
 
     return whole
+
+
+def _runs_udf(rule: DecontamRule):
+    @pandas_udf(T.ArrayType(T.LongType()))
+    def runs(texts: pd.Series) -> pd.Series:
+        return pd.Series([run_keys(_text(t), rule.ngram, rule.short_min_words) for t in texts])
+
+    return runs
 
 
 MATCH_TYPE = T.StructType([T.StructField("match", T.BooleanType()), T.StructField("jaccard", T.DoubleType()),
@@ -186,19 +202,25 @@ def benchmark_matches(rows: DataFrame, items: DataFrame, rule: DecontamRule) -> 
     ``rows``: sample_key, question, phash, dhash; ``items``: benchmark, item_id, question, text, has_image,
     phash, dhash."""
     ids = ["benchmark", "item_id"]
-    nulls = [F.lit(None).cast("double").alias("jaccard"), F.lit(None).cast("int").alias("image_bits")]
     row_grams = rows.select("sample_key", F.explode(_gram_udf(rule.ngram)("question")).alias("g"))
     item_grams = items.select(*ids, F.explode(_gram_udf(rule.ngram)("text")).alias("g"))
-    ngram = (row_grams.join(F.broadcast(item_grams), "g").select("sample_key", *ids).distinct()
-             .select("sample_key", *ids, F.lit("ngram").alias("signal"), *nulls))
-
-    r = rows.select("sample_key", _whole_udf(rule.ngram)("question").alias("w"), F.col("phash").alias("r_phash"),
-                    F.col("dhash").alias("r_dhash"))
-    i = items.select(*ids, _whole_udf(rule.ngram)("question").alias("w"), "has_image",
-                     F.col("phash").alias("i_phash"), F.col("dhash").alias("i_dhash"))
-    short = r.where(F.col("w").isNotNull()).join(F.broadcast(i.where(F.col("w").isNotNull())), "w")
+    i_cols: list[Column | str] = [F.col("question").alias("i_question"), F.col("text").alias("i_text"), "has_image",
+              F.col("phash").alias("i_phash"), F.col("dhash").alias("i_dhash")]
+    r_cols: list[Column | str] = ["question", F.col("phash").alias("r_phash"), F.col("dhash").alias("r_dhash")]
     bits = _bits("r_", "i_")
-    counts = ~F.col("has_image") | (bits <= rule.image_bits) if rule.short_needs_image else F.lit(True)
+    if rule.text_needs_image:  # a template question over another figure is another item
+        counts = ~F.col("has_image") | F.col("r_phash").isNull() | (bits <= rule.image_bits)
+    else:
+        counts = F.lit(True)
+    shared = (row_grams.join(F.broadcast(item_grams), "g").select("sample_key", *ids).distinct()
+              .join(rows.select("sample_key", *r_cols), "sample_key").join(items.select(*ids, *i_cols), ids))
+    ngram = (shared.where(counts & _numbers_udf("question", "i_question", "i_text"))
+             .select("sample_key", *ids, F.lit("ngram").alias("signal"), F.lit(None).cast("double").alias("jaccard"),
+                     bits.alias("image_bits")))
+
+    r = rows.select("sample_key", _whole_udf(rule)("question").alias("w"), *r_cols[1:])
+    i = items.select(*ids, F.explode(_runs_udf(rule)("text")).alias("w"), *i_cols[2:]).distinct()
+    short = r.where(F.col("w").isNotNull()).join(F.broadcast(i), "w")
     whole = short.where(counts).select("sample_key", *ids, F.lit("whole").alias("signal"),
                                        F.lit(1.0).alias("jaccard"), bits.alias("image_bits"))
 
