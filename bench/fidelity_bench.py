@@ -4,6 +4,9 @@ own selection (its ``is_consistent`` label; the dump holds the rows its pipeline
 
 * ``fidelity.dump_kept_recall``: of the rows the dump kept (``is_consistent`` true, with an image), the
   share mfr keeps end to end;
+* ``fidelity.dump_kept_removed.near_duplicate`` / ``….benchmark_overlap``: rows the dump kept that clean removed
+  on purpose (the seed keeps duplicates and checks no benchmark), counted apart from lost rows;
+  ``fidelity.dump_kept_recall_less_deliberate`` is the recall over the rest;
 * ``fidelity.dump_rejected_kept``: of the rows the dump rejected, the share mfr keeps;
 * ``fidelity.rebought``: dump traces or captions of rows the dump kept that distill would ask a teacher for
   again (``pending_model`` here, where no endpoint is configured);
@@ -58,6 +61,9 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
     dump_kept = [k for k, r in dump.items() if r["source_is_consistent"] is True and r["image_id"]]
     dump_rejected = [k for k, r in dump.items() if r["source_is_consistent"] is False]
     rebought = sum(distilled.get(k) == "pending_model" for k in dump_kept)
+    cleaned = {r["sample_key"]: r["reject_reason"] for r in lh.read("cleaned").select("sample_key", "reject_reason").collect()}
+    deliberate = {code: [k for k in dump_kept if cleaned.get(k) == code] for code in ("near_duplicate", "benchmark_overlap")}
+    rest = [k for k in dump_kept if cleaned.get(k) not in deliberate]
 
     reached = [r for r in selected if r["source_is_consistent"] is not None and (r["answer"] or "").strip()]
     decided = [r for r in reached if r["mfr_is_consistent"] is not None]
@@ -71,6 +77,8 @@ def run(spark, make_cfg, workdir: Path, rows: int = 0) -> dict[str, float]:
     return {
         "fidelity.dump_kept_rows": float(len(dump_kept)),
         "fidelity.dump_kept_recall": sum(k in kept for k in dump_kept) / len(dump_kept) if dump_kept else 0.0,
+        **{f"fidelity.dump_kept_removed.{code}": float(len(keys)) for code, keys in deliberate.items()},
+        "fidelity.dump_kept_recall_less_deliberate": sum(k in kept for k in rest) / len(rest) if rest else 0.0,
         "fidelity.dump_rejected_rows": float(len(dump_rejected)),
         "fidelity.dump_rejected_kept": sum(k in kept for k in dump_rejected) / len(dump_rejected) if dump_rejected else 0.0,
         "fidelity.rebought": float(rebought),

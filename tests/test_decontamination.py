@@ -185,3 +185,23 @@ def test_clean_rejects_rows_a_benchmark_holds_and_lists_every_match(spark, make_
     listed = {(r["sample_key"], r["item_id"], r["signal"]) for r in lh.read("contamination").collect()}
     assert listed == {(keys[0], "mv-1", "ngram"), (keys[1], "mv-2", "whole"), (keys[3], "mv-4", "image")}
     assert result.metrics["decontam.rejected"] == 3.0 and result.metrics["decontam.items"] == 4.0
+
+
+@pytest.mark.slow  # a Spark job on a literal DataFrame
+def test_the_report_counts_near_duplicates_per_source_pair_and_overlaps_per_benchmark(spark):
+    from mfr.report import ReportData, _clean_removals, _html
+
+    cleaned = spark.createDataFrame([
+        ("a:1", "a", None, None),
+        ("b:7", "b", "near_duplicate", "near duplicate of a:1 (cluster a:1; Jaccard 0.91, image bits 3)"),
+        ("c:2", "c", "near_duplicate", "near duplicate of a:1 (cluster a:1; Jaccard 0.88, image bits 5)"),
+        ("c:3", "c", "benchmark_overlap", '{"benchmark":"MathVista","item_id":"12","signal":"ngram"}'),
+        ("c:4", "c", "benchmark_overlap", '{"benchmark":"MathVista","item_id":"40","signal":"image","jaccard":0.6}'),
+        ("a:5", "a", "benchmark_overlap", '{"benchmark":"MathVista","item_id":"41","signal":"ngram"}'),
+        ("a:6", "a", "duplicate_sample", "duplicate of a:1"),
+    ], "sample_key string, source string, reject_reason string, reject_detail string")
+    pairs, overlap = _clean_removals(cleaned)
+    assert pairs == [["a", "b", 1], ["a", "c", 1]]
+    assert overlap == [["MathVista", "image", 1], ["MathVista", "ngram", 2]]
+    page = _html(ReportData(title="t", near_dups=pairs, overlap=overlap))
+    assert "<h2>Near duplicates</h2>" in page and "<td>MathVista</td><td>ngram</td><td>2</td>" in page

@@ -42,6 +42,8 @@ class ReportData:
     # source → labelled, agree, undecided, false_accepts (mfr's verdict against the dump's label), by_dump (rows
     # whose is_consistent is the dump's label)
     verdicts: dict[str, dict[str, int]] = field(default_factory=dict)
+    near_dups: list[list[Any]] = field(default_factory=list)  # [kept row's source, removed row's source, rows]
+    overlap: list[list[Any]] = field(default_factory=list)  # [benchmark, signal, rows rejected]
 
 
 def lineage(lh: Lakehouse, run_id: str | None) -> dict[str, dict[str, Any]]:
@@ -104,6 +106,8 @@ def gather(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Repor
                 data.lengths.setdefault(name, {})[int(r["b"])] = int(r["count"])
     if "select" in data.versions:
         data.verdicts = _verdicts(lh.read("selected", data.versions["select"]["version"]))
+    if "clean" in data.versions:
+        data.near_dups, data.overlap = _clean_removals(lh.read("cleaned", data.versions["clean"]["version"]))
     calls = lh.read("llm_calls")
     if run_id is not None:
         calls = calls.where(F.col("run_id").isin(run_ids))
@@ -116,6 +120,23 @@ def gather(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Repor
     for r in calls.where(F.col("status") != "ok").groupBy(F.coalesce("error_kind", F.lit("unknown")).alias("k")).count().collect():
         data.llm_errors[r["k"]] = int(r["count"])
     return data
+
+
+def _clean_removals(cleaned: DataFrame) -> tuple[list[list[Any]], list[list[Any]]]:
+    """Near duplicates per (kept row's source, removed row's source) and benchmark overlaps per (benchmark,
+    signal), from the reasons and details clean wrote."""
+    reason = F.col("reject_reason")
+    near = cleaned.where(reason == "near_duplicate").select(
+        F.col("source").alias("removed"), F.regexp_extract("reject_detail", r"^near duplicate of (\S+)", 1).alias("kept_key"))
+    keys = cleaned.select(F.col("sample_key").alias("kept_key"), F.col("source").alias("kept"))
+    pairs = [[r["kept"], r["removed"], int(r["count"])] for r in
+             near.join(keys, "kept_key", "left").groupBy("kept", "removed").count().orderBy("kept", "removed").collect()]
+    hits = cleaned.where(reason == "benchmark_overlap").select(
+        F.get_json_object("reject_detail", "$.benchmark").alias("benchmark"),
+        F.get_json_object("reject_detail", "$.signal").alias("signal"))
+    overlap = [[r["benchmark"], r["signal"], int(r["count"])] for r in
+               hits.groupBy("benchmark", "signal").count().orderBy("benchmark", "signal").collect()]
+    return pairs, overlap
 
 
 def _verdicts(selected: DataFrame) -> dict[str, dict[str, int]]:
@@ -309,6 +330,11 @@ def _html(data: ReportData) -> str:
     sections = [
         ("Funnel", "funnel.png", funnel), ("Funnel per source", "funnel_by_source.png", ""),
         *([("Answer check", "", _verdicts_html(data.verdicts))] if data.verdicts else []),
+        *([("Near duplicates", "", "<p>Rows clean removed as near copies, by the source of the row each cluster kept."
+            "</p>" + _table(["kept source", "removed source", "rows"], data.near_dups))] if data.near_dups else []),
+        *([("Benchmark overlap", "", "<p>Rows clean removed as overlapping a benchmark item, by the signal that named "
+            "it (every match is in <code>mfr.contamination</code>).</p>" + _table(["benchmark", "signal", "rows"],
+                                                                                  data.overlap))] if data.overlap else []),
         ("Difficulty", "pass_rate.png", ""), ("Lengths", "lengths.png", ""), ("Model calls", "llm_calls.png", llm),
     ]
     body = "".join(f"<h2>{t}</h2>{extra}" + (f"<img src='{img}' alt='{t}'>" if img else "") for t, img, extra in sections)
