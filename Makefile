@@ -78,6 +78,11 @@ lint: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
+# make test's and make test-slow's tests in one pytest process (CI): one JVM warmed once, one Connect server,
+# one wheel and each shared lakehouse built once for both suites; the run ends by printing each suite's time.
+test-all: setup
+	$(PY) -m pytest -q -m "not s3"
+
 # Object stores: a moto S3 server on 127.0.0.1, hadoop-aws matching pyspark's Hadoop (its AWS SDK bundle
 # is ~530 MB, fetched once into .jars-s3 by Spark's resolver), the whole pipeline and a SIGKILL on s3a://.
 S3_JARS := .jars-s3

@@ -202,3 +202,17 @@ LAST = ("test_model_calls_over_spark_connect_store_each_result_once_while_calls_
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     last = [item for item in items if item.name in LAST]
     items[:] = [item for item in items if item.name not in LAST] + last
+
+
+# Where a run's minutes went by suite (CI runs make test's and make test-slow's tests in one process): each test's
+# setup, call and teardown, by its marker; a fixture's build counts for the first test that needs it.
+_SPENT = {"make test": 0.0, "make test-slow": 0.0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _SPENT["make test-slow" if "slow" in report.keywords else "make test"] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
+    if all(_SPENT.values()):
+        terminalreporter.write_line("time in tests: " + ", ".join(f"{k}'s {v:.0f} s" for k, v in _SPENT.items()))
