@@ -106,7 +106,8 @@ def gather(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Repor
                 data.lengths.setdefault(name, {})[int(r["b"])] = int(r["count"])
     if "select" in data.versions:
         data.verdicts = _verdicts(lh.read("selected", data.versions["select"]["version"]))
-    if "clean" in data.versions:
+    removed = data.funnel.get("clean", {})
+    if removed.get("near_duplicate") or removed.get("benchmark_overlap"):  # the funnel's counts say whether to look
         data.near_dups, data.overlap = _clean_removals(lh.read("cleaned", data.versions["clean"]["version"]))
     calls = lh.read("llm_calls")
     if run_id is not None:

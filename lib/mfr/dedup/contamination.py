@@ -29,11 +29,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mfr.dedup.minhash import jaccard, near_key_text, shingles
+from mfr.dedup.minhash import CJK, jaccard, near_key_text, shingles
 from mfr.dedup.near import question_numbers, template_distance
 
-_CJK = "\u3400-\u9fff\uf900-\ufaff"
-_WORDS = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+(?:[.,]\\d+)*", re.UNICODE)
+_WORDS = re.compile(f"[{CJK}]|[^\\W{CJK}]+(?:[.,]\\d+)*", re.UNICODE)  # near duplicates' words, no punctuation
 
 SIGNALS = ("ngram", "whole", "image")  # the order a row's matches are reported in
 

@@ -25,8 +25,8 @@ from mfr.text.clean_rules import normalized_question
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 # CJK characters one word each (no spaces between words there), other word runs (decimals kept), punctuation
-_CJK = "\u3400-\u9fff\uf900-\ufaff"
-_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+(?:[.,]\\d+)*|[^\\w\\s]", re.UNICODE)
+CJK = "\u3400-\u9fff\uf900-\ufaff"  # characters read one word each
+_WORD = re.compile(f"[{CJK}]|[^\\W{CJK}]+(?:[.,]\\d+)*|[^\\w\\s]", re.UNICODE)
 
 
 _IMAGE_TAG = re.compile(r"<image>", re.IGNORECASE)

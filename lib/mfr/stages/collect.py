@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -102,6 +102,17 @@ def resolve_source(cfg: Config, storage: Storage) -> str:
     )
 
 
+def image_bytes(columns: dict[str, str], name: str) -> Column:
+    """The bytes of a file's image column ``name`` (``columns``: its column kinds): a ``{bytes}`` struct or
+    binary; null where the file has no such column."""
+    kind = columns.get(name)
+    if kind == "image":
+        return F.col(f"{name}.bytes").cast("binary")
+    if kind == "binary":
+        return F.col(name).cast("binary")
+    return F.lit(None).cast("binary")
+
+
 def _read_group(spark: SparkSession, subset: str, files: list[DumpFile]) -> DataFrame:
     """Read files sharing one set of columns and bring them to the dump's full, typed column set."""
     df = spark.read.parquet(*[spark_path(f.path) for f in files])
@@ -109,15 +120,9 @@ def _read_group(spark: SparkSession, subset: str, files: list[DumpFile]) -> Data
     cols = []
     for name, dtype in _DUMP_TYPES.items():
         cols.append((F.col(name) if name in present else F.lit(None)).cast(dtype).alias(name))
-    if "image" in present and files[0].columns["image"] == "image":
-        image_bytes = F.col("image.bytes").cast("binary")
-    elif "image" in present and files[0].columns["image"] == "binary":
-        image_bytes = F.col("image").cast("binary")
-    else:
-        image_bytes = F.lit(None).cast("binary")
     return df.select(
         *cols,
-        image_bytes.alias("image_bytes"),
+        image_bytes(files[0].columns, "image").alias("image_bytes"),
         F.lit(subset).alias("subset"),
         F.col("_metadata.file_path").alias("source_file"),
         F.col("_metadata.row_index").cast("long").alias("source_row"),

@@ -8,6 +8,7 @@ pairs that share a MinHash band of their questions (never all pairs)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import reduce
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -15,11 +16,24 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfr.config import Config
-from mfr.dedup.contamination import SIGNALS, DecontamRule, gram_keys, image_match, item_text, numbers_agree, run_keys, whole_key
+from mfr.dedup.contamination import (
+    SIGNALS,
+    DecontamRule,
+    gram_keys,
+    image_bits,
+    image_match,
+    item_text,
+    numbers_agree,
+    run_keys,
+    text_match_counts,
+    whole_key,
+)
 from mfr.dedup.spark import _image, _text, band_keys_udf
 from mfr.dump.hub import download_dump, is_hub_uri
 from mfr.dump.listing import DumpError, list_dump
+from mfr.stages.collect import hub_cache, image_bytes
 from mfr.stages.common import StageContext, persist
+from mfr.stages.near_duplicates import apply_rejections
 from mfr.storage import spark_path
 from mfr.udfs import fingerprint_images
 from mfr.vectorized import pandas_udf
@@ -83,8 +97,6 @@ def decontam_settings(cfg: Config) -> tuple[list[Benchmark], DecontamRule]:
 def _root(ctx: StageContext, bench: Benchmark) -> str:
     if not is_hub_uri(bench.path):
         return bench.path
-    from mfr.stages.collect import hub_cache
-
     return download_dump(bench.path, hub_cache(ctx.cfg), subsets=bench.subsets or None, max_samples=None,
                          workers=ctx.cfg.settings.collection.download_workers, revision=None,
                          storage=ctx.lakehouse.storage)
@@ -110,19 +122,14 @@ def read_benchmark(spark: SparkSession, bench: Benchmark, root: str) -> DataFram
         if bench.options in cols:
             options = (F.concat_ws(" ", F.col(bench.options).cast("array<string>"))
                        if cols[bench.options].startswith("other:array") else F.col(bench.options).cast("string"))
-        kind = cols.get(bench.image)
-        image = (F.col(f"{bench.image}.bytes") if kind == "image" else F.col(bench.image) if kind == "binary"
-                 else F.lit(None)).cast("binary")
         item_id = (F.col(bench.id).cast("string") if bench.id in cols
                    else F.concat_ws(":", F.element_at(F.split("_metadata.file_path", "/"), -1),
                                     F.col("_metadata.row_index").cast("string")))
         frames.append(df.select(F.lit(bench.name).alias("benchmark"), item_id.alias("item_id"),
                                 F.col(bench.question).alias("question"), options.alias("_options"),
-                                image.alias("bytes")))
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out.select("benchmark", "item_id", "question", _item_text_udf("question", "_options").alias("text"), "bytes")
+                                image_bytes(cols, bench.image).alias("bytes")))
+    text = _item_text_udf("question", "_options").alias("text")
+    return reduce(DataFrame.unionByName, frames).select("benchmark", "item_id", "question", text, "bytes")
 
 
 @pandas_udf(T.StringType())
@@ -133,10 +140,7 @@ def _item_text_udf(questions: pd.Series, options: pd.Series) -> pd.Series:
 def load_benchmarks(ctx: StageContext, benchmarks: list[Benchmark]) -> DataFrame:
     """Every configured benchmark's items with their images' fingerprints (computed once, staged);
     an image that does not decode is one line naming the benchmark and the item, before any write."""
-    frames = [read_benchmark(ctx.spark, b, _root(ctx, b)) for b in benchmarks]
-    items = frames[0]
-    for frame in frames[1:]:
-        items = items.unionByName(frame)
+    items = reduce(DataFrame.unionByName, [read_benchmark(ctx.spark, b, _root(ctx, b)) for b in benchmarks])
     items = items.select("benchmark", "item_id", "question", "text", F.col("bytes").isNotNull().alias("has_image"),
                          fingerprint_images("bytes").alias("p")).select("*", "p.*").drop("p")
     items = persist(ctx, items, "benchmark-items")
@@ -155,10 +159,26 @@ def _gram_udf(n: int):
     return grams
 
 
-@pandas_udf(T.BooleanType())
-def _numbers_udf(questions: pd.Series, item_questions: pd.Series, item_texts: pd.Series) -> pd.Series:
-    return pd.Series([numbers_agree(_text(q), _text(iq), _text(it))
-                      for q, iq, it in zip(questions, item_questions, item_texts)])
+MATCH_TYPE = T.StructType([T.StructField("match", T.BooleanType()), T.StructField("jaccard", T.DoubleType()),
+                           T.StructField("image_bits", T.IntegerType())])
+
+
+def _text_udf(rule: DecontamRule, numbers: bool):
+    """A text match decided (the images near where both have one; with ``numbers``, the item's numbers stated):
+    match and the image bits compared."""
+
+    @pandas_udf(MATCH_TYPE)
+    def decide(q: pd.Series, p: pd.Series, d: pd.Series, iq: pd.Series, it: pd.Series, ip: pd.Series,
+               idh: pd.Series) -> pd.DataFrame:
+        out = []
+        for a, b, c, x, t, y, z in zip(q, p, d, iq, it, ip, idh):
+            row, item = _image(b, c), _image(y, z)
+            bits = image_bits(row, item)
+            ok = text_match_counts(item is not None, row is not None, bits, rule)
+            out.append((ok and (not numbers or numbers_agree(_text(a), _text(x), _text(t))), None, bits))
+        return pd.DataFrame(out, columns=["match", "jaccard", "image_bits"]).astype({"image_bits": "Int64"})
+
+    return decide
 
 
 def _whole_udf(rule: DecontamRule):
@@ -177,13 +197,10 @@ def _runs_udf(rule: DecontamRule):
     return runs
 
 
-MATCH_TYPE = T.StructType([T.StructField("match", T.BooleanType()), T.StructField("jaccard", T.DoubleType()),
-                           T.StructField("image_bits", T.IntegerType())])
-
-
 def _image_udf(rule: DecontamRule):
     @pandas_udf(MATCH_TYPE)
-    def decide(q: pd.Series, p: pd.Series, d: pd.Series, iq: pd.Series, ip: pd.Series, idh: pd.Series) -> pd.DataFrame:
+    def decide(q: pd.Series, p: pd.Series, d: pd.Series, iq: pd.Series, it: pd.Series, ip: pd.Series,
+               idh: pd.Series) -> pd.DataFrame:  # the item's text (with options) is not compared here
         out = [image_match(_text(a), _image(b, c), _text(x), _image(y, z), rule)
                for a, b, c, x, y, z in zip(q, p, d, iq, ip, idh)]
         return pd.DataFrame(out, columns=["match", "jaccard", "image_bits"]).astype({"image_bits": "Int64"})
@@ -191,50 +208,37 @@ def _image_udf(rule: DecontamRule):
     return decide
 
 
-def _bits(a: str, b: str) -> Column:
-    """Bits apart of the farther hash, as a column (null unless both images are there)."""
-    return F.greatest(F.bit_count(F.col(f"{a}phash").bitwiseXOR(F.col(f"{b}phash"))),
-                      F.bit_count(F.col(f"{a}dhash").bitwiseXOR(F.col(f"{b}dhash")))).cast("int")
-
-
 def benchmark_matches(rows: DataFrame, items: DataFrame, rule: DecontamRule) -> DataFrame:
     """Every (row, item) match: sample_key, benchmark, item_id, signal, jaccard, image_bits.
-    ``rows``: sample_key, question, phash, dhash; ``items``: benchmark, item_id, question, text, has_image,
-    phash, dhash."""
+    ``rows``: sample_key, question, phash, dhash; ``items``: benchmark, item_id, question, text, phash, dhash."""
     ids = ["benchmark", "item_id"]
     row_grams = rows.select("sample_key", F.explode(_gram_udf(rule.ngram)("question")).alias("g"))
     item_grams = items.select(*ids, F.explode(_gram_udf(rule.ngram)("text")).alias("g"))
-    i_cols: list[Column | str] = [F.col("question").alias("i_question"), F.col("text").alias("i_text"), "has_image",
-              F.col("phash").alias("i_phash"), F.col("dhash").alias("i_dhash")]
-    r_cols: list[Column | str] = ["question", F.col("phash").alias("r_phash"), F.col("dhash").alias("r_dhash")]
-    bits = _bits("r_", "i_")
-    if rule.text_needs_image:  # a template question over another figure is another item
-        counts = ~F.col("has_image") | F.col("r_phash").isNull() | (bits <= rule.image_bits)
-    else:
-        counts = F.lit(True)
-    shared = (row_grams.join(F.broadcast(item_grams), "g").select("sample_key", *ids).distinct()
-              .join(rows.select("sample_key", *r_cols), "sample_key").join(items.select(*ids, *i_cols), ids))
-    ngram = (shared.where(counts & _numbers_udf("question", "i_question", "i_text"))
-             .select("sample_key", *ids, F.lit("ngram").alias("signal"), F.lit(None).cast("double").alias("jaccard"),
-                     bits.alias("image_bits")))
+    i_cols: list[Column | str] = [F.col("question").alias("i_question"), F.col("text").alias("i_text"),
+                                  F.col("phash").alias("i_phash"), F.col("dhash").alias("i_dhash")]
+    pair = ["question", "phash", "dhash", "i_question", "i_text", "i_phash", "i_dhash"]
+    rows_side = rows.select("sample_key", "question", "phash", "dhash")
 
-    r = rows.select("sample_key", _whole_udf(rule)("question").alias("w"), *r_cols[1:])
-    i = items.select(*ids, F.explode(_runs_udf(rule)("text")).alias("w"), *i_cols[2:]).distinct()
-    short = r.where(F.col("w").isNotNull()).join(F.broadcast(i), "w")
-    whole = short.where(counts).select("sample_key", *ids, F.lit("whole").alias("signal"),
-                                       F.lit(1.0).alias("jaccard"), bits.alias("image_bits"))
+    def decided(pairs: DataFrame, signal: str, udf, jaccard: Column | None = None) -> DataFrame:
+        """The candidate (row, item) pairs ``udf`` calls a match, as matches of ``signal``."""
+        with_text = pairs.join(rows_side, "sample_key").join(items.select(*ids, *i_cols), ids)
+        return (with_text.select("sample_key", *ids, udf(*pair).alias("m")).where("m.match")
+                .select("sample_key", *ids, F.lit(signal).alias("signal"),
+                        (F.col("m.jaccard") if jaccard is None else jaccard).alias("jaccard"),
+                        F.col("m.image_bits").cast("int").alias("image_bits")))
 
+    shared = row_grams.join(F.broadcast(item_grams), "g").select("sample_key", *ids).distinct()
+    ngram = decided(shared, "ngram", _text_udf(rule, numbers=True))
+    r = rows.select("sample_key", _whole_udf(rule)("question").alias("w")).where(F.col("w").isNotNull())
+    i = items.select(*ids, F.explode(_runs_udf(rule)("text")).alias("w")).distinct()
+    whole = decided(r.join(F.broadcast(i), "w").select("sample_key", *ids).distinct(), "whole",
+                    _text_udf(rule, numbers=False), F.lit(1.0))
     bands = band_keys_udf(NUM_PERM, NUM_BANDS, SEED)
-    rk = rows.where(F.col("phash").isNotNull()).select("sample_key", F.posexplode(bands(F.col("question"))).alias("band", "key"))
-    ik = items.where(F.col("phash").isNotNull()).select(*ids, F.posexplode(bands(F.col("question"))).alias("band", "key"))
-    pairs = rk.join(F.broadcast(ik), ["band", "key"]).select("sample_key", *ids).distinct()
-    detailed = (pairs.join(rows.select("sample_key", "question", "phash", "dhash"), "sample_key")
-                .join(items.select(*ids, F.col("question").alias("i_question"), F.col("phash").alias("i_phash"),
-                                   F.col("dhash").alias("i_dhash")), ids))
-    decided = detailed.select("sample_key", *ids, _image_udf(rule)("question", "phash", "dhash", "i_question", "i_phash",
-                                                                  "i_dhash").alias("m"))
-    image = decided.where("m.match").select("sample_key", *ids, F.lit("image").alias("signal"),
-                                            F.col("m.jaccard").alias("jaccard"), F.col("m.image_bits").alias("image_bits"))
+    keys = F.posexplode(bands(F.col("question"))).alias("band", "key")
+    rk = rows.where(F.col("phash").isNotNull()).select("sample_key", keys)
+    ik = items.where(F.col("phash").isNotNull()).select(*ids, keys)
+    image = decided(rk.join(F.broadcast(ik), ["band", "key"]).select("sample_key", *ids).distinct(), "image",
+                    _image_udf(rule))
     return ngram.unionByName(whole).unionByName(image)
 
 
@@ -270,14 +274,9 @@ def mark_contaminated(ctx: StageContext, out: DataFrame, prints: DataFrame | Non
             "sample_key", "source", "question", "phash", "dhash")
     matches = persist(ctx, benchmark_matches(rows, items, rule).join(rows.select("sample_key", "source"), "sample_key"),
                       "benchmark-matches")
-    firsts = first_matches(matches)
-    from mfr.stages.near_duplicates import apply_rejections
-
-    marked = apply_rejections(out, firsts, "benchmark_overlap")
-    counts = matches.agg(F.count("*").alias("n"), F.countDistinct("sample_key").alias("rows")).collect()[0]
-    by_signal = {r["signal"]: int(r["count"]) for r in matches.groupBy("signal").count().collect()}
-    metrics = {"decontam.items": float(items.count()), "decontam.matches": float(counts["n"]),
-               "decontam.rejected": float(counts["rows"]),
-               **{f"decontam.matches.{s}": float(by_signal.get(s, 0)) for s in SIGNALS}}
+    marked = apply_rejections(out, first_matches(matches), "benchmark_overlap")
+    counts = matches.agg(F.count("*").alias("matches"), F.countDistinct("sample_key").alias("rejected"),
+                         *[F.count(F.when(F.col("signal") == s, 1)).alias(f"matches.{s}") for s in SIGNALS]).collect()[0]
+    metrics = {"decontam.items": float(items.count()), **{f"decontam.{k}": float(v) for k, v in counts.asDict().items()}}
     return DecontamResult(marked, matches, metrics)
 
