@@ -96,6 +96,7 @@ test-s3: setup $(S3_JARS)/.fetched
 bench: setup
 	$(PY) -m bench.run --marginal-rows 1000000 --real-copies 1000  # collect also at 1M rows and on 1000 copies of the real sample
 	$(PY) -m bench.run scale
+	$(PY) -m bench.run incremental  # a lakehouse of 100k rows, then 1 % more: four pipelines side by side
 
 clean-lakehouse:
 	rm -rf lakehouse

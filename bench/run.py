@@ -1,7 +1,7 @@
 """Run the benchmarks and merge their figures into bench/results/latest.json.
 
 `python -m bench.run [AREA ...]` (areas: collect, clean, decontam, llm, select, select_stage, fidelity, crash,
-scale). Each area measures its comparison side by side in the same run, on this machine, and reports ratios
+scale, incremental). Each area measures its comparison side by side in the same run, on this machine, and reports ratios
 next to the raw rates.
 """
 
@@ -23,7 +23,8 @@ WORKDIR = ROOT / "lakehouse" / "bench"
 
 
 def _areas():
-    from bench import clean_bench, collect_bench, crash_bench, decontam_bench, fidelity_bench, llm_bench, scale_bench, select_bench
+    from bench import (clean_bench, collect_bench, crash_bench, decontam_bench, fidelity_bench, incremental_bench, llm_bench,
+                       scale_bench, select_bench)
 
     return {
         "collect": collect_bench.run,
@@ -35,10 +36,12 @@ def _areas():
         "fidelity": fidelity_bench.run,
         "crash": crash_bench.run,
         "scale": scale_bench.run,
+        "incremental": incremental_bench.run,
     }
 
 
 OWN_DRIVERS = {"crash", "scale"}  # areas that start their own driver processes: no session here
+LONG = OWN_DRIVERS | {"incremental"}  # asked for by name (incremental: ~4 pipelines over 100k rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="collect: also collect this many copies of the real sample, ours and the seed's way")
     args = parser.parse_args(argv)
     areas = _areas()
-    chosen = args.areas or [a for a in areas if a not in OWN_DRIVERS]  # crash, scale: long, asked for by name
+    chosen = args.areas or [a for a in areas if a not in LONG]
     WORKDIR.mkdir(parents=True, exist_ok=True)
     warehouse = WORKDIR / "warehouse"
     base = [f"lakehouse.warehouse={warehouse}", "spark.master=local[2]", "spark.shuffle_partitions=4"]

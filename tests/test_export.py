@@ -139,9 +139,13 @@ def test_export_round_trip(spark, pipeline_cfg, tmp_path):
     assert img.size[0] > 0 and ds[0]["qwen3vl_235b_thinking_response"].startswith("<think>")
     card = (out / "hf" / "README.md").read_text()
     assert "| **total** | " + str(splits["sft"]) + " | 10 |" in card and "split: rl" in card
-    # idempotent: the same version exported again gives the same files; a non-empty folder is refused
+    # the same version with the same settings is not exported again while the folder holds it; a run told to
+    # recompute refuses the non-empty folder; elsewhere the same version gives the same files
+    before = _tree(out)
+    skipped = run_stage(spark, cfg, "export")
+    assert skipped.mode.startswith("skip") and not skipped.wrote and _tree(out) == before
     with pytest.raises(FileExistsError, match="export.overwrite"):
-        run_stage(spark, cfg, "export")
+        run_stage(spark, cfg, "export", full=True)
     again = run_stage(spark, cfg.with_overrides([f"export.out={tmp_path / 'again'}"]), "export")
     assert _tree(out) == _tree(tmp_path / "again")
     assert again.rows_kept == r.rows_kept

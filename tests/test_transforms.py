@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from mfr.lakehouse import LLM_CALLS_SCHEMA
 from mfr.stages.clean import mark_duplicates
@@ -63,8 +64,10 @@ def test_split_quarantine_sends_missing_ids_and_later_duplicates_away(spark, mon
         ],
         "sample_key string, source string, id long, source_file string, source_row long, question string",
     )
-    kept, quarantine, dup_keys = split_quarantine(df)
-    assert dup_keys == 1
+    # the subset is the file's folder here: both files hold a row of the duplicated key, so both are named
+    df = df.withColumn("subset", F.concat(F.lit("in-"), F.col("source_file")))
+    kept, quarantine, dup_keys, subsets = split_quarantine(df)
+    assert dup_keys == 1 and subsets == {"in-f0", "in-f1"}
     assert rows(kept, "sample_key", "question") == [("s:1", "zeroth"), ("s:2", "fine")]
     assert quarantine is not None
     assert rows(quarantine, "sample_key", "reason") == [(None, "missing_id"), ("s:1", "duplicate_key"), ("s:1", "duplicate_key")]
@@ -73,9 +76,9 @@ def test_split_quarantine_sends_missing_ids_and_later_duplicates_away(spark, mon
 
 def test_split_quarantine_without_problems_returns_no_quarantine(spark) -> None:
     df = spark.createDataFrame([("s:1", "s", 1, "f", 0)], "sample_key string, source string, id long, source_file string, "
-                                                          "source_row long")
-    kept, quarantine, dup_keys = split_quarantine(df)
-    assert quarantine is None and dup_keys == 0 and kept.count() == 1
+                                                          "source_row long").withColumn("subset", F.lit("a"))
+    kept, quarantine, dup_keys, subsets = split_quarantine(df)
+    assert quarantine is None and dup_keys == 0 and subsets == set() and kept.count() == 1
 
 
 def test_rl_split_is_seeded_and_keeps_source_proportions(spark) -> None:

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a stage (or all built stages) and record it in <schema>.runs")
     run.add_argument("--stage", required=True, choices=[*NAMES, "all"])  # registered stages included
     run.add_argument("--from-run", help="re-run on the inputs an earlier run of this stage used")
+    run.add_argument("--full", action="store_true",
+                     help="recompute every row even where the stage's last run could be reused (runs.incremental)")
     run.add_argument("--json", action="store_true", help="print the run summary as one JSON object (funnels go to stderr)")
     run.add_argument("--strict", action="store_true", help=f"exit {EXIT_PENDING} when any row ends pending_model")
     _add_config_args(run)
@@ -90,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     results = run_pipeline(cfg, [args.stage] if args.stage != "all" else None, from_run=args.from_run,
-                           out=sys.stderr if args.json else sys.stdout)
+                           out=sys.stderr if args.json else sys.stdout, full=args.full)
     pending = sum(int(r.metrics.get("rejected.pending_model", 0)) for r in results)
     if args.json:
         print(json.dumps({"runs": [run_summary(r) for r in results], "pending_model": pending}, indent=1))
@@ -104,7 +106,8 @@ def run_summary(r: RunResult) -> dict[str, Any]:
     rejects = {k.split(".", 1)[1]: int(v) for k, v in r.metrics.items() if k.startswith("rejected.")}
     return {"run_id": r.run_id, "stage": r.stage, "output_table": r.output_table, "output_version": r.output_version,
             "rows_in": r.rows_in, "rows_kept": r.rows_kept, "rows_rejected": r.rows_rejected,
-            "rows_quarantined": r.rows_quarantined, "rejected_by_reason": rejects}
+            "rows_quarantined": r.rows_quarantined, "rejected_by_reason": rejects, "mode": r.mode,
+            "rows_computed": int(r.metrics.get("incremental.rows_processed", r.rows_in)), "wrote": r.wrote}
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -116,7 +119,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     lh = Lakehouse(get_spark(cfg), cfg)
     cols = [
         "run_id", "stage", "status", "started_at", "input_versions", "output_table", "output_version",
-        "rows_in", "rows_kept", "rows_rejected", "rows_quarantined", "config_hash", "error",
+        "rows_in", "rows_kept", "rows_rejected", "rows_quarantined", "config_hash", "mode", "error",
     ]
     rows = RunLog(lh).list(args.stage).select(*cols).collect()
     if args.json:

@@ -215,6 +215,9 @@ SCHEMA: dict[str, Any] = {
                                  "the S3 endpoint and path style come from spark.conf's fs.s3a.* keys"),
     },
     "runs": {
+        "incremental": _s("bool", True, "a stage run whose stage settings and code equal its last succeeded run's processes "
+                                        "only the input rows that changed since and MERGEs them into its table; false = "
+                                        "every run recomputes its whole stage (mfr run --full does so once)"),
         "heartbeat_s": _s("float", 10.0, "how often a running stage's driver renews its lease"),
         "abandon_after_s": _s("float", 120.0, "a run whose lease is older than this is marked abandoned by the next run"),
         "single_writer": _s("bool|null", None, "one running stage per lakehouse, held by a lock object in the staging folder; "

@@ -49,8 +49,12 @@ RUNS_SCHEMA = T.StructType(
         T.StructField("rows_quarantined", T.LongType(), True),
         T.StructField("metrics", T.MapType(T.StringType(), T.DoubleType()), True),
         T.StructField("error", T.StringType(), True),
+        # the case that applied: full, incremental or skip, with why (mfr.incremental); added in 0.x
+        T.StructField("mode", T.StringType(), True),
     ]
 )
+# columns added to a system table after it was first made: a table made before gets them (ensure_schema)
+ADDED_COLUMNS = {"runs": ("mode",)}
 
 QUARANTINE_SCHEMA = T.StructType(
     [
@@ -318,7 +322,17 @@ class Lakehouse:
         for table, schema in SYSTEM_SCHEMAS.items():  # runs first: the run log exists before what runs record
             if table not in present:
                 self._ensure_table(table, schema)
+            elif table in ADDED_COLUMNS:
+                self._add_missing_columns(table, schema, ADDED_COLUMNS[table])
         self._ready = True
+
+    def _add_missing_columns(self, table: str, schema: T.StructType, added: tuple[str, ...]) -> None:
+        """Give a system table made by an earlier mfr the columns added since (nullable, empty in old rows)."""
+        have = set(self.spark.table(self.name(table)).columns)
+        missing = [schema[c] for c in added if c not in have]
+        if missing:
+            cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+            self.spark.sql(f"ALTER TABLE {self.name(table)} ADD COLUMNS ({cols})")
 
     def table_names(self) -> set[str]:
         """Names of the schema's tables, lower case (an error when the schema does not exist)."""
@@ -427,6 +441,39 @@ class Lakehouse:
         # a compaction committed meanwhile (Databricks' predictive optimization) makes Delta refuse the
         # overwrite: it wrote nothing, and the same rows are written again rather than the run failing
         retry_conflicts(lambda: writer.saveAsTable(self.name(table)))
+        return self._version_written_by(table, run)
+
+    def merge_stage_output(self, df: DataFrame, table: str, run: Run, key: str = "sample_key") -> int | None:
+        """Bring ``table`` to ``df``'s rows by ``key`` in one MERGE: rows new or whose content (every column
+        but ``run_id``) differs are written, rows whose key is not in ``df`` deleted, the others left in their
+        files. Returns the version written, None when nothing differs (no commit). Another column set is a
+        plain overwrite."""
+        from mfr.incremental import row_digest
+
+        self.ensure_schema()
+        if self._is_new(table):
+            return self.write_stage_output(df, table, run)
+        current = self.read(table)
+        if _shape(current.schema) != _shape(df.schema):
+            return self.write_stage_output(df, table, run)
+        new = df.select("*", row_digest(df).alias("_new"))
+        old = current.select(F.col(key).alias("_key"), row_digest(current).alias("_old"))
+        changed = new.join(old, new[key] == old["_key"], "left").where(~F.col("_new").eqNullSafe(F.col("_old")))
+        upserts = changed.select(*df.columns, F.lit(False).alias("_delete"))
+        gone = old.join(df.select(F.col(key).alias("_key")), "_key", "left_anti")
+        deletes = gone.select(*[(F.col("_key") if c == key else F.lit(None).cast(df.schema[c].dataType)).alias(c)
+                                for c in df.columns], F.lit(True).alias("_delete"))
+        # staged: the MERGE's source must not read the table it changes
+        diff = self.stage(upserts.unionByName(deletes), run.run_id, f"merge-{table}")
+        if not diff.limit(1).count():
+            return None
+        cols = [f"`{c}`" for c in df.columns]
+        clause = (
+            "WHEN MATCHED AND s._delete THEN DELETE "
+            f"WHEN MATCHED THEN UPDATE SET {', '.join(f't.{c} = s.{c}' for c in cols)} "
+            f"WHEN NOT MATCHED AND NOT s._delete THEN INSERT ({', '.join(cols)}) VALUES ({', '.join(f's.{c}' for c in cols)})"
+        )
+        retry_conflicts(lambda: self._merge(table, diff, f"t.`{key}` = s.`{key}`", clause, run))
         return self._version_written_by(table, run)
 
     def _keep_stats_columns(self, table: str, schema: T.StructType) -> None:

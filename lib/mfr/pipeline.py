@@ -21,13 +21,15 @@ def run_pipeline(
     from_run: str | None = None,
     out: TextIO | None = None,
     spark: SparkSession | None = None,
+    full: bool = False,
 ) -> list[RunResult]:
-    """Run ``stages`` (None = every stage in pipeline order) and print funnels."""
+    """Run ``stages`` (None = every stage in pipeline order) and print funnels; ``full``: no stage reuses
+    its last run (``mfr.incremental``)."""
     spark = spark or get_spark(cfg)
     todo = stages or list(NAMES)
     results = []
     for stage in todo:
-        result = run_stage(spark, cfg, stage, from_run=from_run)
+        result = run_stage(spark, cfg, stage, from_run=from_run, full=full)
         results.append(result)
         if out:
             print(format_run(result), file=out)
@@ -38,11 +40,13 @@ def run_pipeline(
 
 
 def format_run(r: RunResult) -> str:
+    m = r.metrics
     text = (
-        f"\n== {r.stage}: run {r.run_id} wrote {r.output_table} version {r.output_version}\n"
+        f"\n== {r.stage}: run {r.run_id} {'wrote' if r.wrote else 'changed nothing in'} {r.output_table} "
+        f"version {r.output_version}\n"
+        f"   {r.mode or 'full'}; rows computed {int(m.get('incremental.rows_processed', r.rows_in))}\n"
         f"   rows in {r.rows_in} = kept {r.rows_kept} + rejected {r.rows_rejected} + quarantined {r.rows_quarantined}"
     )
-    m = r.metrics
     if "consistency.agreement" in m:
         text += (
             f"\n   agreement with the dump's is_consistent: {m['consistency.agreement']:.3f} over "

@@ -24,6 +24,9 @@ class Reason:
     decided_by: str  # dotted path of the function or Spark step that decides it
     quarantine: bool = False  # a record that cannot be a row: it goes to <schema>.quarantine
     subcodes: dict[str, str] = field(default_factory=dict)
+    # a model call's outcome that a later run asks again: an incremental run recomputes these rows even
+    # when their input is unchanged (as a full run would)
+    retried: bool = False
 
 
 _IMAGE = "mfr.image.clean.clean_image"
@@ -49,7 +52,8 @@ REGISTRY: tuple[Reason, ...] = (
     Reason("clean", "image_unsupported", "a vector, document or non-raster format", _IMAGE),
     Reason("clean", "image_too_large", "more pixels than cleaning.max_image_pixels (never decoded)", _IMAGE),
     Reason("clean", "pending_model", "needs translation and cleaning.llm_client is not set", "mfr.stages.clean.decide_rows"),
-    Reason("clean", "llm_error", "the cleaning model gave no reply for a question that needs translation", "mfr.stages.clean.decide_rows"),
+    Reason("clean", "llm_error", "the cleaning model gave no reply for a question that needs translation", "mfr.stages.clean.decide_rows",
+           retried=True),
     Reason("clean", "unsuitable_task", "the cleaning model found a non-answer question (draw, code, incomplete)",
            "mfr.text.clean_reply.parse_clean_reply"),
     Reason("clean", "translation_failed", "the cleaning model's reply to a translation could not be parsed",
@@ -66,12 +70,14 @@ REGISTRY: tuple[Reason, ...] = (
     Reason("distill", "pending_model", "needs a CoT or caption and the teacher endpoint is not set (the detail names the key)",
            "mfr.stages.distill.purpose_results"),
     Reason("distill", "llm_error", "the teacher call failed after its retries (the detail holds the error)",
-           "mfr.stages.distill.stored_state"),
-    Reason("distill", "cot_invalid", "every CoT asked for was unusable", "mfr.text.cot.cot_problem", subcodes=_COT_SUBCODES),
-    Reason("distill", "cot_truncated", "the last CoT stopped at max_tokens (finish_reason length)", "mfr.stages.distill.stored_state"),
+           "mfr.stages.distill.stored_state", retried=True),
+    Reason("distill", "cot_invalid", "every CoT asked for was unusable", "mfr.text.cot.cot_problem",
+           subcodes=_COT_SUBCODES, retried=True),
+    Reason("distill", "cot_truncated", "the last CoT stopped at max_tokens (finish_reason length)", "mfr.stages.distill.stored_state",
+           retried=True),
     Reason("distill", "caption_invalid", "every caption asked for was unusable", "mfr.stages.distill.result_problem",
-           subcodes=_CAPTION_SUBCODES),
-    Reason("distill", "caption_truncated", "the last caption stopped at max_tokens", "mfr.stages.distill.stored_state"),
+           subcodes=_CAPTION_SUBCODES, retried=True),
+    Reason("distill", "caption_truncated", "the last caption stopped at max_tokens", "mfr.stages.distill.stored_state", retried=True),
     # select
     Reason("select", "response_error", "the response contains selection.content.error_keyword", "mfr.filters.content_problem"),
     Reason("select", "cot_too_short", "fewer response words than selection.content.min_response_words", "mfr.filters.content_problem"),
@@ -82,7 +88,8 @@ REGISTRY: tuple[Reason, ...] = (
            "mfr.text.repetition.repetition_problem"),
     Reason("select", "answer_mismatch", "the gated verdict says the answer does not match the ground truth",
            "mfr.stages.select.decide"),
-    Reason("select", "pass_rate_missing", "a difficulty threshold is set and the row has no pass rate", "mfr.stages.select.decide"),
+    Reason("select", "pass_rate_missing", "a difficulty threshold is set and the row has no pass rate", "mfr.stages.select.decide",
+           retried=True),
     Reason("select", "too_easy", "pass_rate above selection.difficulty.threshold", "mfr.stages.select.decide"),
     # export
     Reason("export", "image_missing", "no stored image for the row", "mfr.export.sharegpt.sharegpt_record"),
@@ -114,6 +121,11 @@ def code(stage: str, name: str) -> str:
 
 def codes(stage: str, quarantine: bool = False) -> frozenset[str]:
     return frozenset(r.code for r in REGISTRY if r.stage == stage and r.quarantine == quarantine)
+
+
+def retried(stage: str) -> frozenset[str]:
+    """Codes of ``stage`` whose rows a rerun computes again although their input did not change."""
+    return frozenset(r.code for r in REGISTRY if r.stage == stage and r.retried)
 
 
 def unregistered(stage: str, found: Iterable[str | None], quarantine: bool = False) -> list[str]:

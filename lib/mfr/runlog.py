@@ -53,6 +53,13 @@ class RunsSnapshot:
         last = max(done, key=lambda r: (r["finished_at"] or dt.datetime.min, r["output_version"]))
         return int(last["output_version"])
 
+    def last_succeeded(self, stage: str) -> dict[str, Any] | None:
+        """The row of ``stage``'s last succeeded run (a stage's own, not a publish), None when none."""
+        done = [r for r in self.rows if r["stage"] == stage and r["status"] == "succeeded"]
+        if not done:
+            return None
+        return max(done, key=lambda r: (r["finished_at"] or dt.datetime.min, r["output_version"] or -1))
+
     def running(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] == "running"]
 
@@ -68,8 +75,9 @@ class RunLog:
 
     def snapshot(self) -> RunsSnapshot:
         self.tables.ensure_schema()
-        cols = ("run_id", "stage", "status", "started_at", "finished_at", "output_table", "output_version")
-        return RunsSnapshot(tuple(r.asDict() for r in self.tables.read("runs").select(*cols).collect()))
+        cols = ("run_id", "stage", "status", "started_at", "finished_at", "output_table", "output_version",
+                "config_json", "code_version", "input_versions", "metrics")  # these four: may a run be incremental
+        return RunsSnapshot(tuple(r.asDict(recursive=True) for r in self.tables.read("runs").select(*cols).collect()))
 
     def start(self, stage: str, cfg: Config, input_versions: dict[str, int], from_run: str | None,
               snapshot: RunsSnapshot | None = None, run_id: str | None = None) -> Run:
@@ -177,11 +185,13 @@ class RunLog:
         rows_rejected: int,
         rows_quarantined: int,
         metrics: dict[str, float],
+        mode: str | None = None,
     ) -> None:
         self._update_run(
             run,
             {
                 "status": "succeeded",
+                "mode": mode,
                 "finished_at": utc_now(),
                 "output_version": output_version,
                 "rows_in": int(rows_in),
@@ -192,8 +202,8 @@ class RunLog:
             },
         )
 
-    def fail(self, run: Run, error: str) -> None:
-        self._update_run(run, {"status": "failed", "finished_at": utc_now(), "error": error[:4000]})
+    def fail(self, run: Run, error: str, mode: str | None = None) -> None:
+        self._update_run(run, {"status": "failed", "finished_at": utc_now(), "error": error[:4000], "mode": mode})
 
     def list(self, stage: str | None = None) -> DataFrame:
         self.tables.ensure_schema()

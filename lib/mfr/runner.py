@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from mfr import reasons, writer_lock
+from mfr import incremental, reasons, writer_lock
 from mfr.config import Config
 from mfr.lakehouse import Lakehouse, Run, new_run_id
 from mfr.runlog import RunLog, RunsSnapshot
@@ -63,6 +63,8 @@ class RunResult:
     rows_quarantined: int
     metrics: dict[str, float]
     outcomes: Outcomes
+    mode: str = incremental.FULL  # the case that applied (mfr.incremental.Plan.line())
+    wrote: bool = True  # a new version was committed (else output_version is the last run's)
 
 
 def input_tables(stage: str, cfg: Config, log_: RunLog, snapshot: RunsSnapshot | None = None) -> list[str]:
@@ -108,18 +110,46 @@ def check_executors_reach(spark: SparkSession, cfg: Config, folders: list[tuple[
                 "mounts this path")
 
 
-def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None = None) -> RunResult:
+def run_stage(spark: SparkSession, cfg: Config, stage: str, from_run: str | None = None,
+              full: bool = False) -> RunResult:
+    """Run ``stage`` once and record it; ``full`` recomputes the whole stage even where the last run could be
+    reused (``mfr.incremental``)."""
     lh = Lakehouse(spark, cfg)
     check_storage(stage, cfg, lh)
     run_id = new_run_id(stage)
     # where Delta cannot keep two drivers' commits apart, the whole run (table creation included) holds
     # the lakehouse's writer lock
     with writer_lock.lakehouse_held(lh, run_id) as lock:
-        return _run(spark, cfg, stage, from_run, lh, run_id, lock)
+        return _run(spark, cfg, stage, from_run, lh, run_id, lock, full)
+
+
+def _plan(spec: registry.Stage, cfg: Config, lh: Lakehouse, log_: RunLog, snapshot: RunsSnapshot,
+          inputs: dict[str, int], from_run: str | None, full: bool, run: Run) -> incremental.Plan:
+    """Which case applies to this run (full, incremental or skip), from the stage's last succeeded run."""
+    previous = snapshot.last_succeeded(spec.name)
+    why = incremental.why_full(spec, cfg, previous, inputs, from_run, full)
+    if why is None and previous is not None:
+        why = incremental.table_moved(lh, spec.table, previous, log_.published(spec.table, snapshot))
+    if why is not None or previous is None:
+        return incremental.Plan(incremental.FULL, why or "")
+    same_inputs = {k: int(v) for k, v in (previous.get("input_versions") or {}).items()} == inputs
+    if spec.incremental == "whole":  # the stage itself checks that what it wrote outside its table is still there
+        if same_inputs:
+            return incremental.Plan(incremental.INCREMENTAL, f"inputs unchanged since run {previous['run_id']}", previous)
+        return incremental.Plan(incremental.FULL, f"inputs changed since run {previous['run_id']}")
+    if spec.incremental == "files":
+        return incremental.Plan(incremental.INCREMENTAL, f"dump files compared with run {previous['run_id']}'s", previous)
+    stale, counts = incremental.stale_rows(lh, spec.name, spec.table, previous, inputs, run)
+    if not counts["rows_processed"] and not counts["rows_removed"]:
+        return incremental.Plan(incremental.SKIP, f"no input row changed since run {previous['run_id']}", previous,
+                                stale, counts)
+    return incremental.Plan(incremental.INCREMENTAL, f"{counts['rows_processed']} row(s) computed, "
+                            f"{counts['rows_removed']} removed, the others carried from run {previous['run_id']}",
+                            previous, stale, counts)
 
 
 def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh: Lakehouse, run_id: str,
-         lock: writer_lock.WriterLock | None) -> RunResult:
+         lock: writer_lock.WriterLock | None, full: bool = False) -> RunResult:
     spec = registry.stage(stage)
     lh.ensure_schema()
     log_ = RunLog(lh)
@@ -131,6 +161,7 @@ def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh:
         log.info("removed intermediates of %d ended run(s): %s", len(swept), ", ".join(swept))
     timings: dict[str, float] = {}
     version: int | None = None
+    wrote = False  # this run committed a version of its table (a failed run's is unpublished)
 
     @contextmanager
     def timed(phase: str) -> Iterator[None]:
@@ -139,51 +170,80 @@ def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh:
             yield
         timings[f"time_s.{phase}"] = time.perf_counter() - start
 
+    table = spec.table
+    plan = incremental.Plan(incremental.FULL, "")
     try:
-        with timed("compute"):
-            out = spec.fn(StageContext(spark, cfg, run, lh, inputs))
-        table = spec.table
-        if out.images is not None:
-            with timed("images"):
-                stored = lh.add_images(out.images, run, out.image_origin)
-            if stored >= 0:  # images new to the lakehouse (the others were stored by an earlier run)
-                out.metrics["images_stored"] = float(stored)
-        with timed("write"):
-            version = lh.write_stage_output(out.rows, table, run)
-        if out.quarantine is not None:
-            with timed("quarantine"):
-                lh.quarantine(out.quarantine, run)
-        outcomes = _count_outcomes(stage, lh, table, version, run, out.quarantine is not None)
+        with timed("plan"):
+            plan = _plan(spec, cfg, lh, log_, snapshot, inputs, from_run, full, run)
+        out = None
+        if plan.mode != incremental.SKIP:
+            with timed("compute"):
+                out = spec.fn(StageContext(spark, cfg, run, lh, inputs, plan))
+        if out is None or out.nothing_new:
+            version = plan.previous_version
+            assert version is not None  # a skipped run has a last one
+            outcomes = _count_outcomes(stage, lh, table, version, run, False)
+            rows_in = outcomes.kept + sum(outcomes.rejected_by_reason().values())
+            stage_metrics = dict(out.metrics) if out is not None else {}
+            stage_metrics.setdefault("incremental.rows_processed", 0.0)
+            plan.mode = incremental.SKIP
+            after_write = None
+        else:
+            if out.images is not None:
+                with timed("images"):
+                    stored = lh.add_images(out.images, run, out.image_origin)
+                if stored >= 0:  # images new to the lakehouse (the others were stored by an earlier run)
+                    out.metrics["images_stored"] = float(stored)
+            with timed("write"):
+                if plan.mode == incremental.INCREMENTAL:
+                    merged = lh.merge_stage_output(out.rows, table, run)
+                    wrote = merged is not None
+                    version = merged if merged is not None else plan.previous_version
+                else:
+                    version = lh.write_stage_output(out.rows, table, run)
+                    wrote = True
+            assert version is not None
+            if out.quarantine is not None:
+                with timed("quarantine"):
+                    lh.quarantine(out.quarantine, run)
+            outcomes = _count_outcomes(stage, lh, table, version, run, out.quarantine is not None)
+            rows_in, stage_metrics, after_write = out.rows_in, dict(out.metrics), out.after_write
+            processed = plan.counts.get("rows_processed") if plan.mode == incremental.INCREMENTAL else rows_in
+            stage_metrics.setdefault("incremental.rows_processed", float(processed if processed is not None else rows_in))
+        for name in ("rows_removed", "rows_retried"):
+            if name in plan.counts:
+                stage_metrics[f"incremental.{name}"] = float(plan.counts[name])
         kept, by_reason, quarantined = outcomes.kept, outcomes.rejected_by_reason(), outcomes.quarantined_rows
         rejected = sum(by_reason.values())
-        metrics = {**out.metrics, **timings, **{f"rejected.{k}": float(v) for k, v in by_reason.items()}}
-        if out.rows_in != kept + rejected + quarantined:
+        metrics = {**stage_metrics, **timings, **{f"rejected.{k}": float(v) for k, v in by_reason.items()}}
+        if rows_in != kept + rejected + quarantined:
             raise AccountingError(
-                f"{stage}: rows_in {out.rows_in} != kept {kept} + rejected {rejected} + quarantined {quarantined}"
+                f"{stage}: rows_in {rows_in} != kept {kept} + rejected {rejected} + quarantined {quarantined}"
             )
-        if out.after_write is not None:  # views and derived figures only for an output that passed its checks
-            metrics.update(out.after_write(spark, lh, version))
+        if after_write is not None:  # views and derived figures only for an output that passed its checks
+            metrics.update(after_write(spark, lh, version))
         metrics = {k: float(v) for k, v in metrics.items()}  # plain numbers, as rows_in (StageOutput)
         if lock is not None:
             lock.check()
         log_.finish(
             run,
             output_version=version,
-            rows_in=out.rows_in,
+            rows_in=rows_in,
             rows_kept=kept,
             rows_rejected=rejected,
             rows_quarantined=quarantined,
             metrics=metrics,
+            mode=plan.line(),
         )
     except BaseException as exc:
-        log_.fail(run, f"{type(exc).__name__}: {exc}")
-        if version is not None:
+        log_.fail(run, f"{type(exc).__name__}: {exc}", mode=plan.line())
+        if wrote and version is not None:
             _unpublish(lh, log_, spec.table, version)
         raise
     finally:
         lh.drop_intermediates(run.run_id)
-    return RunResult(run.run_id, stage, lh.name(table), version, out.rows_in, kept, rejected, quarantined, metrics,
-                     outcomes)
+    return RunResult(run.run_id, stage, lh.name(table), version, rows_in, kept, rejected, quarantined, metrics,
+                     outcomes, plan.line(), wrote)
 
 
 def _pin_inputs(stage: str, cfg: Config, lh: Lakehouse, log_: RunLog, from_run: str | None,

@@ -203,6 +203,7 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class RunsConfig:
+    incremental: bool
     heartbeat_s: float
     abandon_after_s: float
     single_writer: bool | None

@@ -53,6 +53,20 @@ class DumpFile:
     path: str
     columns: dict[str, str]  # name -> kind
     num_rows: int | None = None
+    size: int | None = None  # bytes, as listed
+    modified: int | None = None  # modification time as listed (ns locally, ms on an object store)
+
+
+def subset_digests(files: list[DumpFile]) -> dict[str, int]:
+    """Per subset, a digest of its files as listed (path, size, modification time, columns): equal when the
+    subset's files are the ones an earlier collect read. 52 bits, so that it travels exactly as a float metric."""
+    import hashlib
+
+    out: dict[str, int] = {}
+    for subset in sorted({f.subset for f in files}):
+        mine = sorted((f.path, f.size, f.modified, sorted(f.columns.items())) for f in files if f.subset == subset)
+        out[subset] = int(hashlib.sha256(repr(mine).encode()).hexdigest()[:13], 16)
+    return out
 
 
 def column_problems(columns: dict[str, str]) -> list[str]:

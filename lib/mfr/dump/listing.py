@@ -44,13 +44,19 @@ def list_local(root: Path) -> list[tuple[str, str]]:
 
 
 def list_remote(spark: SparkSession, root: str) -> list[tuple[str, str]]:
+    return [(rel, full) for rel, full, _, _ in list_remote_stat(spark, root)]
+
+
+def list_remote_stat(spark: SparkSession, root: str) -> list[tuple[str, str, int | None, int | None]]:
     """Parquet files under an object-store (or any Hadoop) URI, listed by Spark itself: the ``binaryFile``
     source lists recursively through the cluster's filesystem settings on classic Spark and Spark Connect
     alike, and reads no file content when only ``path`` is selected."""
+    from pyspark.sql import functions as F
+
     try:
         found = (
             spark.read.format("binaryFile").option("pathGlobFilter", "*.parquet").option("recursiveFileLookup", "true")
-            .load(root).select("path").collect()
+            .load(root).select("path", "length", F.col("modificationTime").cast("long").alias("modified")).collect()
         )
     except Exception as exc:  # Spark's AnalysisException differs between classic and Connect
         first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
@@ -64,7 +70,7 @@ def list_remote(spark: SparkSession, root: str) -> list[tuple[str, str]]:
         at = urlparse(full).path
         rel = at[len(anchor):].lstrip("/") if at.startswith(anchor) else at.rsplit("/", 1)[-1]
         if not _hidden(rel):
-            out.append((rel, full))
+            out.append((rel, full, row["length"], row["modified"]))
     return sorted(out)
 
 
@@ -96,10 +102,13 @@ def list_dump(source: str, spark: SparkSession | None = None, subsets: list[str]
         if not root.is_dir():
             raise DumpError(f"dump path is not a folder: {root}")
         found = list_local(root)
+        stats: dict[str, tuple[int | None, int | None]] = {}
     else:
         if spark is None:
             raise DumpError(f"reading {source} needs a Spark session")
-        found = list_remote(spark, source)
+        listed = list_remote_stat(spark, source)
+        found = [(rel, full) for rel, full, _, _ in listed]
+        stats = {full: (size, modified) for _, full, size, modified in listed}
     if not found:
         raise DumpError(f"no parquet files under {source} (expected <subset>/*.parquet)")
     by_subset: dict[str, list[tuple[str, str]]] = {}
@@ -117,9 +126,11 @@ def list_dump(source: str, spark: SparkSession | None = None, subsets: list[str]
         for _rel, full in entries:
             if is_local(full):
                 columns, rows = _local_schema(full)
-                files.append(DumpFile(subset, full, columns, rows))
+                st = os.stat(full)
+                files.append(DumpFile(subset, full, columns, rows, st.st_size, st.st_mtime_ns))
             elif spark is None:
                 raise DumpError(f"{full}: reading an object-store dump needs a Spark session")
             else:
-                files.append(DumpFile(subset, full, _spark_schema(spark, full)))
+                size, modified = stats.get(full, (None, None))
+                files.append(DumpFile(subset, full, _spark_schema(spark, full), None, size, modified))
     return files

@@ -161,6 +161,7 @@ def clean(ctx: StageContext) -> StageOutput:
     source = ctx.read_input("collected")
     rows = source.where(F.col("reject_reason").isNull()).drop("reject_reason", "reject_detail", "run_id")
     rows_in = rows.count()
+    rows = ctx.to_process(rows)  # an incremental run: the stale rows only (the steps across rows see all)
     near_dup = cfg.settings.cleaning.near_dup.enabled
     if near_dup:
         near_dup_settings(cfg)  # a bad setting stops the run before any work
@@ -174,9 +175,12 @@ def clean(ctx: StageContext) -> StageOutput:
     metrics["clean.llm_call_fraction"] = counts["llm_rows"] / max(1, rows_in)
     staged = _ask_cleaning_model(ctx, staged, settings, counts)
     out = decide_rows(staged, rows.columns, model_configured=settings is not None)
-    if cfg.settings.cleaning.dedup:
-        out = mark_duplicates(out)
     out = out.withColumn("run_id", F.lit(ctx.run_id)).select(*OUTPUT_COLUMNS)
+    carried = ctx.carried("cleaned")
+    if carried is not None:  # rows kept as they were, before the steps across rows decide them again
+        out = out.unionByName(undo_across_rows(carried).select(*OUTPUT_COLUMNS))
+    if cfg.settings.cleaning.dedup:
+        out = mark_duplicates(out).select(*OUTPUT_COLUMNS)
     if near_dup or decontaminate:
         if prints is None:
             prints = _stored_prints(ctx, out.where(F.col("reject_reason").isNull()))
@@ -184,6 +188,10 @@ def clean(ctx: StageContext) -> StageOutput:
             stored = ctx.lakehouse.add_fingerprints(prints.where(F.col("phash").isNotNull()), ctx.run)
             if stored >= 0:
                 metrics["near_dup.fingerprints_stored"] = float(stored)
+            if carried is not None:  # the carried rows' images were fingerprinted by an earlier run
+                known = ctx.lakehouse.read("image_fingerprints").select("image_id", "phash", "dhash")
+                images = carried.where(F.col("image_id").isNotNull()).select("image_id").distinct()
+                prints = prints.unionByName(known.join(images, "image_id", "left_semi")).dropDuplicates(["image_id"])
     if decontaminate:  # before near duplicates: a cluster never keeps a row that a benchmark holds
         overlap = mark_contaminated(ctx, out, prints)
         out = persist(ctx, overlap.rows, "decontaminated")
@@ -345,6 +353,18 @@ def decide_rows(staged: DataFrame, columns: list[str], model_configured: bool) -
         detail.cast("string").alias("reject_detail"),
         why.cast("string").alias("reject_reason"),
     )
+
+
+# codes decided by comparing rows with each other (or with benchmarks) after each row's own rules
+ACROSS_ROWS = ("duplicate_sample", "benchmark_overlap", "near_duplicate")
+
+
+def undo_across_rows(rows: DataFrame) -> DataFrame:
+    """Rows of an earlier output as their own rules left them: a code decided across rows is cleared (with
+    its detail), so that the steps across rows decide it again with the new rows beside them."""
+    across = F.col("reject_reason").isin(*ACROSS_ROWS)
+    return rows.withColumn("reject_detail", F.when(across, F.lit(None).cast("string")).otherwise(F.col("reject_detail"))) \
+        .withColumn("reject_reason", F.when(across, F.lit(None).cast("string")).otherwise(F.col("reject_reason")))
 
 
 def mark_duplicates(df: DataFrame) -> DataFrame:

@@ -26,6 +26,7 @@ from mfr.dump.layout import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     DumpFile,
+    subset_digests,
     unknown_columns,
     validate_files,
 )
@@ -206,8 +207,9 @@ _BROADCAST_KEYS = 100_000
 _PRUNE_IDS = 1000
 
 
-def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame | None, int]:
-    """(rows that stay, quarantined records or None when there are none, number of duplicate keys)."""
+def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame | None, int, set[str]]:
+    """(rows that stay, quarantined records or None when there are none, number of duplicate keys, subsets
+    holding a row of a duplicated key)."""
     columns = rows.columns
     missing_id = F.col("id").isNull()
     # One pass over the keys finds both problems (rows without an id, keys seen more than once) and, for a
@@ -215,12 +217,12 @@ def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame | None, int]
     problems = (
         rows.groupBy(missing_id.alias("no_id"), "sample_key")
         .agg(F.count(F.lit(1)).alias("count"), F.min("id").alias("id"),
-             F.min(F.struct("source_file", "source_row")).alias("first"))
+             F.min(F.struct("source_file", "source_row")).alias("first"), F.collect_set("subset").alias("subsets"))
         .where(F.col("no_id") | (F.col("count") > 1))
         .collect()
     )
     if not problems:
-        return rows, None, 0
+        return rows, None, 0, set()
     firsts = [(r["sample_key"], r["first"]["source_file"], r["first"]["source_row"]) for r in problems if not r["no_id"]]
     if firsts:
         # a table of the duplicated keys only, sent whole to every task while it is small (no row is shuffled)
@@ -246,7 +248,8 @@ def split_quarantine(rows: DataFrame) -> tuple[DataFrame, DataFrame | None, int]
         "source_file",
     )
     kept = tagged.where(F.col("_q").isNull()).select(*columns)
-    return kept, quarantine, len(firsts)
+    subsets = {s for r in problems if not r["no_id"] for s in r["subsets"]}
+    return kept, quarantine, len(firsts), subsets
 
 
 def distinct_images(rows: DataFrame) -> DataFrame:
@@ -268,13 +271,36 @@ def collect(ctx: StageContext) -> StageOutput:
     extra = sorted({c for f in files for c in unknown_columns(f.columns)})
     if extra:
         log.warning("collect: ignoring columns the pipeline does not use: %s", ", ".join(extra))
-    dump, taken = read_dump(spark, files, cfg.settings.collection.max_samples)
-    rows = canonical_rows(dump, cfg, run_id)
-    kept, quarantine, n_dup_keys = split_quarantine(rows)
-    metrics: dict[str, float] = {f"rows_taken.{s}": float(n) for s, n in taken.items()}
+    digests = subset_digests(files)
+    metrics: dict[str, float] = {f"{DIGEST_METRIC}{s}": float(d) for s, d in digests.items()}
     metrics["files"] = float(len(files))
-    metrics["duplicate_keys"] = float(n_dup_keys)
     metrics["ignored_columns"] = float(len(extra))
+    if ctx.incremental and previous_digests(ctx) == {k: float(v) for k, v in digests.items()}:  # the same files
+        metrics["incremental.subsets_read"] = 0.0
+        metrics.update(_previous(ctx, DUPLICATES_METRIC))  # what the next run needs to know stays on record
+        last = ctx.lakehouse.read("collected", ctx.plan.previous_version if ctx.plan else None)
+        return StageOutput(rows=last, rows_in=0, metrics=metrics, nothing_new=True)
+    keep = unchanged_subsets(ctx, digests)
+    read = [f for f in files if keep is None or f.subset not in keep]
+    metrics["incremental.subsets_read"] = float(len({f.subset for f in read}))
+    taken: dict[str, int] = {}
+    rows = None
+    if read:
+        dump, taken = read_dump(spark, read, cfg.settings.collection.max_samples)
+        rows = canonical_rows(dump, cfg, run_id)
+    metrics["incremental.rows_processed"] = float(sum(taken.values()))
+    if keep:  # subsets whose files are unchanged: their rows as the last run wrote them
+        last = ctx.lakehouse.read("collected", ctx.plan.previous_version if ctx.plan else None)
+        carried = last.where(F.col("subset").isin(sorted(keep))).select(
+            *OUTPUT_COLUMNS, F.lit(None).cast("binary").alias("image_bytes"))
+        counted = {r["subset"]: int(r["count"]) for r in carried.groupBy("subset").count().collect()}
+        taken.update({s: counted.get(s, 0) for s in keep})
+        rows = carried if rows is None else rows.unionByName(carried)
+    assert rows is not None  # some subset was read or carried
+    kept, quarantine, n_dup_keys, dup_subsets = split_quarantine(rows)  # across every subset, carried or read
+    metrics.update({f"rows_taken.{s}": float(n) for s, n in sorted(taken.items())})
+    metrics["duplicate_keys"] = float(n_dup_keys)
+    metrics.update({f"{DUPLICATES_METRIC}{s}": 1.0 for s in sorted(dup_subsets)})
     return StageOutput(
         rows=kept.select(*OUTPUT_COLUMNS),
         rows_in=sum(taken.values()),
@@ -283,6 +309,31 @@ def collect(ctx: StageContext) -> StageOutput:
         image_origin="collect",
         metrics=metrics,
     )
+
+
+DIGEST_METRIC = "dump.subset_digest."
+DUPLICATES_METRIC = "dump.duplicate_keys_in."
+
+
+def _previous(ctx: StageContext, prefix: str) -> dict[str, float]:
+    """The last run's metrics named ``prefix``…"""
+    metrics = (ctx.plan.previous or {}).get("metrics") or {} if ctx.plan else {}
+    return {k: float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def previous_digests(ctx: StageContext) -> dict[str, float]:
+    return {k[len(DIGEST_METRIC):]: v for k, v in _previous(ctx, DIGEST_METRIC).items()}
+
+
+def unchanged_subsets(ctx: StageContext, digests: dict[str, int]) -> set[str] | None:
+    """Subsets an incremental collect carries from its last run: files listed as that run read them, and no
+    row of a key the last run found duplicated (which of two rows stays depends on both files, so such a
+    subset is read again and its duplicates found again). None in a full run."""
+    if not ctx.incremental:
+        return None
+    before = previous_digests(ctx)
+    duplicated = {k[len(DUPLICATES_METRIC):] for k in _previous(ctx, DUPLICATES_METRIC)}
+    return {s for s, d in digests.items() if before.get(s) == float(d) and s not in duplicated}
 
 
 __all__ = ["collect", "OUTPUT_COLUMNS", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]

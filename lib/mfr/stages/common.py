@@ -17,6 +17,7 @@ from mfr.keys import KEY_SEPARATOR
 from mfr.session import job_description
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mfr.incremental import Plan
     from mfr.lakehouse import Lakehouse, Run
     from mfr.llm.context import CallContext
 
@@ -30,10 +31,28 @@ class StageContext:
     run: Run
     lakehouse: Lakehouse
     input_versions: dict[str, int] = field(default_factory=dict)
+    plan: Plan | None = None  # what this run may reuse from the stage's last one (mfr.incremental)
 
     @property
     def run_id(self) -> str:
         return self.run.run_id
+
+    @property
+    def incremental(self) -> bool:
+        return self.plan is not None and self.plan.mode == "incremental"
+
+    def to_process(self, rows: DataFrame) -> DataFrame:
+        """The rows of ``rows`` this run computes: all of them, or in an incremental run the stale ones."""
+        if not self.incremental or self.plan is None or self.plan.stale is None:
+            return rows
+        return rows.join(self.plan.stale, "sample_key", "left_semi")
+
+    def carried(self, table: str) -> DataFrame | None:
+        """The rows of the stage's last output that an incremental run keeps as they are (None otherwise)."""
+        if not self.incremental or self.plan is None or self.plan.stale is None:
+            return None
+        last = self.lakehouse.read(table, self.plan.previous_version)
+        return last.join(self.plan.stale, "sample_key", "left_anti")
 
     def read_input(self, table: str) -> DataFrame:
         """An input table at the version this run pinned."""
@@ -80,11 +99,20 @@ class StageOutput:
     # (spark, lakehouse, written version) -> extra metrics; runs after the output version is written
     after_write: Callable[..., dict[str, float]] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    # an incremental run that found nothing to do: nothing is written, the table's version stays
+    nothing_new: bool = False
 
     def __post_init__(self) -> None:
         # a plain Python int: Spark 3.5's Connect client counts in numpy integers, which no JSON writer
         # takes (mfr run --json)
         self.rows_in = int(self.rows_in)
+
+
+def with_carried(ctx: StageContext, out: DataFrame, table: str) -> DataFrame:
+    """``out`` (the rows this run computed) and, in an incremental run, the rows of the stage's last output
+    carried as they are."""
+    carried = ctx.carried(table)
+    return out if carried is None else out.unionByName(carried.select(*out.columns))
 
 
 def reason(stage: str, name: str) -> Column:

@@ -36,7 +36,7 @@ from mfr.llm.client import ClientSettings, MissingEndpoint
 from mfr.llm.requests import Ask, build_requests
 from mfr.prompts import load_prompt
 from mfr.settings import CaptionConfig, CotConfig
-from mfr.stages.common import StageContext, StageOutput, persist, reason
+from mfr.stages.common import StageContext, StageOutput, persist, reason, with_carried
 from mfr.text.cot import cot_problem, word_count
 from mfr.vectorized import pandas_udf
 
@@ -252,7 +252,7 @@ def distill(ctx: StageContext) -> StageOutput:
     rows = source.where(F.col("reject_reason").isNull())
     rows_in = rows.count()
     base_columns = [c for c in source.columns if c not in ("reject_reason", "run_id", *NEW_COLUMNS)]
-    rows = rows.select(*base_columns)
+    rows = ctx.to_process(rows.select(*base_columns))  # an incremental run: the stale rows only
     overwrite = bool(cfg.settings.distillation.overwrite)
     cot, caption = _purpose(ctx, "cot"), _purpose(ctx, "caption")
     metrics: dict[str, float] = {}
@@ -292,7 +292,7 @@ def distill(ctx: StageContext) -> StageOutput:
     )
     for p in (cot, caption):
         metrics[f"{p.name}.endpoint_configured"] = 0.0 if p.settings is None else 1.0
-    return StageOutput(rows=out, rows_in=rows_in, metrics=metrics)
+    return StageOutput(rows=with_carried(ctx, out, "distilled"), rows_in=rows_in, metrics=metrics)
 
 
 def input_tables(cfg: Config, published: Callable[[str], int | None]) -> list[str]:

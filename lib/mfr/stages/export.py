@@ -149,6 +149,9 @@ def export(ctx: StageContext) -> StageOutput:
     if unknown:
         raise ValueError(f"export.formats: unknown {sorted(unknown)}; use llamafactory and/or hf")
     storage = ctx.lakehouse.storage
+    if ctx.incremental and _still_exported(ctx):
+        return StageOutput(rows=ctx.lakehouse.read("exported", ctx.plan.previous_version if ctx.plan else None),
+                           rows_in=0, nothing_new=True)
     out = prepare_out(storage, cfg.settings.export.out, bool(cfg.settings.export.overwrite))
     thinking = bool(cfg.settings.export.thinking)
 
@@ -173,6 +176,17 @@ def export(ctx: StageContext) -> StageOutput:
     write_json(storage, join(out, "EXPORT.json"), {"run_id": ctx.run_id, "selected_version": ctx.input_versions["selected"],
                                      "subset": subset, "formats": formats, "rl_quotas": rl_quotas})
     return StageOutput(rows=_manifest(ctx, built, ok, subset, out, exclude), rows_in=rows_in, metrics=metrics)
+
+
+def _still_exported(ctx: StageContext) -> bool:
+    """Whether export.out still holds an export of the version this run reads (its EXPORT.json says so; the
+    settings are the last run's, or the run would not be incremental)."""
+    out = ctx.cfg.settings.export.out
+    try:
+        written = json.loads(ctx.lakehouse.storage.read_text(join(out, "EXPORT.json"))) if out else {}
+    except (FileNotFoundError, ValueError):
+        return False
+    return bool(written.get("selected_version") == ctx.input_versions["selected"])
 
 
 def build_records(ctx: StageContext, rows: DataFrame, thinking: bool, with_caption: bool) -> DataFrame:

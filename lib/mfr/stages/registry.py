@@ -44,7 +44,12 @@ class Stage:
     * ``locations(cfg) -> list[Location]``: folders outside the tables it reads or writes;
     * ``pinned(cfg, lakehouse) -> {table: version}``: input versions the config chooses (else the published);
     * ``replay(cfg, earlier_run) -> cfg``: the config a ``--from-run`` rerun takes from the earlier run (its
-      input versions are pinned in any case).
+      input versions are pinned in any case);
+    * ``settings``: the config sections (dotted) whose values decide its output: a run whose sections and code
+      equal its last succeeded run's may be incremental (``mfr.incremental``);
+    * ``incremental``: how a run may reuse the last one: ``"rows"`` (only input rows changed since, by
+      ``sample_key``), ``"files"`` (only dump subsets whose files changed), ``"whole"`` (nothing or everything);
+      None: every run recomputes.
     """
 
     name: str
@@ -55,6 +60,8 @@ class Stage:
     locations: str | None = None
     pinned: str | None = None
     replay: str | None = None
+    settings: tuple[str, ...] = ()
+    incremental: str | None = None
 
     @property
     def fn(self) -> Callable[[StageContext], StageOutput]:
@@ -75,13 +82,15 @@ class Stage:
 
 STAGES: list[Stage] = [
     Stage("collect", "collected", (), "mfr.stages.collect:collect", locations="mfr.stages.collect:locations",
-          replay="mfr.stages.collect:replay_config"),
-    Stage("clean", "cleaned", ("collected",), "mfr.stages.clean:clean"),
+          replay="mfr.stages.collect:replay_config", settings=("collection",), incremental="files"),
+    Stage("clean", "cleaned", ("collected",), "mfr.stages.clean:clean", settings=("cleaning", "decontamination"),
+          incremental="rows"),
     # distill reads cleaned once a clean run published it, else collected, unless configured
-    Stage("distill", "distilled", ("cleaned",), "mfr.stages.distill:distill", inputs_of="mfr.stages.distill:input_tables"),
-    Stage("select", "selected", ("distilled",), "mfr.stages.select:select"),
+    Stage("distill", "distilled", ("cleaned",), "mfr.stages.distill:distill", inputs_of="mfr.stages.distill:input_tables",
+          settings=("distillation", "selection.structure"), incremental="rows"),
+    Stage("select", "selected", ("distilled",), "mfr.stages.select:select", settings=("selection",), incremental="rows"),
     Stage("export", "exported", ("selected",), "mfr.stages.export:export", locations="mfr.stages.export:locations",
-          pinned="mfr.stages.export:chosen_versions"),
+          pinned="mfr.stages.export:chosen_versions", settings=("export",), incremental="whole"),
 ]
 
 # live views of the list (register() extends them in place: modules that imported them see a new stage)

@@ -31,7 +31,7 @@ from mfr.filters import SelectionRules, check_row
 from mfr.llm.calls import ask_many
 from mfr.llm.client import ClientSettings
 from mfr.llm.requests import Ask, prompt_requests
-from mfr.stages.common import StageContext, StageOutput, blank, persist, reason
+from mfr.stages.common import StageContext, StageOutput, blank, persist, reason, with_carried
 from mfr.vectorized import pandas_udf, python_udf
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ def select(ctx: StageContext) -> StageOutput:
     source = ctx.read_input("distilled")
     rows = source.where(F.col("reject_reason").isNull())
     rows_in = rows.count()
+    rows = ctx.to_process(rows)  # an incremental run: the stale rows only
     base = [c for c in source.columns if c not in ("reject_reason", "reject_detail", "run_id", *DECISION_COLUMNS, "pass_rate")]
     # rows kept by distill have no detail of their own: select's column says why select rejected a row
     rules = SelectionRules.from_config(cfg)
@@ -184,7 +185,7 @@ def select(ctx: StageContext) -> StageOutput:
     checks = [c for c in DECISION_COLUMNS if c not in OWN_VERDICT]
     out = decided.select(*base, *checks, *verdict_columns(gate), "pass_rate", "reject_reason", "reject_detail",
                          F.lit(ctx.run_id).alias("run_id"))
-    return StageOutput(rows=out, rows_in=rows_in, after_write=_after_write)
+    return StageOutput(rows=with_carried(ctx, out, "selected"), rows_in=rows_in, after_write=_after_write)
 
 
 GATES = ("auto", "computed", "source")

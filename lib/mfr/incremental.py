@@ -1,0 +1,174 @@
+"""Incremental runs: what a stage run may reuse from its stage's last succeeded run.
+
+A run is **incremental** when ``runs.incremental`` is on, neither ``--full`` nor ``--from-run`` is given, the
+stage's last succeeded run exists, ran the same code (``code_version``) with the same values in the config
+sections the stage reads (``Stage.settings``), read the same tables, and its output version is still the
+table's current and published one. Anything else is a **full** run, as before, and says why.
+
+How an incremental run reuses the last one depends on the stage (``Stage.incremental``):
+
+* ``rows`` (clean, distill, select): the input's kept rows at the version the last run read and at the one
+  this run reads are compared by ``sample_key`` and a digest of every column but ``run_id``. Rows new or
+  changed, rows whose key left the input, and rows the last run rejected with a code a rerun asks again
+  (``reasons.retried``) are *stale*; the stage computes only the stale keys still in its input and carries
+  every other row of its last output as it is. With nothing stale the run is **skipped**: no compute, no
+  write, the table's version stays.
+* ``files`` (collect): dump subsets whose files (path, size, modification time, columns) are those the last
+  run read keep their rows; the others are read again (``mfr.stages.collect``).
+* ``whole`` (export): skipped when its inputs are the versions the last run read, else full.
+
+An incremental run's output is MERGEd into the table by ``sample_key`` (``Lakehouse.merge_stage_output``):
+rows whose content did not change are not rewritten, and a run that changes nothing commits nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from mfr import reasons
+from mfr.config import Config
+from mfr.lakehouse import code_version
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mfr.lakehouse import Lakehouse, Run
+    from mfr.stages.registry import Stage
+
+FULL, INCREMENTAL, SKIP = "full", "incremental", "skip"
+DIGEST_COLUMN = "_mfr_digest"
+
+
+@dataclass
+class Plan:
+    """The case that applies to a run: ``mode`` (full, incremental or skip) and one line saying why."""
+
+    mode: str
+    why: str
+    previous: dict[str, Any] | None = None  # the stage's last succeeded run (its row of mfr.runs)
+    stale: DataFrame | None = None  # rows stages: sample_key of every row not carried from the last output
+    counts: dict[str, int] = field(default_factory=dict)  # rows_processed, rows_removed, rows_retried
+
+    @property
+    def previous_version(self) -> int | None:
+        return None if self.previous is None else int(self.previous["output_version"])
+
+    def line(self) -> str:
+        """What the run printed and recorded (``mfr.runs.mode``)."""
+        return self.mode if self.mode == FULL and not self.why else f"{self.mode}: {self.why}"
+
+
+def section(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def settings_digest(tree: dict[str, Any], sections: tuple[str, ...]) -> str:
+    """A digest of the (redacted) values of ``sections`` in a config tree: equal when a stage would compute
+    the same output from the same input."""
+    blob = json.dumps({s: section(tree, s) for s in sections}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def changed_sections(before: dict[str, Any], now: dict[str, Any], sections: tuple[str, ...]) -> list[str]:
+    """The keys (dotted, one level below each section) whose values differ between two config trees."""
+    out = []
+    for s in sections:
+        a, b = section(before, s), section(now, s)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{s}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(s)
+    return out
+
+
+def why_full(spec: Stage, cfg: Config, previous: dict[str, Any] | None, inputs: dict[str, int],
+             from_run: str | None, full: bool) -> str | None:
+    """None when the run may reuse ``previous`` (the stage's last succeeded run), else the reason it may not.
+    The table's own state is checked apart (``table_moved``)."""
+    if not cfg.settings.runs.incremental:
+        return "runs.incremental is false"
+    if full:
+        return "--full"
+    if from_run:
+        return "--from-run"
+    if spec.incremental is None:
+        return f"{spec.name} has no incremental mode"
+    if previous is None or previous.get("output_version") is None:
+        return f"no earlier succeeded {spec.name} run"
+    ran = previous.get("code_version")
+    if ran != code_version():
+        return f"code changed since run {previous['run_id']} ({ran} → {code_version()})"
+    before = json.loads(previous.get("config_json") or "{}")
+    changed = changed_sections(before, cfg.redacted(), spec.settings)
+    if changed:
+        return f"settings changed since run {previous['run_id']}: {', '.join(changed[:6])}"
+    if set(previous.get("input_versions") or {}) != set(inputs):
+        return f"reads other tables than run {previous['run_id']}"
+    return None
+
+
+def table_moved(lh: Lakehouse, table: str, previous: dict[str, Any], published: int | None) -> str | None:
+    """Why the output table is no longer what ``previous`` wrote (a publish, a restore, a failed run's
+    version), else None: only then may rows be carried from it and MERGEd into it."""
+    version = int(previous["output_version"])
+    if published != version:
+        return f"{lh.name(table)} was published at version {published} since run {previous['run_id']}"
+    current = lh.current_version(table)
+    if current != version:
+        return f"{lh.name(table)} is at version {current}, not run {previous['run_id']}'s {version}"
+    return None
+
+
+def row_digest(df: DataFrame, skip: tuple[str, ...] = ("run_id",)) -> Column:
+    """A digest of a row's content (every column but ``skip``): JSON names each non-null field, so a value
+    moved to another column changes it; 128 bits, for change detection (not against an adversary)."""
+    cols = [c for c in df.columns if c not in skip and c != DIGEST_COLUMN]
+    return F.md5(F.to_json(F.struct(*[F.col(c) for c in cols])))
+
+
+def input_changes(old: DataFrame, new: DataFrame) -> DataFrame:
+    """sample_key of rows that differ between two versions of an input (kept rows only): new, changed
+    (by content) or gone."""
+    kept_old = old.where(F.col("reject_reason").isNull())
+    kept_new = new.where(F.col("reject_reason").isNull())
+    a = kept_old.select("sample_key", row_digest(kept_old).alias("_a"))
+    b = kept_new.select("sample_key", row_digest(kept_new).alias("_b"))
+    return a.join(b, "sample_key", "full_outer").where(~F.col("_a").eqNullSafe(F.col("_b"))).select("sample_key")
+
+
+def stale_rows(lh: Lakehouse, stage: str, table: str, previous: dict[str, Any], inputs: dict[str, int],
+               run: Run) -> tuple[DataFrame, dict[str, int]]:
+    """(sample_key of every row an incremental run of a rows stage computes again or removes, counts): rows
+    whose input changed or left, and rows the last run rejected with a retried code. Staged once."""
+    keys: DataFrame | None = None
+    before = previous.get("input_versions") or {}
+    for name, version in inputs.items():
+        if int(before[name]) == int(version):
+            continue
+        diff = input_changes(lh.read(name, int(before[name])), lh.read(name, version))
+        keys = diff if keys is None else keys.unionByName(diff)
+    retried = sorted(reasons.retried(stage))
+    last = lh.read(table, int(previous["output_version"]))
+    again = last.where(F.col("reject_reason").isin(retried)).select("sample_key") if retried else None
+    keys = again if keys is None else keys if again is None else keys.unionByName(again)
+    if keys is None:
+        keys = last.where(F.lit(False)).select("sample_key")
+    stale = lh.stage(keys.distinct(), run.run_id, "stale-keys")
+    current = lh.read(next(iter(inputs)), next(iter(inputs.values()))).where(F.col("reject_reason").isNull())
+    counted = stale.join(current.select("sample_key", F.lit(1).alias("_in")), "sample_key", "left").join(
+        last.select("sample_key", F.col("reject_reason").isin(retried or [""]).alias("_retried")), "sample_key", "left"
+    ).agg(
+        F.count(F.lit(1)).alias("stale"),
+        F.sum(F.coalesce(F.col("_in"), F.lit(0))).alias("processed"),
+        F.sum(F.coalesce(F.col("_retried"), F.lit(False)).cast("int")).alias("retried"),
+    ).collect()[0]
+    processed = int(counted["processed"] or 0)
+    return stale, {"rows_processed": processed, "rows_removed": int(counted["stale"]) - processed,
+                   "rows_retried": int(counted["retried"] or 0)}
