@@ -172,8 +172,10 @@ def sql_literal(value: object, dtype: T.DataType) -> str:
     raise TypeError(f"no SQL literal for {kind}")
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """Git commit of the code when run from a checkout, else the package version."""
+    """Git commit of the code when run from a checkout, else the package version: asked once per process (the
+    code a process runs is the code it imported, whatever the checkout holds later)."""
     from mfr import __version__
 
     root = Path(__file__).resolve().parents[2]
