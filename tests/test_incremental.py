@@ -9,6 +9,7 @@ with nothing new must compute nothing and commit nothing.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -140,3 +141,45 @@ def test_incremental_runs_leave_the_tables_a_run_from_scratch_writes(spark, ware
     assert again.mode.startswith("full: ") and "not run" in again.mode and again.wrote
     assert _rows(lh, "selected", again.output_version) == _rows(lh_scratch, "selected", scratch["select"].output_version)
     assert asked > 0 and asked_third == 0  # nothing new: the teacher was not asked
+
+
+def test_rows_select_rejects_for_a_chosen_reason_are_asked_again_once_at_the_next_sample_index(spark, warehouse, tmp_path):
+    dump = tmp_path / "dump"
+    write_sample(dump, 24, seed=3)
+    gold = gold_answers(dump)
+
+    def responder(body, i, words):
+        """The teacher's first sample is wrong for every question; later ones give the gold answer."""
+        if body.get("seed") == 0 and "final answer is <answer>" in json.dumps(body.get("messages", [])):
+            return dump_shaped_responder(body, i, words, {q: "wrong-0" for q in gold})
+        return dump_shaped_responder(body, i, words, gold)
+
+    with OpenAIServer(responder=responder) as teacher:
+        sets = [f"distillation.{p}.client.{k}={v}" for p in ("cot", "caption")
+                for k, v in (("api_base", teacher.url), ("model", f"{p}-model"), ("backoff_base_s", 0.01))]
+        cfg = schema_cfg(warehouse, "regenerate", f"collection.source={dump}", "distillation.overwrite=true", *sets,
+                         "distillation.cot.regenerate_on=[answer_mismatch]", "distillation.cot.max_regenerations=1")
+        lh = Lakehouse(spark, cfg)
+        for stage in ("collect", "clean", "distill", "select"):
+            first = run_stage(spark, cfg, stage)
+        mismatched = {r["sample_key"] for r in lh.read("selected", first.output_version)
+                      .where(F.col("reject_reason") == "answer_mismatch").select("sample_key").collect()}
+        asked = teacher.stats()["requests"]
+        distilled = run_stage(spark, cfg, "distill")
+        asked_again = teacher.stats()["requests"] - asked
+        judged = run_stage(spark, cfg, "select")
+        third = run_stage(spark, cfg, "distill")
+    assert mismatched and distilled.metrics["regenerate.rows"] == len(mismatched)
+    assert asked_again == len(mismatched)  # one CoT each, nothing else asked
+    assert judged.mode.startswith("incremental") and judged.metrics["incremental.rows_processed"] == len(mismatched)
+    assert judged.metrics["regenerate.judged"] == len(mismatched)
+    kept = {r["sample_key"] for r in lh.read("selected", judged.output_version).where(F.col("reject_reason").isNull())
+            .select("sample_key").collect()}
+    assert judged.metrics["regenerate.kept"] == len(mismatched & kept) > 0
+    rows = {r["sample_key"]: r for r in lh.read("distilled", distilled.output_version).collect()}
+    assert all(rows[k]["cot_regenerations"] == 1 and rows[k]["cot_min_index"] == 1 for k in mismatched)
+    assert all(rows[k]["cot_regenerations"] is None for k in set(rows) - mismatched)
+    # at the cap: nothing is asked again, whatever select said
+    assert third.metrics.get("regenerate.rows", 0) == 0 and third.mode.startswith("skip")
+    calls = lh.read("llm_calls").where(F.col("purpose") == "cot").groupBy("sample_key", "sample_index").count()
+    assert calls.where(F.col("count") > 1).count() == 0  # no sample index asked twice

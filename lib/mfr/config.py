@@ -158,6 +158,10 @@ SCHEMA: dict[str, Any] = {
             "max_resamples": _s("int", 2, "new samples asked after an invalid or truncated answer"),
             "min_words": _s("int", 100, "a valid CoT has at least this many words"),
             "prompt": _s("str", "distill.txt", "prompt file under prompts/"),
+            "regenerate_on": _s("list[str]", [], "select reasons whose rows the next distill asks again at the next sample "
+                                                 "index (e.g. [ngram_repetition, answer_mismatch]); [] = the seed's way: "
+                                                 "such rows are only discarded"),
+            "max_regenerations": _s("int", 1, "regenerations a row gets at most (regenerate_on)"),
         },
         "caption": {
             "client": _client(None, "caption model"),

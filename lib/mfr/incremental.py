@@ -143,17 +143,20 @@ def input_changes(old: DataFrame, new: DataFrame) -> DataFrame:
     return a.join(b, "sample_key", "full_outer").where(~F.col("_a").eqNullSafe(F.col("_b"))).select("sample_key")
 
 
-def stale_rows(lh: Lakehouse, stage: str, table: str, previous: dict[str, Any], inputs: dict[str, int],
+def stale_rows(lh: Lakehouse, spec: Stage, spec_cfg: Config, previous: dict[str, Any], inputs: dict[str, int],
                run: Run) -> tuple[DataFrame, dict[str, int]]:
     """(sample_key of every row an incremental run of a rows stage computes again or removes, counts): rows
-    whose input changed or left, and rows the last run rejected with a retried code. Staged once."""
+    whose input changed or left, rows the last run rejected with a retried code, and the keys the stage adds
+    (``Stage.also_stale``). Staged once."""
+    stage, table = spec.name, spec.table
     keys: DataFrame | None = None
     before = previous.get("input_versions") or {}
-    for name, version in inputs.items():
-        if int(before[name]) == int(version):
-            continue
-        diff = input_changes(lh.read(name, int(before[name])), lh.read(name, version))
-        keys = diff if keys is None else keys.unionByName(diff)
+    name, version = next(iter(inputs.items()))  # the rows' table (others are side inputs, e.g. distill's verdicts)
+    if int(before[name]) != int(version):
+        keys = input_changes(lh.read(name, int(before[name])), lh.read(name, version))
+    also = spec.stale_keys(lh, spec_cfg, inputs, int(previous["output_version"]))
+    if also is not None:
+        keys = also if keys is None else keys.unionByName(also)
     retried = sorted(reasons.retried(stage))
     last = lh.read(table, int(previous["output_version"]))
     again = last.where(F.col("reject_reason").isin(retried)).select("sample_key") if retried else None
@@ -161,7 +164,7 @@ def stale_rows(lh: Lakehouse, stage: str, table: str, previous: dict[str, Any], 
     if keys is None:
         keys = last.where(F.lit(False)).select("sample_key")
     stale = lh.stage(keys.distinct(), run.run_id, "stale-keys")
-    current = lh.read(next(iter(inputs)), next(iter(inputs.values()))).where(F.col("reject_reason").isNull())
+    current = lh.read(name, version).where(F.col("reject_reason").isNull())
     counted = stale.join(current.select("sample_key", F.lit(1).alias("_in")), "sample_key", "left").join(
         last.select("sample_key", F.col("reject_reason").isin(retried or [""]).alias("_retried")), "sample_key", "left"
     ).agg(

@@ -139,7 +139,7 @@ def _plan(spec: registry.Stage, cfg: Config, lh: Lakehouse, log_: RunLog, snapsh
         return incremental.Plan(incremental.FULL, f"inputs changed since run {previous['run_id']}")
     if spec.incremental == "files":
         return incremental.Plan(incremental.INCREMENTAL, f"dump files compared with run {previous['run_id']}'s", previous)
-    stale, counts = incremental.stale_rows(lh, spec.name, spec.table, previous, inputs, run)
+    stale, counts = incremental.stale_rows(lh, spec, cfg, previous, inputs, run)
     if not counts["rows_processed"] and not counts["rows_removed"]:
         return incremental.Plan(incremental.SKIP, f"no input row changed since run {previous['run_id']}", previous,
                                 stale, counts)

@@ -121,6 +121,8 @@ class CotConfig:
     max_resamples: int
     min_words: int
     prompt: str
+    regenerate_on: list[str]
+    max_regenerations: int
 
 
 @dataclass(frozen=True)

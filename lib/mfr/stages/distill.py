@@ -21,10 +21,10 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -40,10 +40,16 @@ from mfr.stages.common import StageContext, StageOutput, persist, reason, with_c
 from mfr.text.cot import cot_problem, word_count
 from mfr.vectorized import pandas_udf
 
+if TYPE_CHECKING:  # pragma: no cover
+    from mfr.lakehouse import Lakehouse
+
 log = logging.getLogger(__name__)
 
 NEW_COLUMNS = [
-    "cot_prompt_version", "cot_request_key", "caption_prompt_version", "caption_request_key", "reject_detail",
+    "cot_prompt_version", "cot_request_key", "caption_prompt_version", "caption_request_key",
+    # regeneration by policy (distillation.cot.regenerate_on): times the row's CoT was asked again after select
+    # rejected it, and the lowest sample index its trace may come from (null: never regenerated)
+    "cot_regenerations", "cot_min_index", "reject_detail",
 ]
 
 
@@ -108,16 +114,20 @@ def _problem_udf(name: str, min_words: int, exempt: frozenset[str]):
     return problem
 
 
-def stored_results(ctx: StageContext, p: Purpose, sources: DataFrame, asked: DataFrame | None = None) -> DataFrame:
+def stored_results(ctx: StageContext, p: Purpose, sources: DataFrame, asked: DataFrame | None = None,
+                   floors: DataFrame | None = None) -> DataFrame:
     """The stored-result state of this purpose's model and prompt version (see ``stored_state``);
     ``sources``: (sample_key, source) of the rows, for the no-answer-check sources. With ``asked`` (requests
-    of this run), only this run's answers to them are read (Delta skips other runs' files by run_id)."""
+    of this run), only this run's answers to them are read (Delta skips other runs' files by run_id). With
+    ``floors`` (sample_key, _floor), a row's answers below its floor are not read (a regenerated row's)."""
     assert p.settings is not None
     calls = ctx.lakehouse.read("llm_calls").where(
         (F.col("purpose") == p.name) & (F.col("model") == p.settings.model) & (F.col("prompt_version") == p.prompt_version)
     )
     if asked is not None:
         calls = calls.where(F.col("run_id") == ctx.run_id).join(asked.select("request_key"), "request_key", "left_semi")
+    if floors is not None:
+        calls = calls.join(floors, "sample_key", "left").where(F.col("sample_index") >= F.coalesce(F.col("_floor"), F.lit(0)))
     if p.name == "cot" and p.exempt:
         calls = calls.join(sources, "sample_key", "left")
     return stored_state(calls, p.name, p.min_words, p.exempt)
@@ -154,9 +164,12 @@ def stored_state(calls: DataFrame, purpose: str, min_words: int, exempt: frozens
 
 
 def _needs(ctx: StageContext, rows: DataFrame, p: Purpose, overwrite: bool) -> DataFrame:
-    """``rows`` with ``_<name>_needs``: the row lacks a valid result for the purpose (or overwrite)."""
+    """``rows`` with ``_<name>_needs``: the row lacks a valid result for the purpose (or overwrite, or its CoT
+    is regenerated)."""
     problem = _problem_udf(p.name, p.min_words, p.exempt)(F.col(p.text_col), F.col("source"))
     needs = F.lit(True) if overwrite else problem.isNotNull()
+    if p.name == "cot":
+        needs = needs | F.col("cot_regenerations").isNotNull()
     if p.name == "caption":
         needs = needs & F.col("image_id").isNotNull()  # no image, nothing to describe
     return rows.withColumn(f"_{p.name}_needs", needs)
@@ -167,12 +180,22 @@ def _first_need(ctx: StageContext, rows: DataFrame, p: Purpose) -> DataFrame:
     sample_index = the next index to ask)."""
     need = (
         rows.where(F.col(f"_{p.name}_needs"))
-        .select("sample_key", "question", "image_id")
-        .join(stored_results(ctx, p, rows.select("sample_key", "source")), "sample_key", "left")
+        .select("sample_key", "question", "image_id", _floor(p, rows))
+        .join(stored_results(ctx, p, rows.select("sample_key", "source"), floors=_floors(p, rows)), "sample_key", "left")
         .where(F.col("_best").isNull())
-        .select("sample_key", "question", "image_id", F.coalesce(F.col("_next_index"), F.lit(0)).alias("sample_index"))
+        .select("sample_key", "question", "image_id",
+                F.coalesce(F.col("_next_index"), F.col("_floor"), F.lit(0)).alias("sample_index"))
     )
     return persist(ctx, need, f"{p.name}-0")
+
+
+def _floor(p: Purpose, rows: DataFrame) -> Column:
+    """A row's lowest sample index for the purpose (a regenerated CoT's), 0 otherwise."""
+    return (F.coalesce(F.col("cot_min_index"), F.lit(0)) if p.name == "cot" else F.lit(0)).alias("_floor")
+
+
+def _floors(p: Purpose, rows: DataFrame) -> DataFrame | None:
+    return rows.select("sample_key", _floor(p, rows)) if p.name == "cot" else None
 
 
 def _round_requests(ctx: StageContext, need: DataFrame, p: Purpose, round_no: int) -> DataFrame:
@@ -230,7 +253,7 @@ def purpose_results(ctx: StageContext, rows: DataFrame, p: Purpose) -> DataFrame
             F.when(needs_col, F.lit(p.missing)).alias(f"_{p.name}_detail"),
             F.lit(None).cast("string").alias(f"_{p.name}_key"),
         )
-    stored = stored_results(ctx, p, rows.select("sample_key", "source"))
+    stored = stored_results(ctx, p, rows.select("sample_key", "source"), floors=_floors(p, rows))
     joined = rows.join(stored, "sample_key", "left")
     failed = needs_col & F.col("_best").isNull()
     return joined.select(
@@ -256,6 +279,7 @@ def distill(ctx: StageContext) -> StageOutput:
     overwrite = bool(cfg.settings.distillation.overwrite)
     cot, caption = _purpose(ctx, "cot"), _purpose(ctx, "caption")
     metrics: dict[str, float] = {}
+    rows, metrics["regenerate.rows"] = _with_regenerations(ctx, rows)
     for p in (cot, caption):
         if p.settings is None:
             log.warning("distill: %s — rows that need a %s are rejected pending_model", p.missing, p.name)
@@ -286,6 +310,7 @@ def distill(ctx: StageContext) -> StageOutput:
         F.col("_cot_key").alias("cot_request_key"),
         F.when(F.col("_caption_text").isNotNull(), F.lit(caption.prompt_version)).alias("caption_prompt_version"),
         F.col("_caption_key").alias("caption_request_key"),
+        "cot_regenerations", "cot_min_index",
         why.cast("string").alias("reject_reason"),
         F.when(why.isNotNull(), detail).cast("string").alias("reject_detail"),
         F.lit(ctx.run_id).alias("run_id"),
@@ -297,8 +322,90 @@ def distill(ctx: StageContext) -> StageOutput:
 
 def input_tables(cfg: Config, published: Callable[[str], int | None]) -> list[str]:
     """``distillation.input_table`` when set; else cleaned once a clean run has published it, else collected
-    (a dump distilled without cleaning)."""
+    (a dump distilled without cleaning). Then, where rows are regenerated by policy and a select run has
+    published, the selected table (its verdicts)."""
     chosen = cfg.settings.distillation.input_table
-    if chosen:
-        return [chosen]
-    return ["cleaned"] if published("cleaned") is not None else ["collected"]
+    tables = [chosen] if chosen else ["cleaned"] if published("cleaned") is not None else ["collected"]
+    if cfg.settings.distillation.cot.regenerate_on and published("selected") is not None:
+        tables.append("selected")
+    return tables
+
+
+# ---- regeneration by policy --------------------------------------------------------------------------------
+
+def check_regeneration(cfg: Config) -> None:
+    """Every ``distillation.cot.regenerate_on`` entry is a reason select writes (one line naming it otherwise)."""
+    known = reasons.codes("select")
+    bad = [r for r in cfg.settings.distillation.cot.regenerate_on if r not in known]
+    if bad:
+        raise ValueError(f"distillation.cot.regenerate_on: {', '.join(bad)} is not a select reason; "
+                         f"select writes {', '.join(sorted(known))}")
+    if cfg.settings.distillation.cot.max_regenerations < 0:
+        raise ValueError("distillation.cot.max_regenerations must be 0 or more")
+
+
+def regeneration_rows(lh: Lakehouse, cfg: Config, inputs: dict[str, int], distilled: int | None) -> DataFrame | None:
+    """(sample_key, _regen_count, _regen_floor) of the rows whose CoT is asked again now: the verdicts of the
+    pinned selected version reject the row for a ``regenerate_on`` reason, the row has had fewer than
+    ``max_regenerations``, and the verdict is on its current trace (its count is the one distill last wrote, in
+    ``distilled``, the published version). The new sample index is one past every index asked for the row,
+    so no index is asked twice. None when nothing is regenerated."""
+    cot = cfg.settings.distillation.cot
+    if not cot.regenerate_on or "selected" not in inputs:
+        return None
+    check_regeneration(cfg)
+    try:
+        model = ClientSettings.from_section(cot.client, "distillation.cot.client").model
+    except MissingEndpoint:  # nobody to ask: the rows stay as select left them
+        return None
+    verdicts = lh.read("selected", inputs["selected"])
+    had = F.coalesce(F.col("cot_regenerations"), F.lit(0)) if "cot_regenerations" in verdicts.columns else F.lit(0)
+    chosen = verdicts.where(F.col("reject_reason").isin(*cot.regenerate_on) & (had < cot.max_regenerations)).select(
+        "sample_key", had.alias("_judged"))
+    if distilled is not None:
+        last = lh.read("distilled", distilled)
+        now = F.coalesce(F.col("cot_regenerations"), F.lit(0)) if "cot_regenerations" in last.columns else F.lit(0)
+        chosen = chosen.join(last.select("sample_key", now.alias("_now")), "sample_key", "left").where(
+            F.col("_judged") == F.coalesce(F.col("_now"), F.lit(0)))
+    _, version = load_prompt(cot.prompt)
+    asked = lh.read("llm_calls").where((F.col("purpose") == "cot") & (F.col("model") == model)
+                                       & (F.col("prompt_version") == version))
+    highest = asked.join(chosen.select("sample_key"), "sample_key", "left_semi").groupBy("sample_key").agg(
+        (F.max("sample_index") + 1).alias("_next"))
+    return chosen.join(highest, "sample_key", "left").select(
+        "sample_key", (F.col("_judged") + 1).alias("_regen_count"), F.coalesce(F.col("_next"), F.lit(0)).alias("_regen_floor"))
+
+
+def regeneration_keys(lh: Lakehouse, cfg: Config, inputs: dict[str, int], previous_version: int | None) -> DataFrame | None:
+    """For an incremental run: the keys of rows regenerated now (they are computed whatever their input)."""
+    rows = regeneration_rows(lh, cfg, inputs, previous_version)
+    return None if rows is None else rows.select("sample_key")
+
+
+def _with_regenerations(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, float]:
+    """``rows`` with ``cot_regenerations`` and ``cot_min_index``: new for the rows regenerated now, else as the
+    last published distilled version has them (for the same model and prompt), else null; and the number of rows
+    regenerated now."""
+    lh, cfg = ctx.lakehouse, ctx.cfg
+    blank_cols = [F.lit(None).cast("int").alias("cot_regenerations"), F.lit(None).cast("int").alias("cot_min_index")]
+    if not cfg.settings.distillation.cot.regenerate_on:
+        return rows.select("*", *blank_cols), 0.0
+    from mfr.runlog import RunLog
+
+    distilled = ctx.plan.previous_version if ctx.incremental and ctx.plan else RunLog(lh).published("distilled")
+    regen = regeneration_rows(lh, cfg, ctx.input_versions, distilled)
+    if regen is None:
+        return rows.select("*", *blank_cols), 0.0
+    regen = persist(ctx, regen, "regenerate")
+    out = rows.join(regen, "sample_key", "left")
+    count, floor = F.col("_regen_count"), F.col("_regen_floor")
+    if distilled is not None and "cot_regenerations" in lh.read("distilled", distilled).columns:
+        cot = _purpose(ctx, "cot")
+        last = lh.read("distilled", distilled).where(
+            (F.col("cot_model") == F.lit(cot.settings.model if cot.settings else None))
+            & (F.col("cot_prompt_version") == cot.prompt_version)).select(
+            "sample_key", F.col("cot_regenerations").alias("_had"), F.col("cot_min_index").alias("_had_floor"))
+        out = out.join(last, "sample_key", "left")
+        count, floor = F.coalesce(count, F.col("_had")), F.coalesce(floor, F.col("_had_floor"))
+    out = out.select(*rows.columns, count.cast("int").alias("cot_regenerations"), floor.cast("int").alias("cot_min_index"))
+    return out, float(regen.count())

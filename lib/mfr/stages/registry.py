@@ -49,7 +49,9 @@ class Stage:
       equal its last succeeded run's may be incremental (``mfr.incremental``);
     * ``incremental``: how a run may reuse the last one: ``"rows"`` (only input rows changed since, by
       ``sample_key``), ``"files"`` (only dump subsets whose files changed), ``"whole"`` (nothing or everything);
-      None: every run recomputes.
+      None: every run recomputes;
+    * ``also_stale(lakehouse, cfg, inputs, last_output_version) -> DataFrame | None``: keys a ``rows`` stage
+      computes again in an incremental run whatever their input (distill's regenerated rows).
     """
 
     name: str
@@ -62,6 +64,7 @@ class Stage:
     replay: str | None = None
     settings: tuple[str, ...] = ()
     incremental: str | None = None
+    also_stale: str | None = None
 
     @property
     def fn(self) -> Callable[[StageContext], StageOutput]:
@@ -76,6 +79,9 @@ class Stage:
     def chosen_versions(self, cfg: Config, lakehouse: Lakehouse) -> dict[str, int]:
         return dict(_resolve(self.pinned)(cfg, lakehouse)) if self.pinned else {}
 
+    def stale_keys(self, lakehouse: Lakehouse, cfg: Config, inputs: dict[str, int], last: int) -> Any:
+        return _resolve(self.also_stale)(lakehouse, cfg, inputs, last) if self.also_stale else None
+
     def replay_config(self, cfg: Config, earlier: dict[str, Any]) -> Config:
         return _resolve(self.replay)(cfg, earlier) if self.replay else cfg
 
@@ -87,7 +93,8 @@ STAGES: list[Stage] = [
           incremental="rows"),
     # distill reads cleaned once a clean run published it, else collected, unless configured
     Stage("distill", "distilled", ("cleaned",), "mfr.stages.distill:distill", inputs_of="mfr.stages.distill:input_tables",
-          settings=("distillation", "selection.structure"), incremental="rows"),
+          settings=("distillation", "selection.structure"), incremental="rows",
+          also_stale="mfr.stages.distill:regeneration_keys"),
     Stage("select", "selected", ("distilled",), "mfr.stages.select:select", settings=("selection",), incremental="rows"),
     Stage("export", "exported", ("selected",), "mfr.stages.export:export", locations="mfr.stages.export:locations",
           pinned="mfr.stages.export:chosen_versions", settings=("export",), incremental="whole"),
