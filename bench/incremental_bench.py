@@ -104,3 +104,42 @@ def run(spark, make_cfg, workdir: Path, rows: int = 100_000) -> dict[str, float]
     figures["incremental.noop_rows_processed"] = sum(r.metrics.get("incremental.rows_processed", 0.0) for r, _ in noop.values())
     figures["incremental.noop_seconds"] = sum(s for _, s in noop.values())
     return figures
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "mmfr-real-sample"
+
+
+def run_regenerate(spark, make_cfg, workdir: Path, rows: int | None = None, share: float = 0.3) -> dict[str, float]:
+    """``regenerate.*`` on the real sample: a stand-in teacher (dump shapes, the gold answer) whose first sample
+    answers wrong for ``share`` of the questions distills every row; select rejects; distill regenerates the
+    rows rejected ``answer_mismatch`` (cap 1) and select judges them again. ``regenerate.yield`` = rows select
+    kept after regeneration ÷ rows regenerated; ``regenerate.over_cap`` = rows past the cap."""
+    from pyspark.sql import functions as F
+
+    teacher = Server(workdir, latency=0.0, sigma=0.0, capacity=1024,
+                     extra=("--responder", "dump", "--answers-from", str(REAL), "--first-wrong-share", str(share)))
+    try:
+        sets = [f"distillation.{p}.client.{k}={v}" for p in ("cot", "caption")
+                for k, v in (("api_base", teacher.url), ("model", f"{p}-model"))]
+        cfg = make_cfg(f"collection.source={REAL}", "distillation.overwrite=true", *sets,
+                       "distillation.cot.regenerate_on=[answer_mismatch]", "distillation.cot.max_regenerations=1")
+        for stage in ("collect", "clean", "distill", "select"):
+            first = run_stage(spark, cfg, stage)
+        distilled = run_stage(spark, cfg, "distill")
+        judged = run_stage(spark, cfg, "select")
+        again = run_stage(spark, cfg, "distill")
+        lh = Lakehouse(spark, cfg)
+        over = lh.read("distilled", again.output_version).where(F.col("cot_regenerations") > 1).count()
+    finally:
+        teacher.close()
+    regenerated = distilled.metrics.get("regenerate.rows", 0.0)
+    return {
+        "regenerate.first_sample_wrong_share": share,
+        "regenerate.rows_judged_first": float(first.rows_in),
+        "regenerate.rows_rejected_first": float(first.rows_rejected),
+        "regenerate.rows": regenerated,
+        "regenerate.kept": judged.metrics.get("regenerate.kept", 0.0),
+        "regenerate.yield": judged.metrics.get("regenerate.kept", 0.0) / regenerated if regenerated else 0.0,
+        "regenerate.asked_after_cap": again.metrics.get("regenerate.rows", 0.0),
+        "regenerate.over_cap": float(over),
+    }

@@ -39,12 +39,12 @@ CAPACITY, MEAN = 256, 0.5
 
 class Server:
     def __init__(self, workdir: Path, latency: float, faults: dict | None = None, hang_s: float = 30.0,
-                 capacity: int = CAPACITY, sigma: float = 0.5, seed: int = 0):
+                 capacity: int = CAPACITY, sigma: float = 0.5, seed: int = 0, extra: tuple[str, ...] = ()):
         port_file = workdir / f"port-{time.time_ns()}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.openai_server", "--latency-mean", str(latency), "--latency-sigma", str(sigma),
              "--capacity", str(capacity), "--faults", json.dumps(faults or {}), "--hang-s", str(hang_s),
-             "--port-file", str(port_file), "--seed", str(seed)],
+             "--port-file", str(port_file), "--seed", str(seed), *extra],
             cwd=ROOT,
         )
         for _ in range(200):

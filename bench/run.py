@@ -1,7 +1,7 @@
 """Run the benchmarks and merge their figures into bench/results/latest.json.
 
 `python -m bench.run [AREA ...]` (areas: collect, clean, decontam, llm, select, select_stage, fidelity, crash,
-scale, incremental). Each area measures its comparison side by side in the same run, on this machine, and reports ratios
+scale, incremental, regenerate). Each area measures its comparison side by side in the same run, on this machine, and reports ratios
 next to the raw rates.
 """
 
@@ -37,6 +37,7 @@ def _areas():
         "crash": crash_bench.run,
         "scale": scale_bench.run,
         "incremental": incremental_bench.run,
+        "regenerate": incremental_bench.run_regenerate,
     }
 
 

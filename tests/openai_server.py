@@ -318,6 +318,25 @@ class OpenAIServer:
         }
 
 
+def wrong_first(question: str, share: float) -> bool:
+    """Whether ``question`` is one of the ``share`` whose first sample answers wrong (stable across processes)."""
+    import hashlib
+
+    return int(hashlib.sha256(question.encode()).hexdigest()[:8], 16) % 10_000 < share * 10_000
+
+
+def first_wrong_responder(gold: dict[str, str], share: float):
+    """The dump-shaped responder giving the gold answer, except the first sample (seed 0) of ``share`` of the
+    questions, which gives a wrong one."""
+    wrong = {q: "wrong-first" for q in gold if wrong_first(q, share)}
+
+    def respond(body: dict[str, Any], index: int, words: int) -> str | dict[str, str]:
+        first = body.get("seed") == 0 and wrong
+        return dump_shaped_responder(body, index, words, {**gold, **wrong} if first else gold)
+
+    return respond
+
+
 def gold_answers(dump: Path) -> dict[str, str]:
     """Question (without its image tag) -> gold answer, from a dump folder's parquet files."""
     import pyarrow.parquet as pq
@@ -357,11 +376,14 @@ def main() -> None:
     parser.add_argument("--responder", choices=sorted(RESPONDERS), default="default",
                         help="dump: answers in the published dump's shapes (thinking field, markdown captions)")
     parser.add_argument("--answers-from", help="a dump folder: the dump responder gives each question's gold answer")
+    parser.add_argument("--first-wrong-share", type=float, default=0.0,
+                        help="with --answers-from: the first sample (seed 0) of this share of the questions (by a hash "
+                             "of the question) answers wrong")
     args = parser.parse_args()
     responder = RESPONDERS[args.responder]
     if args.answers_from:
         gold = gold_answers(Path(args.answers_from))
-        responder = lambda body, i, words: dump_shaped_responder(body, i, words, gold)  # noqa: E731
+        responder = first_wrong_responder(gold, args.first_wrong_share)
     srv = OpenAIServer(
         ServerSettings(args.latency_mean, args.latency_sigma, args.capacity, json.loads(args.faults), None, args.hang_s, seed=args.seed),
         port=args.port, responder=responder,

@@ -445,10 +445,12 @@ class Lakehouse:
         retry_conflicts(lambda: writer.saveAsTable(self.name(table)))
         return self._version_written_by(table, run)
 
-    def merge_stage_output(self, df: DataFrame, table: str, run: Run, key: str = "sample_key") -> int | None:
+    def merge_stage_output(self, df: DataFrame, table: str, run: Run, key: str = "sample_key",
+                           candidates: DataFrame | None = None) -> int | None:
         """Bring ``table`` to ``df``'s rows by ``key`` in one MERGE: rows new or whose content (every column
         but ``run_id``) differs are written, rows whose key is not in ``df`` deleted, the others left in their
-        files. Returns the version written, None when nothing differs (no commit). Another column set is a
+        files. ``candidates`` (keys): the only rows that may differ, when the stage knows (only they are
+        compared). Returns the version written, None when nothing differs (no commit). Another column set is a
         plain overwrite."""
         from mfr.incremental import row_digest
 
@@ -458,6 +460,9 @@ class Lakehouse:
         current = self.read(table)
         if _shape(current.schema) != _shape(df.schema):
             return self.write_stage_output(df, table, run)
+        if candidates is not None:
+            keys = candidates.select(F.col(key)).distinct()
+            df, current = df.join(keys, key, "left_semi"), current.join(keys, key, "left_semi")
         new = df.select("*", row_digest(df).alias("_new"))
         old = current.select(F.col(key).alias("_key"), row_digest(current).alias("_old"))
         changed = new.join(old, new[key] == old["_key"], "left").where(~F.col("_new").eqNullSafe(F.col("_old")))

@@ -196,7 +196,7 @@ def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh:
                     out.metrics["images_stored"] = float(stored)
             with timed("write"):
                 if plan.mode == incremental.INCREMENTAL:
-                    merged = lh.merge_stage_output(out.rows, table, run)
+                    merged = lh.merge_stage_output(out.rows, table, run, candidates=out.candidates)
                     wrote = merged is not None
                     version = merged if merged is not None else plan.previous_version
                 else:

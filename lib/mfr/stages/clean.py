@@ -203,8 +203,15 @@ def clean(ctx: StageContext) -> StageOutput:
         metrics.update(found.metrics)
         if found.clusters is not None:
             ctx.lakehouse.append_records(found.clusters, "duplicate_clusters", ctx.run)
+    candidates = None
+    if carried is not None:  # the stale rows, and carried rows the steps across rows decided (now or before)
+        across = F.col("reject_reason").isin(*ACROSS_ROWS)
+        stale = ctx.stale()
+        assert stale is not None
+        candidates = stale.unionByName(out.where(across).select("sample_key")).unionByName(
+            carried.where(across).select("sample_key"))
     return StageOutput(rows=out, rows_in=rows_in, images=new_images, image_origin="clean", metrics=metrics,
-                       after_write=_after_write)
+                       after_write=_after_write, candidates=candidates)
 
 
 def apply_text_rules(rows: DataFrame, input_col: str) -> DataFrame:

@@ -301,6 +301,12 @@ def collect(ctx: StageContext) -> StageOutput:
     metrics.update({f"rows_taken.{s}": float(n) for s, n in sorted(taken.items())})
     metrics["duplicate_keys"] = float(n_dup_keys)
     metrics.update({f"{DUPLICATES_METRIC}{s}": 1.0 for s in sorted(dup_subsets)})
+    candidates = None
+    if keep:  # rows of the subsets read (now or before) and rows quarantined now may differ from the table
+        fresh = F.col("subset").isin(sorted(keep))
+        candidates = kept.where(~fresh).select("sample_key").unionByName(last.where(~fresh).select("sample_key"))
+        if quarantine is not None:
+            candidates = candidates.unionByName(quarantine.where(F.col("sample_key").isNotNull()).select("sample_key"))
     return StageOutput(
         rows=kept.select(*OUTPUT_COLUMNS),
         rows_in=sum(taken.values()),
@@ -308,6 +314,7 @@ def collect(ctx: StageContext) -> StageOutput:
         images=distinct_images(rows),
         image_origin="collect",
         metrics=metrics,
+        candidates=candidates,
     )
 
 
@@ -326,14 +333,17 @@ def previous_digests(ctx: StageContext) -> dict[str, float]:
 
 
 def unchanged_subsets(ctx: StageContext, digests: dict[str, int]) -> set[str] | None:
-    """Subsets an incremental collect carries from its last run: files listed as that run read them, and no
-    row of a key the last run found duplicated (which of two rows stays depends on both files, so such a
-    subset is read again and its duplicates found again). None in a full run."""
+    """Subsets an incremental collect carries from its last run: files listed as that run read them. Which of
+    two rows of a duplicated key stays depends on both files: when a subset holding one changed or left, every
+    subset holding one is read again (and its duplicates found again). None in a full run."""
     if not ctx.incremental:
         return None
     before = previous_digests(ctx)
+    same = {s for s, d in digests.items() if before.get(s) == float(d)}
     duplicated = {k[len(DUPLICATES_METRIC):] for k in _previous(ctx, DUPLICATES_METRIC)}
-    return {s for s, d in digests.items() if before.get(s) == float(d) and s not in duplicated}
+    if duplicated - same:  # a subset holding a duplicated key changed or left: every such subset is read again
+        same -= duplicated
+    return same
 
 
 __all__ = ["collect", "OUTPUT_COLUMNS", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]

@@ -47,6 +47,10 @@ class StageContext:
             return rows
         return rows.join(self.plan.stale, "sample_key", "left_semi")
 
+    def stale(self) -> DataFrame | None:
+        """Keys an incremental run computes again or removes (None in a full run)."""
+        return self.plan.stale if self.incremental and self.plan is not None else None
+
     def carried(self, table: str) -> DataFrame | None:
         """The rows of the stage's last output that an incremental run keeps as they are (None otherwise)."""
         if not self.incremental or self.plan is None or self.plan.stale is None:
@@ -101,6 +105,8 @@ class StageOutput:
     metrics: dict[str, float] = field(default_factory=dict)
     # an incremental run that found nothing to do: nothing is written, the table's version stays
     nothing_new: bool = False
+    # an incremental run: keys of the only rows that may differ from the table (None: any may)
+    candidates: DataFrame | None = None
 
     def __post_init__(self) -> None:
         # a plain Python int: Spark 3.5's Connect client counts in numpy integers, which no JSON writer

@@ -317,7 +317,7 @@ def distill(ctx: StageContext) -> StageOutput:
     )
     for p in (cot, caption):
         metrics[f"{p.name}.endpoint_configured"] = 0.0 if p.settings is None else 1.0
-    return StageOutput(rows=with_carried(ctx, out, "distilled"), rows_in=rows_in, metrics=metrics)
+    return StageOutput(rows=with_carried(ctx, out, "distilled"), rows_in=rows_in, metrics=metrics, candidates=ctx.stale())
 
 
 def input_tables(cfg: Config, published: Callable[[str], int | None]) -> list[str]:

@@ -186,7 +186,8 @@ def select(ctx: StageContext) -> StageOutput:
     out = decided.select(*base, *checks, *verdict_columns(gate), "pass_rate", "reject_reason", "reject_detail",
                          F.lit(ctx.run_id).alias("run_id"))
     metrics = regeneration_outcome(out) if cfg.settings.distillation.cot.regenerate_on else {}
-    return StageOutput(rows=with_carried(ctx, out, "selected"), rows_in=rows_in, after_write=_after_write, metrics=metrics)
+    return StageOutput(rows=with_carried(ctx, out, "selected"), rows_in=rows_in, after_write=_after_write, metrics=metrics,
+                       candidates=ctx.stale())
 
 
 def regeneration_outcome(judged: DataFrame) -> dict[str, float]:
