@@ -183,3 +183,9 @@ def test_rows_select_rejects_for_a_chosen_reason_are_asked_again_once_at_the_nex
     assert third.metrics.get("regenerate.rows", 0) == 0 and third.mode.startswith("skip")
     calls = lh.read("llm_calls").where(F.col("purpose") == "cot").groupBy("sample_key", "sample_index").count()
     assert calls.where(F.col("count") > 1).count() == 0  # no sample index asked twice
+    # the report says it too, per source
+    from mfr.report import gather
+
+    data = gather(spark, cfg)
+    assert sum(r[1] for r in data.regenerated) == len(mismatched)
+    assert sum(r[2] for r in data.regenerated) == judged.metrics["regenerate.kept"]

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from mfr import reasons
 from mfr.config import Config
@@ -127,10 +128,16 @@ def table_moved(lh: Lakehouse, table: str, previous: dict[str, Any], published: 
 
 
 def row_digest(df: DataFrame, skip: tuple[str, ...] = ("run_id",)) -> Column:
-    """A digest of a row's content (every column but ``skip``): JSON names each non-null field, so a value
-    moved to another column changes it; 128 bits, for change detection (not against an adversary)."""
-    cols = [c for c in df.columns if c not in skip and c != DIGEST_COLUMN]
-    return F.md5(F.to_json(F.struct(*[F.col(c) for c in cols])))
+    """A 64-bit digest of a row's content (every column but ``skip``), for change detection (not against an
+    adversary). Spark's hash skips nulls, so each column is followed by its null flag: a value moved to
+    another column changes the digest. Maps (which Spark does not hash) go in as JSON."""
+    parts: list[Column] = []
+    for f in df.schema.fields:
+        if f.name in skip or f.name == DIGEST_COLUMN:
+            continue
+        col = F.to_json(F.col(f.name)) if isinstance(f.dataType, T.MapType) else F.col(f.name)
+        parts += [col, F.col(f.name).isNull()]
+    return F.xxhash64(*parts)
 
 
 def input_changes(old: DataFrame, new: DataFrame) -> DataFrame:

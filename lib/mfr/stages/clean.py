@@ -177,8 +177,12 @@ def clean(ctx: StageContext) -> StageOutput:
     out = decide_rows(staged, rows.columns, model_configured=settings is not None)
     out = out.withColumn("run_id", F.lit(ctx.run_id)).select(*OUTPUT_COLUMNS)
     carried = ctx.carried("cleaned")
+    settled = None  # carried rows no step across rows can decide otherwise in this run
     if carried is not None:  # rows kept as they were, before the steps across rows decide them again
-        out = out.unionByName(undo_across_rows(carried).select(*OUTPUT_COLUMNS))
+        reopened = carried
+        if not (near_dup or decontaminate):  # exact duplicates only: rows sharing an image with a stale row
+            reopened, settled = _share_an_image(carried, out, ctx)
+        out = out.unionByName(undo_across_rows(reopened).select(*OUTPUT_COLUMNS))
     if cfg.settings.cleaning.dedup:
         out = mark_duplicates(out).select(*OUTPUT_COLUMNS)
     if near_dup or decontaminate:
@@ -203,6 +207,8 @@ def clean(ctx: StageContext) -> StageOutput:
         metrics.update(found.metrics)
         if found.clusters is not None:
             ctx.lakehouse.append_records(found.clusters, "duplicate_clusters", ctx.run)
+    if settled is not None:
+        out = out.unionByName(settled.select(*OUTPUT_COLUMNS))
     candidates = None
     if carried is not None:  # the stale rows, and carried rows the steps across rows decided (now or before)
         across = F.col("reject_reason").isin(*ACROSS_ROWS)
@@ -360,6 +366,19 @@ def decide_rows(staged: DataFrame, columns: list[str], model_configured: bool) -
         detail.cast("string").alias("reject_detail"),
         why.cast("string").alias("reject_reason"),
     )
+
+
+def _share_an_image(carried: DataFrame, computed: DataFrame, ctx: StageContext) -> tuple[DataFrame, DataFrame]:
+    """(carried rows whose exact-duplicate decision may change, the others): an exact duplicate has the same
+    image (or none), so only carried rows sharing an image with a stale row, as computed now or as the last
+    run left it, can gain or lose one."""
+    stale = ctx.stale()
+    assert stale is not None and ctx.plan is not None
+    before = ctx.lakehouse.read("cleaned", ctx.plan.previous_version).join(stale, "sample_key", "left_semi")
+    images = computed.select("image_id").unionByName(before.select("image_id")).distinct().withColumnRenamed(
+        "image_id", "_shared")
+    shared = carried["image_id"].eqNullSafe(images["_shared"])
+    return carried.join(images, shared, "left_semi"), carried.join(images, shared, "left_anti")
 
 
 # codes decided by comparing rows with each other (or with benchmarks) after each row's own rules
