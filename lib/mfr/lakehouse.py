@@ -466,14 +466,19 @@ class Lakehouse:
         new = df.select("*", row_digest(df).alias("_new"))
         old = current.select(F.col(key).alias("_key"), row_digest(current).alias("_old"))
         changed = new.join(old, new[key] == old["_key"], "left").where(~F.col("_new").eqNullSafe(F.col("_old")))
-        upserts = changed.select(*df.columns, F.lit(False).alias("_delete"))
+        upserts = changed.select(*df.columns, F.lit(False).alias("_delete"), F.col("_old").isNotNull().alias("_update"))
         gone = old.join(df.select(F.col(key).alias("_key")), "_key", "left_anti")
         deletes = gone.select(*[(F.col("_key") if c == key else F.lit(None).cast(df.schema[c].dataType)).alias(c)
-                                for c in df.columns], F.lit(True).alias("_delete"))
+                                for c in df.columns], F.lit(True).alias("_delete"), F.lit(True).alias("_update"))
         # staged: the MERGE's source must not read the table it changes
         diff = self.stage(upserts.unionByName(deletes), run.run_id, f"merge-{table}")
-        if not diff.limit(1).count():
+        counted = diff.agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col("_update").cast("int")).alias("touch")).collect()[0]
+        if not counted["rows"]:
             return None
+        if not counted["touch"]:  # new keys only: an append (no file of the table is read or rewritten)
+            writer = self._writer(diff.select(*df.columns), "append", run)
+            retry_conflicts(lambda: writer.saveAsTable(self.name(table)))
+            return self._version_written_by(table, run)
         cols = [f"`{c}`" for c in df.columns]
         clause = (
             "WHEN MATCHED AND s._delete THEN DELETE "

@@ -195,7 +195,7 @@ def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh:
                 if stored >= 0:  # images new to the lakehouse (the others were stored by an earlier run)
                     out.metrics["images_stored"] = float(stored)
             with timed("write"):
-                if plan.mode == incremental.INCREMENTAL:
+                if plan.mode == incremental.INCREMENTAL and spec.incremental in ("rows", "files"):  # keyed rows
                     merged = lh.merge_stage_output(out.rows, table, run, candidates=out.candidates)
                     wrote = merged is not None
                     version = merged if merged is not None else plan.previous_version

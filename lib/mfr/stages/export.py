@@ -149,9 +149,10 @@ def export(ctx: StageContext) -> StageOutput:
     if unknown:
         raise ValueError(f"export.formats: unknown {sorted(unknown)}; use llamafactory and/or hf")
     storage = ctx.lakehouse.storage
-    if ctx.incremental and _still_exported(ctx):
-        return StageOutput(rows=ctx.lakehouse.read("exported", ctx.plan.previous_version if ctx.plan else None),
-                           rows_in=0, nothing_new=True)
+    if ctx.incremental and ctx.plan is not None:
+        if _still_exported(ctx):
+            return StageOutput(rows=ctx.lakehouse.read("exported", ctx.plan.previous_version), rows_in=0, nothing_new=True)
+        ctx.plan.mode, ctx.plan.why = "full", f"{cfg.settings.export.out} no longer holds this export"
     out = prepare_out(storage, cfg.settings.export.out, bool(cfg.settings.export.overwrite))
     thinking = bool(cfg.settings.export.thinking)
 
