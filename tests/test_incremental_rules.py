@@ -59,3 +59,26 @@ def test_a_subsets_digest_changes_with_any_of_its_files_size_time_or_columns_onl
         now = subset_digests([changed, b])
         assert now["s"] != base["s"] and now["t"] == base["t"]
     assert subset_digests([a, DumpFile("s", "/d/s/c.parquet", {"id": "int"}, 1, 5, 5), b])["s"] != base["s"]
+
+
+def test_the_change_feed_names_the_keys_whose_kept_content_differs_between_its_ends(spark):
+    from mfr.incremental import feed_changes
+
+    rows = [  # sample_key, reject_reason, value, change, commit version
+        ("new", None, "a", "insert", 2),
+        ("same", None, "a", "update_preimage", 2), ("same", None, "a", "update_postimage", 2),
+        ("edited", None, "a", "update_preimage", 2), ("edited", None, "b", "update_postimage", 2),
+        ("gone", None, "a", "delete", 3),
+        ("came_and_went", None, "a", "insert", 2), ("came_and_went", None, "a", "delete", 3),
+        ("now_rejected", None, "a", "update_preimage", 2), ("now_rejected", "why", "a", "update_postimage", 2),
+        ("rewritten", None, "a", "delete", 2), ("rewritten", None, "a", "insert", 2),  # an overwrite keeps it
+        ("back_and_forth", None, "a", "update_preimage", 2), ("back_and_forth", None, "b", "update_postimage", 2),
+        ("back_and_forth", None, "b", "update_preimage", 3), ("back_and_forth", None, "a", "update_postimage", 3),
+        ("null_moved", None, None, "update_preimage", 2), ("null_moved", None, "", "update_postimage", 2),
+    ]
+    feed = spark.createDataFrame(
+        [(k, r, v, c, n, None) for k, r, v, c, n in rows],
+        "sample_key string, reject_reason string, value string, _change_type string, _commit_version long, "
+        "_commit_timestamp timestamp")
+    changed = {r["sample_key"] for r in feed_changes(feed).collect()}
+    assert changed == {"new", "edited", "gone", "now_rejected", "null_moved"}

@@ -220,12 +220,20 @@ def creation_properties(schema: T.StructType, keep_days: float | None) -> dict[s
     return props
 
 
-def _creating(writer: DataFrameWriter, schema: T.StructType, keep_days: float | None) -> DataFrameWriter:
+def _creating(writer: DataFrameWriter, schema: T.StructType, keep_days: float | None,
+              change_feed: bool = False) -> DataFrameWriter:
     """A writer that creates its table with ``creation_properties`` (Delta reads ``delta.*`` writer options as
-    the new table's properties)."""
-    for key, value in creation_properties(schema, keep_days).items():
+    the new table's properties); ``change_feed``: with Delta's change data feed (stage tables: an incremental
+    run of the next stage reads only the rows that changed)."""
+    props = creation_properties(schema, keep_days)
+    if change_feed:
+        props[CHANGE_FEED_PROPERTY] = "true"
+    for key, value in props.items():
         writer = writer.option(key, value)
     return writer
+
+
+CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
 
 
 def create_table_ddl(name: str, schema: T.StructType, properties: dict[str, str]) -> str:
@@ -406,8 +414,14 @@ class Lakehouse:
         return self.spark.sql(f"DESCRIBE HISTORY {self.name(table)}")
 
     # ---- writes ------------------------------------------------------------------------------
-    def _creating(self, writer: DataFrameWriter, schema: T.StructType) -> DataFrameWriter:
-        return _creating(writer, schema, self.cfg.settings.lakehouse.keep_versions_days)
+    def _creating(self, writer: DataFrameWriter, schema: T.StructType, change_feed: bool = False) -> DataFrameWriter:
+        return _creating(writer, schema, self.cfg.settings.lakehouse.keep_versions_days, change_feed)
+
+    def changes(self, table: str, first: int, last: int) -> DataFrame:
+        """Delta's change data feed of ``table`` from version ``first`` to ``last`` (an error where the table
+        does not record it for the whole range)."""
+        return (self.spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", int(first))
+                .option("endingVersion", int(last)).table(self.name(table)))
 
     def _writer(self, df: DataFrame, mode: str, run: Run) -> DataFrameWriter:
         """A Delta writer whose commit carries the run (``userMetadata``): no session state is touched."""
@@ -434,7 +448,7 @@ class Lakehouse:
         self.ensure_schema()
         writer = self._writer(df, "overwrite", run)
         if self._is_new(table):
-            writer = self._creating(writer.option("overwriteSchema", "true"), df.schema)
+            writer = self._creating(writer.option("overwriteSchema", "true"), df.schema, change_feed=True)
         else:
             current = self.spark.table(self.name(table)).schema
             if _shape(current) != _shape(df.schema):  # only when columns really change

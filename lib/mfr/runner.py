@@ -210,7 +210,7 @@ def _run(spark: SparkSession, cfg: Config, stage: str, from_run: str | None, lh:
             rows_in, stage_metrics, after_write = out.rows_in, dict(out.metrics), out.after_write
             processed = plan.counts.get("rows_processed") if plan.mode == incremental.INCREMENTAL else rows_in
             stage_metrics.setdefault("incremental.rows_processed", float(processed if processed is not None else rows_in))
-        for name in ("rows_removed", "rows_retried"):
+        for name in ("rows_removed", "rows_retried", "input_from_change_feed"):
             if name in plan.counts:
                 stage_metrics[f"incremental.{name}"] = float(plan.counts[name])
         kept, by_reason, quarantined = outcomes.kept, outcomes.rejected_by_reason(), outcomes.quarantined_rows
