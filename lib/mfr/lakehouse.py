@@ -223,11 +223,15 @@ def creation_properties(schema: T.StructType, keep_days: float | None) -> dict[s
 def _creating(writer: DataFrameWriter, schema: T.StructType, keep_days: float | None,
               change_feed: bool = False) -> DataFrameWriter:
     """A writer that creates its table with ``creation_properties`` (Delta reads ``delta.*`` writer options as
-    the new table's properties); ``change_feed``: with Delta's change data feed (stage tables: an incremental
-    run of the next stage reads only the rows that changed)."""
+    the new table's properties); ``change_feed``: with Delta's change data feed and deletion vectors (stage
+    tables: an incremental run of the next stage reads only the rows that changed, and a MERGE rewrites no
+    file for the rows it removes)."""
     props = creation_properties(schema, keep_days)
     if change_feed:
         props[CHANGE_FEED_PROPERTY] = "true"
+        # an incremental run's MERGE marks the few rows it deletes or updates instead of rewriting each file
+        # that holds one (measured: 3 rows deleted rewrote a ~25 MB file of a 100k-row table)
+        props["delta.enableDeletionVectors"] = "true"
     for key, value in props.items():
         writer = writer.option(key, value)
     return writer
