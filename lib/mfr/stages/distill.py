@@ -399,9 +399,10 @@ def _with_regenerations(ctx: StageContext, rows: DataFrame) -> tuple[DataFrame, 
     regen = persist(ctx, regen, "regenerate")
     out = rows.join(regen, "sample_key", "left")
     count, floor = F.col("_regen_count"), F.col("_regen_floor")
-    if distilled is not None and "cot_regenerations" in lh.read("distilled", distilled).columns:
+    last = lh.read("distilled", distilled) if distilled is not None else None
+    if last is not None and "cot_regenerations" in last.columns:
         cot = _purpose(ctx, "cot")
-        last = lh.read("distilled", distilled).where(
+        last = last.where(
             (F.col("cot_model") == F.lit(cot.settings.model if cot.settings else None))
             & (F.col("cot_prompt_version") == cot.prompt_version)).select(
             "sample_key", F.col("cot_regenerations").alias("_had"), F.col("cot_min_index").alias("_had_floor"))
